@@ -1,0 +1,46 @@
+"""Settings of a `geoseg run`: one validated object built from CLI options (or a flow's parameters).
+
+Unset tile/overlap/batch values fall back to the model package's defaults, resolved in
+`resolve_predict_settings` once the package is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from geoseg.package import ModelPackage
+from geoseg.predict import PredictSettings
+from geoseg.stitch import BlendKind
+
+DEFAULT_OUT = Path("geoseg_out")
+
+
+class RunSettings(BaseModel):
+    """Everything a run needs; paths are checked when the run starts, not here."""
+
+    model_config = ConfigDict(frozen=True)
+
+    aoi: Path = Field(description="AOI polygons: GeoJSON, GeoPackage or shapefile, any CRS")
+    scenes: list[Path] = Field(min_length=1, description="scene files or folders of them")
+    model: Path = Field(description="model package (.geoseg)")
+    out: Path = Field(DEFAULT_OUT, description="output folder")
+    device: str = Field("auto", description="auto, cpu or cuda")
+    tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
+    overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")
+    batch_size: int | None = Field(None, ge=1, description="tiles per batch (package default)")
+    blend: BlendKind = BlendKind.HANN
+    connectivity: int = Field(4, description="polygon connectivity: 4 or 8")
+    vectorize: bool = Field(True, description="write polygons.gpkg")
+
+
+def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> PredictSettings:
+    """Tile size, overlap and batch size: the run's values where given, else the package's."""
+    tile = package.metadata.tile
+    return PredictSettings(
+        tile_px=settings.tile_size or tile.size_px,
+        overlap_px=tile.overlap_px if settings.overlap is None else settings.overlap,
+        batch_size=settings.batch_size or tile.batch_size,
+        blend=settings.blend,
+    )

@@ -1,0 +1,53 @@
+"""One exception family for everything a user can get wrong.
+
+Every message names the file (or option), what is wrong with it, and what to do about it.
+The CLI turns a `GeosegError` into one red line and a non-zero exit code; tracebacks only
+appear with ``--debug``. Subclasses also inherit the builtin they refine, as rasterio does,
+so ``except OSError`` still catches an unreadable file.
+"""
+
+from __future__ import annotations
+
+
+class GeosegError(Exception):
+    """Root of all user-facing geoseg errors."""
+
+    exit_code: int = 2
+
+
+class AoiError(GeosegError, ValueError):
+    """The area of interest cannot be used (missing, no CRS, empty or invalid geometry)."""
+
+
+class AoiOutsideScenesError(AoiError):
+    """The AOI does not intersect any of the given scenes."""
+
+
+class SceneError(GeosegError, OSError):
+    """A scene cannot be read or used."""
+
+
+class ModelPackageError(GeosegError, ValueError):
+    """A model package is missing, corrupt, or does not fit a scene."""
+
+
+class IncompatibleSceneError(ModelPackageError):
+    """A scene's bands, dtype or ground sample distance do not fit the model package."""
+
+
+class OutputError(GeosegError, OSError):
+    """An output location cannot be written."""
+
+
+class ConfigError(GeosegError, ValueError):
+    """An option or configuration value is invalid."""
+
+
+class TrainingDataError(GeosegError, ValueError):
+    """Training images and labels cannot be used together."""
+
+
+class RunCancelledError(GeosegError):
+    """The run was cancelled (Ctrl-C); no partial outputs were left under final names."""
+
+    exit_code = 130

@@ -1,0 +1,210 @@
+"""Tile geometry: how a pixel window of a scene is covered by overlapping model-sized tiles.
+
+A `TileGrid` is built from the AOI's window in scene pixels, the scene's shape, the tile size
+and the overlap. It is pure (no I/O) and the only place where tile index math lives:
+
+- tiles cover the window completely; along each axis the starts are spread evenly so that
+  neighbouring tiles overlap by at least ``overlap_px`` and the last tile ends exactly at the
+  (context-extended) window edge: edge tiles are shifted inward, never padded;
+- the window is first widened by ``context_px`` on each side (clamped to the scene) so pixels on
+  the AOI boundary are predicted with real image context, not with tile-edge effects;
+- a window narrower than a tile gets one tile centred on it, as far as the scene allows;
+- only a scene smaller than a tile along an axis is padded (bottom/right) to the tile size.
+
+Every tile knows its read window (scene pixels), its padding, and its output window (the part of
+the read window inside the AOI window).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from rasterio.windows import Window
+
+from geoseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PixelWindow:
+    """A rectangle of pixels: offsets and size in (row, col) order, end exclusive."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        if self.height < 0 or self.width < 0:
+            raise ValueError(f"window size must be >= 0, got {self.height}x{self.width}")
+
+    @property
+    def row_end(self) -> int:
+        return self.row_off + self.height
+
+    @property
+    def col_end(self) -> int:
+        return self.col_off + self.width
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.height, self.width)
+
+    @property
+    def size_px(self) -> int:
+        return self.height * self.width
+
+    def intersection(self, other: PixelWindow) -> PixelWindow | None:
+        """The common part of two windows, or None if they do not overlap."""
+        r0, c0 = max(self.row_off, other.row_off), max(self.col_off, other.col_off)
+        r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        return PixelWindow(r0, c0, r1 - r0, c1 - c0)
+
+    def relative_to(self, outer: PixelWindow) -> tuple[slice, slice]:
+        """Array slices (rows, cols) selecting this window inside an array covering ``outer``."""
+        r, c = self.row_off - outer.row_off, self.col_off - outer.col_off
+        return slice(r, r + self.height), slice(c, c + self.width)
+
+    def to_rasterio(self) -> Window:
+        """The same window as a ``rasterio.windows.Window``."""
+        return Window(self.col_off, self.row_off, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a grid: what to read, how much to pad, and where its prediction goes."""
+
+    row: int
+    col: int
+    read: PixelWindow
+    """Scene pixels read for this tile (tile-sized unless the scene is smaller than a tile)."""
+    pad_bottom: int
+    pad_right: int
+    out: PixelWindow
+    """Scene pixels this tile contributes to: ``read`` intersected with the AOI window."""
+
+    @property
+    def out_in_tile(self) -> tuple[slice, slice]:
+        """Slices selecting ``out`` inside the (padded) tile array."""
+        return self.out.relative_to(self.read)
+
+
+def axis_starts(
+    win_off: int, win_len: int, scene_len: int, *, tile_px: int, overlap_px: int, context_px: int
+) -> tuple[tuple[int, ...], int]:
+    """Tile starts along one axis and the length read per tile.
+
+    The covered span is the window widened by ``context_px`` and clamped to ``[0, scene_len)``.
+    With span length L > tile t and minimum overlap o, the count is
+    ``n = ceil((L - t) / (t - o)) + 1`` and start k is ``span_off + round(k * (L - t) / (n - 1))``,
+    so the last tile ends exactly at the span end. A span shorter than a tile gets one tile
+    centred on it, clamped into the scene; a scene shorter than a tile gets one padded tile.
+    """
+    if scene_len <= tile_px:
+        return (0,), scene_len
+    span_off = max(0, win_off - context_px)
+    span_end = min(scene_len, win_off + win_len + context_px)
+    span_len = span_end - span_off
+    if span_len <= tile_px:
+        centred = span_off + span_len // 2 - tile_px // 2
+        return (min(max(centred, 0), scene_len - tile_px),), tile_px
+    stride = tile_px - overlap_px
+    n = math.ceil((span_len - tile_px) / stride) + 1
+    step = (span_len - tile_px) / (n - 1)
+    return tuple(span_off + round(k * step) for k in range(n)), tile_px
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Overlapping tiles covering ``window`` of a scene of ``scene_shape`` (height, width)."""
+
+    window: PixelWindow
+    scene_shape: tuple[int, int]
+    tile_px: int
+    overlap_px: int
+    context_px: int
+    row_starts: tuple[int, ...] = field(repr=False)
+    col_starts: tuple[int, ...] = field(repr=False)
+    read_height: int = field(repr=False)
+    read_width: int = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        window: PixelWindow,
+        scene_shape: tuple[int, int],
+        tile_px: int,
+        overlap_px: int,
+        context_px: int | None = None,
+    ) -> TileGrid:
+        """Lay out the tiles; ``context_px`` defaults to half the overlap."""
+        _check_params(window, scene_shape, tile_px, overlap_px)
+        context = overlap_px // 2 if context_px is None else context_px
+        if context < 0:
+            raise ConfigError(f"context must be >= 0 px, got {context}")
+        along = {"tile_px": tile_px, "overlap_px": overlap_px, "context_px": context}
+        rows, read_h = axis_starts(window.row_off, window.height, scene_shape[0], **along)
+        cols, read_w = axis_starts(window.col_off, window.width, scene_shape[1], **along)
+        return cls(window, scene_shape, tile_px, overlap_px, context, rows, cols, read_h, read_w)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(tile rows, tile cols)."""
+        return (len(self.row_starts), len(self.col_starts))
+
+    def __len__(self) -> int:
+        return len(self.row_starts) * len(self.col_starts)
+
+    def tile(self, row: int, col: int) -> Tile:
+        """The tile at grid position (row, col)."""
+        read = PixelWindow(
+            self.row_starts[row], self.col_starts[col], self.read_height, self.read_width
+        )
+        out = read.intersection(self.window)
+        if out is None:  # cannot happen for a valid grid; guards against future edits
+            raise RuntimeError(f"tile {row},{col} does not touch the window {self.window}")
+        return Tile(
+            row=row,
+            col=col,
+            read=read,
+            pad_bottom=self.tile_px - self.read_height,
+            pad_right=self.tile_px - self.read_width,
+            out=out,
+        )
+
+    def __iter__(self) -> Iterator[Tile]:
+        """Tiles in row-major order, which the streaming row-band accumulator relies on."""
+        for r in range(len(self.row_starts)):
+            for c in range(len(self.col_starts)):
+                yield self.tile(r, c)
+
+    def rows_final_before(self, tile_row: int) -> int:
+        """Scene row up to which the output is final once tile rows < ``tile_row`` are blended.
+
+        No tile of row ``tile_row`` or later reaches above its start, so every scene row
+        before it is complete. Past the last tile row, the whole window is final.
+        """
+        if tile_row >= len(self.row_starts):
+            return self.window.row_end
+        return min(max(self.row_starts[tile_row], self.window.row_off), self.window.row_end)
+
+
+def _check_params(
+    window: PixelWindow, scene_shape: tuple[int, int], tile_px: int, overlap_px: int
+) -> None:
+    if tile_px < 16:
+        raise ConfigError(f"--tile-size must be at least 16 px, got {tile_px}")
+    if not 0 <= overlap_px <= tile_px // 2:
+        raise ConfigError(
+            f"--overlap must be between 0 and half the tile size ({tile_px // 2} px), "
+            f"got {overlap_px}"
+        )
+    if window.height == 0 or window.width == 0:
+        raise ConfigError(f"the window to tile is empty: {window}")
+    scene = PixelWindow(0, 0, *scene_shape)
+    if scene.intersection(window) != window:
+        raise ConfigError(f"window {window} is not inside the scene of shape {scene_shape}")

@@ -1,0 +1,119 @@
+"""Areas of interest: read and validate, reproject to a scene CRS, turn into windows and masks.
+
+An AOI is one (multi)polygon in a known CRS, read with pyogrio from any OGR vector format
+(GeoJSON, GeoPackage, shapefile, ...). All of its polygon features are unioned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pyogrio.errors
+import shapely
+from affine import Affine
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.features import geometry_mask
+from shapely.geometry.base import BaseGeometry
+
+from geoseg.errors import AoiError
+from geoseg.grid import PixelWindow
+from geoseg.io.raster import SceneInfo
+
+_POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+@dataclass(frozen=True)
+class Aoi:
+    """The union of an AOI file's polygons, in the file's CRS."""
+
+    path: Path
+    geometry: BaseGeometry
+    crs: CRS
+
+
+def read_aoi(path: Path | str) -> Aoi:
+    """Read an AOI file; refuse missing files, files without CRS, and empty/invalid geometry."""
+    path = Path(path)
+    if not path.exists():
+        raise AoiError(f"{path}: AOI file not found; pass an existing GeoJSON/GPKG/SHP with --aoi")
+    try:
+        meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+        raise AoiError(
+            f"{path}: cannot read the AOI ({str(exc).splitlines()[0]}); "
+            "pass a GeoJSON, GeoPackage or shapefile with polygon features"
+        ) from None
+    if not meta.get("crs"):
+        raise AoiError(
+            f"{path}: the AOI has no CRS; save it with one (e.g. EPSG:4326 GeoJSON, or add a .prj)"
+        )
+    geoms = [g for g in shapely.from_wkb(wkb) if g is not None and not g.is_empty]
+    if not geoms:
+        raise AoiError(f"{path}: the AOI has no geometry; draw at least one polygon")
+    for i, geom in enumerate(geoms):
+        if geom.geom_type not in _POLYGONAL:
+            raise AoiError(
+                f"{path}: feature {i} is a {geom.geom_type}; an AOI must be polygons "
+                "(buffer points/lines into polygons first)"
+            )
+        if not geom.is_valid:
+            raise AoiError(
+                f"{path}: feature {i} is an invalid polygon ({shapely.is_valid_reason(geom)}); "
+                "repair it (QGIS 'Fix geometries' or shapely.make_valid) and try again"
+            )
+    union = shapely.union_all(geoms)
+    if union.is_empty or union.area == 0:
+        raise AoiError(f"{path}: the AOI polygons have zero area; draw a real polygon")
+    return Aoi(path=path, geometry=union, crs=CRS.from_user_input(meta["crs"]))
+
+
+def aoi_in_crs(aoi: Aoi, crs: CRS) -> BaseGeometry:
+    """The AOI reprojected to ``crs``, densified first so straight edges bend correctly."""
+    if aoi.crs == crs:
+        return aoi.geometry
+    minx, miny, maxx, maxy = aoi.geometry.bounds
+    step = max(maxx - minx, maxy - miny) / 200 or 1.0
+    dense = shapely.segmentize(aoi.geometry, step)
+    transformer = Transformer.from_crs(aoi.crs.to_wkt(), crs.to_wkt(), always_xy=True)
+    projected = shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(*xy.T)))
+    if not np.all(np.isfinite(shapely.get_coordinates(projected))):
+        raise AoiError(
+            f"{aoi.path}: the AOI cannot be reprojected to {crs.to_string()} (it lies outside "
+            "that CRS's area of use); use scenes that cover the AOI"
+        )
+    return shapely.make_valid(projected) if not projected.is_valid else projected
+
+
+def aoi_window(geometry: BaseGeometry, scene: SceneInfo) -> PixelWindow | None:
+    """The smallest pixel window of ``scene`` holding every pixel centre in the AOI's bounds.
+
+    None if the AOI misses the scene or lies between pixel centres.
+    """
+    footprint = shapely.box(*scene.bounds)
+    part = geometry.intersection(footprint)
+    if part.is_empty:
+        return None
+    inverse = ~scene.transform
+    minx, miny, maxx, maxy = part.bounds
+    corners = [inverse * xy for xy in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))]
+    cols, rows = [c for c, _ in corners], [r for _, r in corners]
+    # pixel (r, c) has its centre at r + 0.5: keep the centres inside the bounding box
+    r0 = max(0, math.ceil(min(rows) - 0.5))
+    c0 = max(0, math.ceil(min(cols) - 0.5))
+    r1 = min(scene.height, math.floor(max(rows) - 0.5) + 1)
+    c1 = min(scene.width, math.floor(max(cols) - 0.5) + 1)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return PixelWindow(r0, c0, r1 - r0, c1 - c0)
+
+
+def aoi_mask(geometry: BaseGeometry, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
+    """Bool array (rows, cols): True where the pixel centre lies inside the AOI."""
+    if shape[0] == 0 or shape[1] == 0:
+        return np.zeros(shape, dtype=bool)
+    return geometry_mask([geometry], out_shape=shape, transform=transform, invert=True)

@@ -1,0 +1,304 @@
+"""Raster I/O: scene facts, windowed reads with nodata masks, row-band writers and COGs.
+
+Nothing here holds a scene-sized array: reads are windowed, outputs are written row band by row
+band into a tiled GeoTIFF, and the final Cloud-Optimized GeoTIFF (with overviews) is made from
+that file by GDAL's COG driver, which works block by block.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+
+from geoseg.classes import CLASS_NODATA, ClassInfo, colormap
+from geoseg.errors import OutputError, SceneError
+from geoseg.grid import PixelWindow
+
+_EARTH_RADIUS_M = 6_371_008.8
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What geoseg needs to know about a scene, read once from its header."""
+
+    path: Path
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+    band_count: int
+    dtypes: tuple[str, ...]
+    nodata: float | None
+
+    @property
+    def name(self) -> str:
+        """Output folder name for this scene: the file name without its suffix."""
+        return self.path.stem
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) in CRS units, positive."""
+        return (abs(self.transform.a), abs(self.transform.e))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        left, top = self.transform * (0, 0)
+        right, bottom = self.transform * (self.width, self.height)
+        return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+
+    @property
+    def gsd_m(self) -> float:
+        """Ground sample distance in metres (mean of x/y; approximated for geographic CRSs)."""
+        return pixel_size_m(self.crs, self.transform, self.bounds)
+
+    def window_transform(self, window: PixelWindow) -> Affine:
+        """Affine transform of a pixel window of this scene (same grid, shifted origin)."""
+        return self.transform * Affine.translation(window.col_off, window.row_off)
+
+
+def pixel_size_m(crs: CRS, transform: Affine, bounds: tuple[float, float, float, float]) -> float:
+    """Mean pixel size in metres: CRS linear units, or degrees scaled at the mid-latitude."""
+    rx, ry = abs(transform.a), abs(transform.e)
+    if crs.is_geographic:
+        lat = math.radians((bounds[1] + bounds[3]) / 2)
+        metres_per_deg = math.pi * _EARTH_RADIUS_M / 180
+        return (rx * metres_per_deg * math.cos(lat) + ry * metres_per_deg) / 2
+    return (rx + ry) / 2 * crs.linear_units_factor[1]
+
+
+def open_scene(path: Path | str) -> SceneInfo:
+    """Read a scene's header; refuse files GDAL cannot open or that have no CRS."""
+    path = Path(path)
+    try:
+        with rasterio.open(path) as ds:
+            info = SceneInfo(
+                path=path,
+                crs=ds.crs,
+                transform=ds.transform,
+                height=ds.height,
+                width=ds.width,
+                band_count=ds.count,
+                dtypes=tuple(ds.dtypes),
+                nodata=ds.nodata,
+            )
+    except RasterioIOError as exc:
+        reason = str(exc).split(":")[-1].strip() or "not a raster GDAL can read"
+        raise SceneError(
+            f"{path}: cannot read the scene ({reason}); pass GeoTIFF/COG/VRT files with --scenes"
+        ) from None
+    if info.crs is None:
+        raise SceneError(
+            f"{path}: the scene has no CRS; georeference it first (e.g. gdal_edit.py -a_srs)"
+        )
+    if info.transform.b != 0 or info.transform.d != 0:
+        raise SceneError(f"{path}: the scene grid is rotated; warp it north-up first (gdalwarp)")
+    return info
+
+
+def read_window(
+    ds: rasterio.DatasetReader, window: PixelWindow, indexes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bands ``indexes`` over ``window`` and a valid mask (True where every band has data)."""
+    rio_window = window.to_rasterio()
+    data = ds.read(list(indexes), window=rio_window)
+    masks = ds.read_masks(list(indexes), window=rio_window)
+    return data, np.all(masks > 0, axis=0)
+
+
+@dataclass(frozen=True)
+class OutputGrid:
+    """Georeferencing of an output raster: the AOI window on the scene grid."""
+
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+
+
+class RowBandWriter:
+    """A single-band uint8 tiled GeoTIFF written in whole-row bands (memory: one band)."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: OutputGrid,
+        *,
+        nodata: int | None,
+        classes: Sequence[ClassInfo] | None = None,
+        tags: dict[str, str] | None = None,
+    ):
+        self.path = path
+        self._grid = grid
+        self._nodata = nodata
+        self._classes = classes
+        self._tags = tags or {}
+        self._ds: rasterio.io.DatasetWriter | None = None
+        self.rows_written = 0
+
+    def __enter__(self) -> Self:
+        try:
+            self._ds = rasterio.open(
+                self.path,
+                "w",
+                driver="GTiff",
+                width=self._grid.width,
+                height=self._grid.height,
+                count=1,
+                dtype="uint8",
+                crs=self._grid.crs,
+                transform=self._grid.transform,
+                nodata=self._nodata,
+                tiled=True,
+                blockxsize=256,
+                blockysize=256,
+                compress="deflate",
+                predictor=2,
+                BIGTIFF="IF_SAFER",
+            )
+        except RasterioIOError as exc:
+            raise OutputError(f"{self.path}: cannot create the file ({exc})") from None
+        if self._classes is not None:
+            self._ds.write_colormap(1, colormap(self._classes))
+        self._ds.update_tags(**self._tags)
+        return self
+
+    def write_rows(self, row_off: int, rows: np.ndarray) -> None:
+        """Write ``rows`` (n, width) uint8 starting at output row ``row_off``."""
+        if self._ds is None:
+            raise RuntimeError("RowBandWriter.write_rows called outside its `with` block")
+        window = rasterio.windows.Window(0, row_off, rows.shape[1], rows.shape[0])
+        self._ds.write(rows, 1, window=window)
+        self.rows_written += rows.shape[0]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+
+
+def write_cog(src: Path, dst: Path, *, resampling: str) -> None:
+    """Convert a tiled GeoTIFF to a COG with internal overviews (GDAL works block-wise)."""
+    try:
+        rasterio.shutil.copy(
+            src,
+            dst,
+            driver="COG",
+            BLOCKSIZE=512,
+            COMPRESS="DEFLATE",
+            PREDICTOR="YES",
+            OVERVIEWS="IGNORE_EXISTING",
+            OVERVIEW_RESAMPLING=resampling.upper(),
+            BIGTIFF="IF_SAFER",
+            NUM_THREADS="ALL_CPUS",
+        )
+    except RasterioIOError as exc:
+        raise OutputError(f"{dst}: cannot write the COG ({exc})") from None
+
+
+def write_category_names(tif: Path, classes: Sequence[ClassInfo]) -> Path:
+    """Class names as GDAL category names in a PAM sidecar (``<tif>.aux.xml``).
+
+    GeoTIFF has no slot for category names; GDAL and QGIS read them from this sidecar, which
+    travels with the file like a .prj would.
+    """
+    names = {c.id: c.name for c in classes}
+    entries = "".join(
+        f"<Category>{escape(names.get(i, ''))}</Category>" for i in range(max(names) + 1)
+    )
+    xml = (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n'
+        f"    <CategoryNames>{entries}</CategoryNames>\n"
+        "  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+    sidecar = tif.with_name(tif.name + ".aux.xml")
+    sidecar.write_text(xml, encoding="utf-8")
+    return sidecar
+
+
+def classes_tags(classes: Sequence[ClassInfo]) -> dict[str, str]:
+    """GeoTIFF metadata tags that let `geoseg vectorize` recover class names and colours."""
+    return {
+        "GEOSEG_CLASSES": json.dumps(
+            [{"id": c.id, "name": c.name, "color": c.color} for c in classes]
+        )
+    }
+
+
+def classes_from_tags(path: Path) -> list[ClassInfo] | None:
+    """Classes stored by `classes_tags` in a class raster, or None if it has none."""
+    with rasterio.open(path) as ds:
+        raw = ds.tags().get("GEOSEG_CLASSES")
+    if raw is None:
+        return None
+    return [ClassInfo(int(c["id"]), str(c["name"]), str(c["color"])) for c in json.loads(raw)]
+
+
+def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[ClassInfo]) -> Path:
+    """A VRT mosaic of single-band class rasters that share one CRS and pixel size.
+
+    Written by hand (no gdalbuildvrt needed). Source paths are stored relative to the VRT.
+    """
+    infos = [open_scene(p) for p in sources]
+    crs, (rx, ry) = infos[0].crs, infos[0].res
+    for info in infos[1:]:
+        if info.crs != crs or not np.allclose(info.res, (rx, ry)):
+            raise OutputError(f"{info.path}: CRS or pixel size differs; cannot join the mosaic")
+    left = min(i.bounds[0] for i in infos)
+    top = max(i.bounds[3] for i in infos)
+    right = max(i.bounds[2] for i in infos)
+    bottom = min(i.bounds[1] for i in infos)
+    width, height = round((right - left) / rx), round((top - bottom) / ry)
+    colours = colormap(classes)
+    entries = "".join(
+        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
+        for i in range(256)
+    )
+    simple = []
+    for info in infos:
+        x_off = round((info.bounds[0] - left) / rx)
+        y_off = round((top - info.bounds[3]) / ry)
+        rel = os.path.relpath(info.path.resolve(), dst.parent.resolve())
+        simple.append(
+            f'    <ComplexSource><SourceFilename relativeToVRT="1">{escape(str(rel))}'
+            "</SourceFilename><SourceBand>1</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>'
+            f'<DstRect xOff="{x_off}" yOff="{y_off}" xSize="{info.width}" ySize="{info.height}"/>'
+            f"<NODATA>{CLASS_NODATA}</NODATA></ComplexSource>\n"
+        )
+    xml = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
+        f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
+        f"  <GeoTransform>{left}, {rx}, 0, {top}, 0, {-ry}</GeoTransform>\n"
+        '  <VRTRasterBand dataType="Byte" band="1">\n'
+        f"    <NoDataValue>{CLASS_NODATA}</NoDataValue>\n"
+        "    <ColorInterp>Palette</ColorInterp>\n"
+        f"    <ColorTable>{entries}</ColorTable>\n"
+        f"{''.join(simple)}"
+        "  </VRTRasterBand>\n</VRTDataset>\n"
+    )
+    dst.write_text(xml, encoding="utf-8")
+    return dst

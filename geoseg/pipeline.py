@@ -1,0 +1,354 @@
+"""`geoseg run` as a library function: plan the scenes, predict, write COGs, vectorize, report.
+
+Validation comes first (AOI, model package, every scene against the package, output folder),
+so bad input fails before any output exists. Each scene is written into a hidden temp folder
+and renamed to ``OUT/<scene>/`` only when all its files are complete; ``run.json`` is written
+last, the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+import torch
+
+import geoseg
+from geoseg.config import RunSettings, resolve_predict_settings
+from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
+from geoseg.grid import TileGrid
+from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
+from geoseg.io.raster import (
+    SceneInfo,
+    open_scene,
+    write_category_names,
+    write_cog,
+    write_mosaic_vrt,
+)
+from geoseg.io.vector import write_raster_qml
+from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package, package_summary
+from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
+from geoseg.progress import NoProgress, Progress
+from geoseg.vectorize import Connectivity, vectorize_raster
+
+SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+CLASSES_NAME = "classes.tif"
+CONFIDENCE_NAME = "confidence.tif"
+POLYGONS_NAME = "polygons.gpkg"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class SceneResult:
+    """Outputs and figures of one scene, as recorded in run.json."""
+
+    scene: str
+    path: str
+    crs: str
+    window: dict[str, int]
+    outputs: dict[str, str]
+    tiles: int
+    window_px: int
+    valid_px: int
+    class_px: dict[str, int]
+    polygons: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    """What a run produced: per-scene results, mosaics, and the run.json path."""
+
+    out: Path
+    scenes: list[SceneResult]
+    mosaics: list[str]
+    run_json: Path
+    seconds: float
+
+    @property
+    def pixels_per_second(self) -> float:
+        predicted = sum(s.window_px for s in self.scenes)
+        seconds = sum(s.timings_s.get("predict", 0.0) for s in self.scenes)
+        return predicted / seconds if seconds else 0.0
+
+
+def find_scene_files(inputs: Sequence[Path]) -> list[Path]:
+    """Expand folders into their raster files (sorted); refuse missing paths and empty folders."""
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in SCENE_SUFFIXES)
+            if not found:
+                raise SceneError(
+                    f"{p}: no scenes in this folder (looked for {', '.join(SCENE_SUFFIXES)})"
+                )
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise SceneError(f"{p}: scene not found; pass existing files or folders with --scenes")
+    return files
+
+
+def scene_names(scenes: Sequence[SceneInfo]) -> list[str]:
+    """Output folder names: file stems, made unique with a counter where stems collide."""
+    seen: dict[str, int] = defaultdict(int)
+    names = []
+    for s in scenes:
+        seen[s.name] += 1
+        names.append(s.name if seen[s.name] == 1 else f"{s.name}_{seen[s.name]}")
+    return names
+
+
+def plan_scenes(aoi: Aoi, scenes: Sequence[SceneInfo]) -> list[tuple[str, SceneWindow]]:
+    """The scenes the AOI touches, each with its pixel window and the AOI in its CRS."""
+    planned = []
+    for name, scene in zip(scene_names(scenes), scenes, strict=True):
+        geom = aoi_in_crs(aoi, scene.crs)
+        window = aoi_window(geom, scene)
+        if window is not None:
+            planned.append((name, SceneWindow(scene, window, geom)))
+    if not planned:
+        bounds = ", ".join(f"{v:.6g}" for v in aoi.geometry.bounds)
+        listed = ", ".join(s.path.name for s in scenes)
+        raise AoiOutsideScenesError(
+            f"{aoi.path}: the AOI (bounds {bounds} in {aoi.crs.to_string()}) does not cover any "
+            f"pixel of the scenes ({listed}); check the AOI's CRS or pass the scenes that cover it"
+        )
+    return planned
+
+
+def prepare_output_dir(out: Path) -> None:
+    """Create the output folder and prove it is writable, before any work starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".geoseg-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{out}: the output folder is not writable ({exc.strerror or exc}); "
+            "pass a folder you can write to with --out"
+        ) from None
+
+
+def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
+    """Run the whole pipeline for an AOI; see the module docstring for the guarantees."""
+    t0 = time.perf_counter()
+    progress = progress or NoProgress()
+    aoi = read_aoi(settings.aoi)
+    package = load_package(settings.model)
+    scenes = [open_scene(p) for p in find_scene_files(settings.scenes)]
+    planned = plan_scenes(aoi, scenes)
+    for _, target in planned:
+        s = target.scene
+        check_scene(package, SceneFacts(s.path, s.band_count, s.dtypes, s.gsd_m))
+    predict_settings = resolve_predict_settings(settings, package)
+    predictor = Predictor(package, resolve_device(settings.device))
+    predictor.check_tile_size(predict_settings.tile_px)
+    connectivity = Connectivity(settings.connectivity)
+    prepare_output_dir(settings.out)
+
+    results = [
+        run_scene(
+            name,
+            target,
+            predictor=predictor,
+            settings=predict_settings,
+            out=settings.out,
+            connectivity=connectivity,
+            progress=progress,
+        )
+        for name, target in planned
+    ]
+    mosaics = write_mosaics(settings.out, results, package)
+    seconds = time.perf_counter() - t0
+    run_json = write_run_json(
+        settings,
+        package=package,
+        predict_settings=predict_settings,
+        predictor=predictor,
+        results=results,
+        mosaics=mosaics,
+        seconds=seconds,
+    )
+    return RunReport(settings.out, results, mosaics, run_json, seconds)
+
+
+def run_scene(
+    name: str,
+    target: SceneWindow,
+    *,
+    predictor: Predictor,
+    settings: PredictSettings,
+    out: Path,
+    connectivity: Connectivity,
+    progress: Progress,
+) -> SceneResult:
+    """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
+    package = predictor.package
+    classes = package.metadata.class_infos()
+    final_dir = out / name
+    tmp_dir = out / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir()
+    timings: dict[str, float] = {}
+    try:
+        grid = TileGrid.build(
+            target.window, target.scene.shape, settings.tile_px, settings.overlap_px
+        )
+        progress.scene_started(name, len(grid), target.window.size_px)
+        raw_classes, raw_conf = tmp_dir / "classes.raw.tif", tmp_dir / "confidence.raw.tif"
+        stats = predict_scene(
+            target,
+            predictor,
+            settings,
+            classes_path=raw_classes,
+            confidence_path=raw_conf,
+            on_tiles=lambda n: progress.tiles_done(name, n),
+            grid=grid,
+        )
+        timings["predict"] = stats.seconds
+        timings["model"] = stats.model_seconds
+
+        progress.stage(name, "writing COGs")
+        t = time.perf_counter()
+        write_cog(raw_classes, tmp_dir / CLASSES_NAME, resampling="mode")
+        write_cog(raw_conf, tmp_dir / CONFIDENCE_NAME, resampling="average")
+        raw_classes.unlink()
+        raw_conf.unlink()
+        write_category_names(tmp_dir / CLASSES_NAME, classes)
+        write_raster_qml(tmp_dir / "classes.qml", classes)
+        timings["cog"] = time.perf_counter() - t
+
+        progress.stage(name, "vectorizing")
+        t = time.perf_counter()
+        vec = vectorize_raster(
+            tmp_dir / CLASSES_NAME,
+            tmp_dir / POLYGONS_NAME,
+            classes=classes,
+            confidence_path=tmp_dir / CONFIDENCE_NAME,
+            connectivity=connectivity,
+            extra_attributes={"scene": name, "model_sha256": package.sha256},
+        )
+        timings["vectorize"] = time.perf_counter() - t
+        _replace_dir(tmp_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    finally:
+        progress.scene_finished(name)
+    w = target.window
+    return SceneResult(
+        scene=name,
+        path=str(target.scene.path),
+        crs=target.scene.crs.to_string(),
+        window={"row_off": w.row_off, "col_off": w.col_off, "height": w.height, "width": w.width},
+        outputs={
+            "classes": str(final_dir / CLASSES_NAME),
+            "confidence": str(final_dir / CONFIDENCE_NAME),
+            "polygons": str(final_dir / POLYGONS_NAME),
+        },
+        tiles=stats.tiles,
+        window_px=stats.window_px,
+        valid_px=stats.valid_px,
+        class_px={str(k): v for k, v in stats.class_px.items()},
+        polygons=vec.n_polygons,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished temp folder onto its final name, replacing an older result."""
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    if dst.exists():
+        dst.replace(old)
+    src.replace(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_mosaics(out: Path, results: Sequence[SceneResult], package: ModelPackage) -> list[str]:
+    """``mosaic.vrt`` of the class rasters; one VRT per CRS when the scenes' CRSs differ."""
+    if len(results) < 2:
+        return []
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for r in results:
+        groups[r.crs].append(Path(r.outputs["classes"]))
+    classes = package.metadata.class_infos()
+    written = []
+    for crs, paths in groups.items():
+        tag = crs.replace(":", "").lower()
+        name = "mosaic.vrt" if len(groups) == 1 else f"mosaic_{tag}.vrt"
+        try:
+            written.append(str(write_mosaic_vrt(paths, out / name, classes)))
+        except OutputError:
+            continue  # same CRS, different pixel size: no mosaic for this group
+    return written
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the outputs, for reproducibility."""
+    import pyogrio
+    import segmentation_models_pytorch as smp
+
+    return {
+        "geoseg": geoseg.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "segmentation_models_pytorch": smp.__version__,
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "pyogrio": pyogrio.__version__,
+        "shapely": shapely.__version__,
+    }
+
+
+def write_run_json(
+    settings: RunSettings,
+    *,
+    package: ModelPackage,
+    predict_settings: PredictSettings,
+    predictor: Predictor,
+    results: Sequence[SceneResult],
+    mosaics: Sequence[str],
+    seconds: float,
+) -> Path:
+    """Record inputs, model, settings, versions, outputs and timings (atomically)."""
+    doc: dict[str, Any] = {
+        "geoseg_run": 1,
+        "inputs": {
+            "aoi": str(settings.aoi),
+            "scenes": [str(p) for p in settings.scenes],
+        },
+        "model": {
+            "path": str(package.path),
+            "sha256": package.sha256,
+            "name": package.metadata.name,
+            "architecture": package_summary(package)["architecture"],
+        },
+        "settings": {
+            **json.loads(settings.model_dump_json()),
+            "resolved": {**asdict(predict_settings), "device": str(predictor.device)},
+        },
+        "versions": versions(),
+        "scenes": [asdict(r) for r in results],
+        "mosaics": list(mosaics),
+        "timings_s": {"total": round(seconds, 3)},
+    }
+    path = settings.out / RUN_JSON
+    tmp = path.with_name(f".{RUN_JSON}.partial-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+    return path
