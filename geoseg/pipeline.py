@@ -279,15 +279,18 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def write_mosaics(out: Path, results: Sequence[SceneResult], package: ModelPackage) -> list[str]:
-    """``mosaic.vrt`` of the class rasters; one VRT per CRS when the scenes' CRSs differ."""
-    if len(results) < 2:
-        return []
+    """A VRT mosaic of the class rasters of each group of >= 2 scenes sharing a CRS.
+
+    ``mosaic.vrt`` when all scenes share one CRS, else ``mosaic_<crs>.vrt`` per group.
+    """
     groups: dict[str, list[Path]] = defaultdict(list)
     for r in results:
         groups[r.crs].append(Path(r.outputs["classes"]))
     classes = package.metadata.class_infos()
     written = []
     for crs, paths in groups.items():
+        if len(paths) < 2:
+            continue
         tag = crs.replace(":", "").lower()
         name = "mosaic.vrt" if len(groups) == 1 else f"mosaic_{tag}.vrt"
         try:

@@ -180,8 +180,12 @@ def random_window(source: _Source, tile_px: int, rng: np.random.Generator) -> Pi
     return PixelWindow(r, c, tile_px, tile_px)
 
 
-def validation_windows(source: _Source, tile_px: int) -> list[PixelWindow]:
-    """Non-overlapping tiles covering the validation rows (edge tiles shifted inward)."""
+def validation_windows(source: _Source, tile_px: int, multiple: int = 32) -> list[PixelWindow]:
+    """Tiles covering the validation rows (edge tiles shifted inward).
+
+    Tiles shrink to the largest multiple of ``multiple`` that fits a short validation block.
+    """
+    tile_px = min(tile_px, (source.height - source.train_rows) // multiple * multiple)
     r_starts = _starts(source.train_rows, source.height, tile_px)
     c_starts = _starts(0, source.width, tile_px)
     return [PixelWindow(r, c, tile_px, tile_px) for r in r_starts for c in c_starts]
@@ -208,10 +212,14 @@ def train(
         for s in check_pairs(pairs, classes)
     ]
     for s in sources:
-        if s.train_rows < config.tile_px or s.height - s.train_rows < config.tile_px:
+        if (
+            s.train_rows < config.tile_px
+            or s.height - s.train_rows < 64
+            or s.width < config.tile_px
+        ):
             raise TrainingDataError(
-                f"{s.pair.image}: {s.height} rows are too few for {config.tile_px}px tiles in both "
-                f"the training and the validation block; use a smaller --tile-size"
+                f"{s.pair.image}: {s.height}x{s.width} px is too small for {config.tile_px} px "
+                "training tiles plus a validation block of >= 64 rows; use a smaller --tile-size"
             )
     first = open_scene(pairs[0].image)
     n_bands = len(config.band_names)
@@ -254,7 +262,7 @@ def train(
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
             matrix = evaluate_validation(
                 model, reader, sources, n_classes=len(classes), config=config, device=device
             )
@@ -313,7 +321,7 @@ def evaluate_validation(
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     with torch.inference_mode():
         for i, source in enumerate(sources):
-            for window in validation_windows(source, config.tile_px):
+            for window in validation_windows(source, config.tile_px, required_multiple(model)):
                 x, y = reader.read(i, window)
                 logits = model(torch.from_numpy(x[None]).to(device))
                 pred = logits.argmax(1)[0].cpu().numpy()

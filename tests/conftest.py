@@ -1,0 +1,58 @@
+"""Shared fixtures: synthetic scenes written once per session, the shipped demo model, helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MODEL = REPO / "geoseg" / "data" / "demo.geoseg"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    if not DEMO_MODEL.exists():
+        pytest.fail(f"{DEMO_MODEL} is missing: run `make demo-model`")
+    return DEMO_MODEL
+
+
+@pytest.fixture(scope="session")
+def scene_512(tmp_path_factory: pytest.TempPathFactory):
+    """A 512 px synthetic scene (seed 11: not a training seed) with a nodata margin."""
+    from geoseg.synthetic import write_synthetic_scene
+
+    return write_synthetic_scene(
+        tmp_path_factory.mktemp("scene11"), size_px=512, seed=11, nodata_margin_px=40
+    )
+
+
+def geoseg_cli(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the installed `geoseg` console script in a subprocess (the real CLI, exit codes too)."""
+    exe = Path(sys.executable).with_name("geoseg")
+    proc = subprocess.run(
+        [str(exe), *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"geoseg {args} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def write_geojson(path: Path, geometries: list[dict | None], crs: str | None = None) -> Path:
+    """A GeoJSON FeatureCollection of raw geometry dicts (optionally with a legacy crs member)."""
+    doc: dict = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": g} for g in geometries],
+    }
+    if crs:
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    path.write_text(json.dumps(doc))
+    return path
