@@ -100,7 +100,7 @@ def aoi_window(geometry: BaseGeometry, scene: SceneInfo) -> PixelWindow | None:
         return None
     inverse = ~scene.transform
     minx, miny, maxx, maxy = part.bounds
-    corners = [inverse * xy for xy in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))]
+    corners = [inverse @ xy for xy in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))]
     cols, rows = [c for c, _ in corners], [r for _, r in corners]
     # pixel (r, c) has its centre at r + 0.5: keep the centres inside the bounding box
     r0 = max(0, math.ceil(min(rows) - 0.5))

@@ -61,8 +61,8 @@ class SceneInfo:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
-        left, top = self.transform * (0, 0)
-        right, bottom = self.transform * (self.width, self.height)
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
         return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
     @property
@@ -72,7 +72,7 @@ class SceneInfo:
 
     def window_transform(self, window: PixelWindow) -> Affine:
         """Affine transform of a pixel window of this scene (same grid, shifted origin)."""
-        return self.transform * Affine.translation(window.col_off, window.row_off)
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
 
 
 def pixel_size_m(crs: CRS, transform: Affine, bounds: tuple[float, float, float, float]) -> float:
