@@ -47,7 +47,7 @@ demo-model: $(BASE)
 	$(BIN)/geoseg train --image build/train1/scene.tif --labels build/train1/labels.tif \
 	  --image build/train2/scene.tif --labels build/train2/labels.tif \
 	  --arch smp-unet --encoder tu-mobilenetv3_small_100 --decoder-channels 64,32,24,16,8 \
-	  --epochs 12 --steps-per-epoch 40 --batch-size 8 --tile-size 256 --lr 2e-3 --seed 0 \
+	  --epochs 20 --steps-per-epoch 40 --batch-size 8 --tile-size 256 --lr 2e-3 --seed 0 \
 	  --device cpu --name geoseg-demo --out geoseg/data/demo.geoseg
 
 clean:

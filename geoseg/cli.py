@@ -34,8 +34,8 @@ app = typer.Typer(
 model_app = typer.Typer(help="Inspect model packages.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 def _debug_requested() -> bool:

@@ -286,8 +286,8 @@ def train(
         gsd_m=first.gsd_m,
         tile=TileDefaults(size_px=config.tile_px, overlap_px=config.tile_px // 8, batch_size=8),
         training={
-            "images": [str(p.image.name) for p in pairs],
-            "labels": [str(p.labels.name) for p in pairs],
+            "images": [str(p.image) for p in pairs],
+            "labels": [str(p.labels) for p in pairs],
             "validation": f"bottom {config.val_fraction:.0%} of rows of each scene",
             "epochs": config.epochs,
             "steps_per_epoch": config.steps_per_epoch,

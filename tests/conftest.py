@@ -31,7 +31,7 @@ def scene_512(tmp_path_factory: pytest.TempPathFactory):
     from geoseg.synthetic import write_synthetic_scene
 
     return write_synthetic_scene(
-        tmp_path_factory.mktemp("scene11"), size_px=512, seed=11, nodata_margin_px=40
+        tmp_path_factory.mktemp("scene11"), size_px=512, seed=11, nodata_margin_px=150
     )
 
 

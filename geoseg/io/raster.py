@@ -200,9 +200,16 @@ class RowBandWriter:
             self._ds = None
 
 
+def overview_count(height: int, width: int, smallest_px: int = 256) -> int:
+    """Halvings until the larger side fits ``smallest_px``; at least one so every COG has one."""
+    return max(1, math.ceil(math.log2(max(height, width) / smallest_px)))
+
+
 def write_cog(src: Path, dst: Path, *, resampling: str) -> None:
     """Convert a tiled GeoTIFF to a COG with internal overviews (GDAL works block-wise)."""
     try:
+        with rasterio.open(src) as ds:
+            levels = overview_count(ds.height, ds.width)
         rasterio.shutil.copy(
             src,
             dst,
@@ -211,6 +218,7 @@ def write_cog(src: Path, dst: Path, *, resampling: str) -> None:
             COMPRESS="DEFLATE",
             PREDICTOR="YES",
             OVERVIEWS="IGNORE_EXISTING",
+            OVERVIEW_COUNT=levels,
             OVERVIEW_RESAMPLING=resampling.upper(),
             BIGTIFF="IF_SAFER",
             NUM_THREADS="ALL_CPUS",

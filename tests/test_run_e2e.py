@@ -1,0 +1,190 @@
+"""End to end: `geoseg run` on synthetic scenes the demo model never saw, checked for real."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import shapely
+from pyproj import Transformer
+
+from geoseg.demo import agreement
+from geoseg.io.aoi import aoi_in_crs, aoi_mask, read_aoi
+from geoseg.metrics import scores
+from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
+from tests.conftest import geoseg_cli, write_geojson
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_out(tmp_path_factory: pytest.TempPathFactory, scene_512, demo_model: Path):
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = geoseg_cli(
+        "run",
+        "--aoi", scene_512.aoi_path,
+        "--scenes", scene_512.image_path,
+        "--model", demo_model,
+        "--out", out,
+        "--device", "cpu",
+        check=True,
+    )  # fmt: skip
+    return out, proc
+
+
+def test_outputs_and_summary(run_out) -> None:
+    out, proc = run_out
+    scene_dir = out / "scene"
+    for name in ("classes.tif", "confidence.tif", "polygons.gpkg", "polygons.qml", "classes.qml"):
+        assert (scene_dir / name).is_file(), name
+    assert (out / "run.json").is_file()
+    assert not [p for p in out.rglob("*") if "partial" in p.name]  # no temp leftovers
+    assert "Mpx/s" in proc.stdout and "polygons" in proc.stdout and "classes found" in proc.stdout
+
+
+def test_class_raster_is_a_cog_on_the_scene_grid(run_out, scene_512) -> None:
+    out, _ = run_out
+    with (
+        rasterio.open(scene_512.image_path) as scene,
+        rasterio.open(out / "scene/classes.tif") as ds,
+    ):
+        assert ds.crs == scene.crs
+        assert ds.res == scene.res
+        col = (ds.transform.c - scene.transform.c) / scene.res[0]
+        row = (scene.transform.f - ds.transform.f) / scene.res[1]
+        assert col == pytest.approx(round(col), abs=1e-9)  # aligned to the scene's pixel grid
+        assert row == pytest.approx(round(row), abs=1e-9)
+        assert ds.dtypes == ("uint8",)
+        assert ds.nodata == 255
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ds.overviews(1), "COG has overviews"
+        cmap = ds.colormap(1)
+        for c in SYNTHETIC_CLASSES:
+            assert cmap[c.id][:3] == c.rgb
+    assert "<Category>water</Category>" in (out / "scene/classes.tif.aux.xml").read_text()
+
+
+def test_nodata_where_input_is_nodata_or_outside_the_aoi(run_out, scene_512) -> None:
+    out, _ = run_out
+    with rasterio.open(out / "scene/classes.tif") as ds:
+        classes = ds.read(1)
+        transform, crs = ds.transform, ds.crs
+        bounds = ds.bounds
+    with rasterio.open(scene_512.image_path) as scene:
+        window = rasterio.windows.from_bounds(*bounds, transform=scene.transform)
+        input_valid = scene.read_masks(1, window=window.round_offsets().round_lengths()) > 0
+    inside = aoi_mask(aoi_in_crs(read_aoi(scene_512.aoi_path), crs), transform, classes.shape)
+    expected_nodata = ~(inside & input_valid)
+    assert (~input_valid).any() and (~inside).any()  # the test exercises both
+    np.testing.assert_array_equal(classes == 255, expected_nodata)
+    with rasterio.open(out / "scene/confidence.tif") as ds:
+        conf = ds.read(1)
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert conf.max() <= 100
+    assert np.all(conf[expected_nodata] == 0)
+    assert conf[~expected_nodata].min() >= 20  # max of 5 probabilities is >= 20 %
+
+
+def test_agreement_with_the_synthetic_labels(run_out, scene_512) -> None:
+    out, _ = run_out
+    matrix = agreement(
+        out / "scene/classes.tif", scene_512.labels_path, [c.id for c in SYNTHETIC_CLASSES]
+    )
+    s = scores(matrix)
+    assert s.miou >= 0.8, f"mIoU {s.miou:.3f}, IoU per class {np.round(s.iou, 3)}"
+
+
+def test_polygons_are_valid_and_areas_match_pixels(run_out) -> None:
+    out, _ = run_out
+    gpkg = out / "scene/polygons.gpkg"
+    info = pyogrio.read_info(gpkg, layer="landcover")
+    with rasterio.open(out / "scene/classes.tif") as ds:
+        classes = ds.read(1)
+        pixel_area = abs(ds.res[0] * ds.res[1])
+        assert rasterio.crs.CRS.from_user_input(info["crs"]) == ds.crs
+    _, _, wkb, fields = pyogrio.raw.read(gpkg, layer="landcover")
+    names = list(info["fields"])
+    geoms = shapely.from_wkb(wkb)
+    assert shapely.is_valid(geoms).all()
+    class_id = fields[names.index("class_id")]
+    area = fields[names.index("area_m2")]
+    conf = fields[names.index("mean_confidence")]
+    np.testing.assert_allclose(area, shapely.area(geoms), rtol=1e-9)
+    assert np.all((conf >= 0) & (conf <= 100))
+    assert 255 not in set(class_id.tolist())
+    for c in SYNTHETIC_CLASSES:
+        pixels = int((classes == c.id).sum())
+        polygon_area = float(area[class_id == c.id].sum())
+        assert polygon_area == pytest.approx(pixels * pixel_area, rel=1e-3), c.name
+
+
+def test_run_json_records_inputs_model_and_timings(run_out, demo_model: Path) -> None:
+    out, _ = run_out
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["model"]["sha256"] == hashlib.sha256(demo_model.read_bytes()).hexdigest()
+    assert doc["settings"]["resolved"]["tile_px"] > 0
+    assert {"geoseg", "torch", "gdal", "rasterio"} <= set(doc["versions"])
+    (scene,) = doc["scenes"]
+    assert scene["polygons"] > 0 and scene["timings_s"]["predict"] > 0
+    assert doc["inputs"]["aoi"].endswith("aoi.geojson")
+
+
+def _utm_scene(folder: Path, epsg: int, lon: float, lat: float, seed: int):
+    """A synthetic 384 px scene whose upper-left corner is at (lon, lat) in UTM zone ``epsg``."""
+    x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+    origin = (round(x / 10) * 10.0, round(y / 10) * 10.0)
+    return write_synthetic_scene(folder, size_px=384, seed=seed, epsg=epsg, origin=origin)
+
+
+def test_aoi_across_two_utm_zones(tmp_path: Path, demo_model: Path) -> None:
+    # zone 32N ends and zone 33N starts at 12 deg E; each scene is ~3.8 km wide
+    west = _utm_scene(tmp_path / "west", 32632, 11.955, 45.03, seed=21)
+    east = _utm_scene(tmp_path / "east", 32633, 12.0, 45.03, seed=22)
+    ring = [[11.975, 45.005], [12.03, 45.005], [12.03, 45.025], [11.975, 45.025], [11.975, 45.005]]
+    aoi = write_geojson(tmp_path / "aoi.geojson", [{"type": "Polygon", "coordinates": [ring]}])
+    (tmp_path / "scenes").mkdir()
+    west.image_path.rename(tmp_path / "scenes/west.tif")
+    east.image_path.rename(tmp_path / "scenes/east.tif")
+    out = tmp_path / "out"
+    geoseg_cli(
+        "run", "--aoi", aoi, "--scenes", tmp_path / "scenes", "--model", demo_model,
+        "--out", out, "--device", "cpu", check=True,
+    )  # fmt: skip
+    doc = json.loads((out / "run.json").read_text())
+    assert sorted(s["scene"] for s in doc["scenes"]) == ["east", "west"]
+    for name, epsg in (("west", 32632), ("east", 32633)):
+        with rasterio.open(out / name / "classes.tif") as ds:
+            assert ds.crs.to_epsg() == epsg
+            assert (ds.read(1) != 255).sum() > 1000
+    assert not list(out.glob("mosaic*.vrt"))  # CRSs differ: nothing to mosaic
+
+
+def test_two_scenes_in_one_zone_get_a_mosaic(tmp_path: Path, demo_model: Path) -> None:
+    (tmp_path / "scenes").mkdir()
+    a = _utm_scene(tmp_path / "a", 32633, 15.0, 45.03, seed=31)
+    x0, y0 = a.spec.origin_x, a.spec.origin_y
+    b = write_synthetic_scene(
+        tmp_path / "b", size_px=384, seed=32, epsg=32633, origin=(x0 + 3840, y0)
+    )  # the next 384 px to the east, no overlap
+    a.image_path.rename(tmp_path / "scenes/a.tif")
+    b.image_path.rename(tmp_path / "scenes/b.tif")
+    ring = [[15.02, 45.01], [15.07, 45.01], [15.07, 45.025], [15.02, 45.025], [15.02, 45.01]]
+    aoi = write_geojson(tmp_path / "aoi.geojson", [{"type": "Polygon", "coordinates": [ring]}])
+    out = tmp_path / "out"
+    geoseg_cli(
+        "run", "--aoi", aoi, "--scenes", tmp_path / "scenes", "--model", demo_model,
+        "--out", out, "--device", "cpu", check=True,
+    )  # fmt: skip
+    with rasterio.open(out / "mosaic.vrt") as vrt, rasterio.open(out / "a/classes.tif") as a:
+        assert vrt.crs == a.crs and vrt.res == a.res
+        mosaic = vrt.read(1)
+        window = rasterio.windows.from_bounds(*a.bounds, transform=vrt.transform)
+        r, c = round(window.row_off), round(window.col_off)
+        part = a.read(1)
+        valid = part != 255
+        np.testing.assert_array_equal(mosaic[r : r + a.height, c : c + a.width][valid], part[valid])
