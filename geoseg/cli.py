@@ -80,7 +80,10 @@ def run(
         list[Path], typer.Option(help="Scene file or folder; repeat for several.")
     ] = [Path("scenes")],  # noqa: B006 - typer needs a list default
     model: Annotated[
-        Path | None, typer.Option(help="Model package (.geoseg); default: the demo model.")
+        list[Path] | None,
+        typer.Option(
+            help="Model package (.geoseg); repeat to average an ensemble. Default: demo model."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("geoseg_out"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -96,6 +99,15 @@ def run(
     connectivity: Annotated[
         int, typer.Option(help="Polygon connectivity, 4 or 8 (as gdal_polygonize).")
     ] = 4,
+    tta: Annotated[
+        bool, typer.Option(help="Test-time augmentation: average the 8 flips/rotations.")
+    ] = False,
+    reader_threads: Annotated[
+        int, typer.Option(min=1, help="Threads reading tiles (one GDAL handle each).")
+    ] = 2,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (slow start, faster run).")
+    ] = False,
 ) -> None:
     """Segment the scenes under an AOI: class + confidence COGs and polygons per scene."""
     from geoseg.config import RunSettings
@@ -105,13 +117,16 @@ def run(
         RunSettings,
         aoi=aoi,
         scenes=scenes,
-        model=model or default_model_path(),
+        models=model or [default_model_path()],
         out=out,
         device=device,
         batch_size=batch_size,
         tile_size=tile_size,
         overlap=overlap,
         connectivity=connectivity,
+        tta=tta,
+        reader_threads=reader_threads,
+        compile=compile_model,
     )
     with RichProgress(err_console) as progress:
         report = run_pipeline(settings, progress)
@@ -307,7 +322,7 @@ def _settings(cls: type[R], **values: Any) -> R:
         return cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-")
+        option = "--" + str(first["loc"][0]).replace("_", "-").removesuffix("s")
         raise ConfigError(f"{option}: {first['msg']}") from None
 
 

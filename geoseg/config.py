@@ -24,13 +24,18 @@ class RunSettings(BaseModel):
 
     aoi: Path = Field(description="AOI polygons: GeoJSON, GeoPackage or shapefile, any CRS")
     scenes: list[Path] = Field(min_length=1, description="scene files or folders of them")
-    model: Path = Field(description="model package (.geoseg)")
+    models: list[Path] = Field(
+        min_length=1, description="model package(s) (.geoseg); several are averaged (ensemble)"
+    )
     out: Path = Field(DEFAULT_OUT, description="output folder")
     device: str = Field("auto", description="auto, cpu or cuda")
     tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")
     batch_size: int | None = Field(None, ge=1, description="tiles per batch (package default)")
     blend: BlendKind = BlendKind.HANN
+    tta: bool = Field(False, description="average the 8 flips/rotations of every tile")
+    reader_threads: int = Field(2, ge=1, description="threads reading tiles, one GDAL handle each")
+    compile: bool = Field(False, description="torch.compile the model(s)")
     connectivity: int = Field(4, description="polygon connectivity: 4 or 8")
     vectorize: bool = Field(True, description="write polygons.gpkg")
 
@@ -43,4 +48,5 @@ def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> Pr
         overlap_px=tile.overlap_px if settings.overlap is None else settings.overlap,
         batch_size=settings.batch_size or tile.batch_size,
         blend=settings.blend,
+        reader_threads=settings.reader_threads,
     )

@@ -48,7 +48,7 @@ def run_demo(
         out / "inputs", size_px=size_px, seed=seed, nodata_margin_px=size_px // 16
     )
     settings = RunSettings(
-        aoi=inputs.aoi_path, scenes=[inputs.image_path], model=model, out=out, device=device
+        aoi=inputs.aoi_path, scenes=[inputs.image_path], models=[model], out=out, device=device
     )
     report = run(settings, progress)
     classes_path = Path(report.scenes[0].outputs["classes"])

@@ -148,14 +148,21 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
     t0 = time.perf_counter()
     progress = progress or NoProgress()
     aoi = read_aoi(settings.aoi)
-    package = load_package(settings.model)
+    packages = [load_package(p) for p in settings.models]
+    package = packages[0]
     scenes = [open_scene(p) for p in find_scene_files(settings.scenes)]
     planned = plan_scenes(aoi, scenes)
     for _, target in planned:
         s = target.scene
-        check_scene(package, SceneFacts(s.path, s.band_count, s.dtypes, s.gsd_m))
+        for pkg in packages:
+            check_scene(pkg, SceneFacts(s.path, s.band_count, s.dtypes, s.gsd_m))
     predict_settings = resolve_predict_settings(settings, package)
-    predictor = Predictor(package, resolve_device(settings.device))
+    predictor = Predictor(
+        packages,
+        resolve_device(settings.device),
+        tta=settings.tta,
+        compile_model=settings.compile,
+    )
     predictor.check_tile_size(predict_settings.tile_px)
     connectivity = Connectivity(settings.connectivity)
     prepare_output_dir(settings.out)
@@ -240,7 +247,10 @@ def run_scene(
             classes=classes,
             confidence_path=tmp_dir / CONFIDENCE_NAME,
             connectivity=connectivity,
-            extra_attributes={"scene": name, "model_sha256": package.sha256},
+            extra_attributes={
+                "scene": name,
+                "model_sha256": "+".join(p.sha256 for p in predictor.packages),
+            },
         )
         timings["vectorize"] = time.perf_counter() - t
         _replace_dir(tmp_dir, final_dir)
@@ -300,6 +310,15 @@ def write_mosaics(out: Path, results: Sequence[SceneResult], package: ModelPacka
     return written
 
 
+def _model_record(package: ModelPackage) -> dict[str, Any]:
+    return {
+        "path": str(package.path),
+        "sha256": package.sha256,
+        "name": package.metadata.name,
+        "architecture": package_summary(package)["architecture"],
+    }
+
+
 def versions() -> dict[str, str]:
     """Versions of what produced the outputs, for reproducibility."""
     import pyogrio
@@ -335,15 +354,15 @@ def write_run_json(
             "aoi": str(settings.aoi),
             "scenes": [str(p) for p in settings.scenes],
         },
-        "model": {
-            "path": str(package.path),
-            "sha256": package.sha256,
-            "name": package.metadata.name,
-            "architecture": package_summary(package)["architecture"],
-        },
+        "model": _model_record(package),
+        "ensemble": [_model_record(p) for p in predictor.packages[1:]],
         "settings": {
             **json.loads(settings.model_dump_json()),
-            "resolved": {**asdict(predict_settings), "device": str(predictor.device)},
+            "resolved": {
+                **asdict(predict_settings),
+                "device": str(predictor.device),
+                "tta_transforms": len(predictor.transforms),
+            },
         },
         "versions": versions(),
         "scenes": [asdict(r) for r in results],

@@ -1,8 +1,9 @@
 """Tiled prediction of one scene window: read tiles -> batched model -> blended row bands -> files.
 
-The reader runs in its own thread and fills a bounded queue, so reading overlaps inference;
-the main thread batches tiles through the model and feeds the streaming accumulator, which
-hands finished rows to the class and confidence writers. Nothing is scene-sized.
+Reader threads (one GDAL handle each) read ahead into a bounded window of tiles, so reading
+overlaps inference; the calling thread batches tiles through the model(s) and feeds the
+streaming accumulator; a writer thread turns finished rows into class and confidence rows on
+disk. Nothing is scene-sized.
 """
 
 from __future__ import annotations
@@ -10,24 +11,37 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import rasterio
 import torch
 from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
+from torch import nn
 
 from geoseg.classes import CLASS_NODATA
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, ModelPackageError
 from geoseg.grid import PixelWindow, Tile, TileGrid
 from geoseg.io.aoi import aoi_mask
 from geoseg.io.raster import OutputGrid, RowBandWriter, SceneInfo, classes_tags, read_window
 from geoseg.models.registry import required_multiple
 from geoseg.package import ModelPackage
-from geoseg.stitch import BlendKind, RowBandAccumulator, blend_weights, classes_and_confidence
+from geoseg.stitch import (
+    BlendKind,
+    FinishedRows,
+    RowBandAccumulator,
+    blend_weights,
+    classes_and_confidence,
+)
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class PredictSettings:
     overlap_px: int
     batch_size: int
     blend: BlendKind = BlendKind.HANN
+    reader_threads: int = 2
     prefetch_tiles: int = 32
 
 
@@ -64,16 +79,89 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class Predictor:
-    """A package's model on a device, turning normalized tile batches into probabilities."""
+class Dihedral(NamedTuple):
+    """One of the 8 flips/rotations of a square tile: rotate ``k`` quarter turns, then flip."""
 
-    def __init__(self, package: ModelPackage, device: torch.device):
-        self.package = package
+    k: int
+    flip: bool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.rot90(x, self.k, dims=(-2, -1))
+        return torch.flip(x, dims=(-1,)) if self.flip else x
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y = torch.flip(y, dims=(-1,)) if self.flip else y
+        return torch.rot90(y, -self.k, dims=(-2, -1))
+
+
+IDENTITY = (Dihedral(0, False),)
+DIHEDRAL_8 = tuple(Dihedral(k, f) for k in range(4) for f in (False, True))
+
+
+def check_ensemble(packages: Sequence[ModelPackage]) -> None:
+    """Models averaged together must predict the same classes from the same bands."""
+    first = packages[0]
+    for other in packages[1:]:
+        a, b = first.metadata, other.metadata
+        if [c.model_dump() for c in a.classes] != [c.model_dump() for c in b.classes]:
+            raise ModelPackageError(
+                f"{other.path}: its classes differ from those of {first.path}; an ensemble "
+                "averages probabilities, so every --model must have the same class list"
+            )
+        if a.band_indexes != b.band_indexes or a.dtype != b.dtype:
+            raise ModelPackageError(
+                f"{other.path}: reads bands {b.band_indexes} ({b.dtype}) but {first.path} "
+                f"reads {a.band_indexes} ({a.dtype}); ensemble models must share their inputs"
+            )
+
+
+class Predictor:
+    """One or more packages' models on a device: raw tile batches in, mean probabilities out.
+
+    Each model normalizes the raw bands with its own package statistics; with ``tta`` every
+    model also sees the 8 flips/rotations of each tile. All probabilities are averaged.
+    """
+
+    def __init__(
+        self,
+        packages: ModelPackage | Sequence[ModelPackage],
+        device: torch.device,
+        *,
+        tta: bool = False,
+        compile_model: bool = False,
+    ):
+        self.packages = [packages] if isinstance(packages, ModelPackage) else list(packages)
+        check_ensemble(self.packages)
         self.device = device
-        self.model = package.build().to(device)
-        self.multiple = required_multiple(self.model)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.transforms = DIHEDRAL_8 if tta else IDENTITY
+        self.models: list[nn.Module] = []
+        self._stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for package in self.packages:
+            model = package.build().to(device)
+            if device.type == "cuda":
+                model = model.to(memory_format=torch.channels_last)
+            if compile_model:
+                model = torch.compile(model)
+            self.models.append(model)
+            norm = package.metadata.normalization
+            mean = torch.tensor(norm.mean, dtype=torch.float32, device=device)
+            std = torch.tensor(norm.std, dtype=torch.float32, device=device)
+            self._stats.append((mean[:, None, None], std[:, None, None]))
+        self.multiple = max(required_multiple(m) for m in self.models)
+
+    @property
+    def package(self) -> ModelPackage:
+        """The first package: classes, bands and tile defaults of the run."""
+        return self.packages[0]
+
+    @property
+    def model(self) -> nn.Module:
+        return self.models[0]
+
+    @model.setter
+    def model(self, module: nn.Module) -> None:
+        """Replace the (single) model, e.g. with a pointwise one in tests."""
+        self.models = [module]
 
     def check_tile_size(self, tile_px: int) -> None:
         """The encoder needs sizes divisible by its stride; name the nearest sizes that work."""
@@ -84,15 +172,26 @@ class Predictor:
                 f"use {max(lower, self.multiple)} or {lower + self.multiple}"
             )
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """(B, bands, t, t) float32 -> (B, classes, t, t) float32 softmax probabilities."""
-        x = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-            x = x.contiguous(memory_format=torch.channels_last)
+    def __call__(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(B, bands, t, t) raw values + (B, t, t) valid mask -> (B, classes, t, t) float32."""
+        x = self._to_device(torch.from_numpy(raw))
+        v = self._to_device(torch.from_numpy(valid))
+        total: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast():
-            probs = torch.softmax(self.model(x).float(), dim=1)
-        return probs.cpu().numpy()
+            for model, (mean, std) in zip(self.models, self._stats, strict=True):
+                xn = normalize(x, v, mean, std)
+                if self.device.type == "cuda":
+                    xn = xn.contiguous(memory_format=torch.channels_last)
+                for t in self.transforms:
+                    probs = t.inverse(torch.softmax(model(t.forward(xn)).float(), dim=1))
+                    total = probs if total is None else total + probs
+        n = len(self.models) * len(self.transforms)
+        return (total / n).cpu().numpy() if n > 1 else total.cpu().numpy()  # type: ignore[union-attr]
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
 
     def _autocast(self) -> torch.autocast:
         if self.device.type == "cuda":
@@ -102,18 +201,20 @@ class Predictor:
 
 @dataclass(frozen=True)
 class ReadTile:
-    """A tile's normalized input (bands, t, t) and its valid-pixel mask (t, t)."""
+    """A tile's raw input (bands, t, t) as float32 and its valid-pixel mask (t, t)."""
 
     tile: Tile
     data: np.ndarray
     valid: np.ndarray
 
 
-def normalize(data: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(x - mean) / std per band as float32; invalid pixels become 0 (the training mean)."""
-    out = (data.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
-    out[:, ~valid] = 0.0
-    return out
+def normalize(data: ArrayT, valid: ArrayT, mean: ArrayT, std: ArrayT) -> ArrayT:
+    """``(x - mean) / std`` per band, 0 (the training mean) where invalid.
+
+    Works on numpy arrays and torch tensors alike: ``data`` is (..., bands, H, W), ``valid``
+    (..., H, W), ``mean``/``std`` (bands, 1, 1).
+    """
+    return (data - mean) / std * valid[..., None, :, :]
 
 
 def pad_tile(data: np.ndarray, valid: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
@@ -125,56 +226,48 @@ def pad_tile(data: np.ndarray, valid: np.ndarray, tile: Tile) -> tuple[np.ndarra
 
 
 def read_tiles(
-    scene: SceneInfo, grid: TileGrid, package: ModelPackage, stop: threading.Event
+    scene: SceneInfo,
+    grid: TileGrid,
+    band_indexes: Sequence[int],
+    *,
+    threads: int = 2,
+    lookahead: int = 32,
 ) -> Iterator[ReadTile]:
-    """Read, normalize and pad each tile of ``grid`` in row-major order."""
-    meta = package.metadata
-    mean = np.asarray(meta.normalization.mean, dtype=np.float32)
-    std = np.asarray(meta.normalization.std, dtype=np.float32)
-    with rasterio.open(scene.path) as ds:
-        for tile in grid:
-            if stop.is_set():
-                return
-            data, valid = read_window(ds, tile.read, meta.band_indexes)
-            data = normalize(data, valid, mean, std)
-            data, valid = pad_tile(data, valid, tile)
-            yield ReadTile(tile, data, valid)
+    """Read and pad each tile of ``grid``, in row-major order, with a pool of reader threads.
 
+    Every thread opens its own dataset handle (GDAL handles are not thread-safe); at most
+    ``lookahead`` tiles are read ahead of the consumer, so memory stays bounded.
+    """
+    local = threading.local()
+    handles: list[rasterio.io.DatasetReader] = []
+    lock = threading.Lock()
 
-_DONE = object()
+    def read_one(tile: Tile) -> ReadTile:
+        ds = getattr(local, "ds", None)
+        if ds is None:
+            ds = local.ds = rasterio.open(scene.path)
+            with lock:
+                handles.append(ds)
+        data, valid = read_window(ds, tile.read, band_indexes)
+        data, valid = pad_tile(data.astype(np.float32), valid, tile)
+        return ReadTile(tile, data, valid)
 
-
-def prefetch(items: Iterator[ReadTile], size: int, stop: threading.Event) -> Iterator[ReadTile]:
-    """Run ``items`` in a background thread, at most ``size`` ahead; re-raise its errors here."""
-    q: queue.Queue[object] = queue.Queue(maxsize=size)
-
-    def work() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as exc:
-            q.put(exc)
-        else:
-            q.put(_DONE)
-
-    thread = threading.Thread(target=work, name="geoseg-reader", daemon=True)
-    thread.start()
+    pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="geoseg-read")
+    tiles = iter(grid)
+    pending: deque[Future[ReadTile]] = deque(
+        pool.submit(read_one, t) for t in islice(tiles, max(1, lookahead))
+    )
     try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        while pending:
+            item = pending.popleft().result()
+            following = next(tiles, None)
+            if following is not None:
+                pending.append(pool.submit(read_one, following))
+            yield item
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for ds in handles:
+            ds.close()
 
 
 def batched(items: Iterator[ReadTile], size: int) -> Iterator[list[ReadTile]]:
@@ -186,6 +279,44 @@ def batched(items: Iterator[ReadTile], size: int) -> Iterator[list[ReadTile]]:
             batch = []
     if batch:
         yield batch
+
+
+class BackgroundWorker:
+    """Runs ``fn(item)`` for submitted items in one thread, in order, at most ``depth`` queued.
+
+    An error in the thread is re-raised in the caller at the next `submit` or at `close`.
+    """
+
+    _STOP = object()
+
+    def __init__(self, fn: Callable[[Any], None], depth: int = 2, name: str = "geoseg-writer"):
+        self._fn = fn
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not self._STOP:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:
+                    self._error = exc
+
+    def submit(self, item: object) -> None:
+        self._raise_if_failed()
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Wait for queued items to finish; re-raise the worker's error, if any."""
+        self._queue.put(self._STOP)
+        self._thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 @dataclass(frozen=True)
@@ -216,7 +347,11 @@ def predict_scene(
     on_tiles: Callable[[int], None] | None = None,
     grid: TileGrid | None = None,
 ) -> PredictStats:
-    """Predict ``target`` and write the class and confidence rasters (tiled GeoTIFFs)."""
+    """Predict ``target`` and write the class and confidence rasters (tiled GeoTIFFs).
+
+    Three stages overlap: reader threads fill a bounded look-ahead of tiles, the calling
+    thread runs the model and blends, and a writer thread masks, argmaxes and writes rows.
+    """
     t0 = time.perf_counter()
     predictor.check_tile_size(settings.tile_px)
     grid = grid or TileGrid.build(
@@ -225,16 +360,11 @@ def predict_scene(
     package = predictor.package
     classes = package.metadata.class_infos()
     class_ids = package.class_ids
-    acc = RowBandAccumulator(
-        target.window,
-        len(class_ids),
-        settings.tile_px,
-        blend_weights(settings.tile_px, settings.blend),
-    )
+    weights = blend_weights(settings.tile_px, settings.blend)
+    acc = RowBandAccumulator(target.window, len(class_ids), settings.tile_px, weights)
     stats = PredictStats(tiles=len(grid), window_px=target.window.size_px)
     histogram = np.zeros(256, dtype=np.int64)
     out_grid = target.output_grid
-    stop = threading.Event()
     tags = classes_tags(classes)
     with (
         RowBandWriter(
@@ -245,10 +375,7 @@ def predict_scene(
         ) as fw,
     ):
 
-        def flush(until_row: int) -> None:
-            finished = acc.release(until_row)
-            if finished is None:
-                return
+        def write(finished: FinishedRows) -> None:
             n_rows = finished.probs.shape[1]
             rows = PixelWindow(finished.row_off, target.window.col_off, n_rows, target.window.width)
             inside = aoi_mask(target.aoi, target.scene.window_transform(rows), rows.shape)
@@ -258,23 +385,37 @@ def predict_scene(
             fw.write_rows(row_in_out, conf)
             histogram[:] += np.bincount(cls.ravel(), minlength=256)
 
-        current_row = 0
-        tiles = prefetch(
-            read_tiles(target.scene, grid, package, stop), settings.prefetch_tiles, stop
-        )
-        for batch in batched(tiles, settings.batch_size):
-            tm = time.perf_counter()
-            probs = predictor(np.stack([b.data for b in batch]))
-            stats.model_seconds += time.perf_counter() - tm
-            for item, tile_probs in zip(batch, probs, strict=True):
-                if item.tile.row != current_row:
-                    flush(grid.rows_final_before(item.tile.row))
-                    current_row = item.tile.row
-                acc.add(item.tile, tile_probs, item.valid)
-            if on_tiles is not None:
-                on_tiles(len(batch))
-        flush(target.window.row_end)
+        writer = BackgroundWorker(write)
+        try:
+            current_row = 0
+            tiles = read_tiles(
+                target.scene,
+                grid,
+                package.metadata.band_indexes,
+                threads=settings.reader_threads,
+                lookahead=settings.prefetch_tiles,
+            )
+            for batch in batched(tiles, settings.batch_size):
+                tm = time.perf_counter()
+                raw = np.stack([b.data for b in batch])
+                probs = predictor(raw, np.stack([b.valid for b in batch]))
+                stats.model_seconds += time.perf_counter() - tm
+                for item, tile_probs in zip(batch, probs, strict=True):
+                    if item.tile.row != current_row:
+                        _submit(writer, acc.release(grid.rows_final_before(item.tile.row)))
+                        current_row = item.tile.row
+                    acc.add(item.tile, tile_probs, item.valid)
+                if on_tiles is not None:
+                    on_tiles(len(batch))
+            _submit(writer, acc.release(target.window.row_end))
+        finally:
+            writer.close()
     stats.class_px = {i: int(n) for i, n in enumerate(histogram[:CLASS_NODATA]) if n}
     stats.valid_px = int(histogram[:CLASS_NODATA].sum())
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _submit(writer: BackgroundWorker, finished: FinishedRows | None) -> None:
+    if finished is not None:
+        writer.submit(finished)

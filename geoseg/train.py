@@ -151,8 +151,8 @@ class TileReader:
         self, sources: Sequence[_Source], classes: Sequence[ClassInfo], norm: Normalization
     ):
         self.sources = sources
-        self._mean = np.asarray(norm.mean, dtype=np.float32)
-        self._std = np.asarray(norm.std, dtype=np.float32)
+        self._mean = np.asarray(norm.mean, dtype=np.float32)[:, None, None]
+        self._std = np.asarray(norm.std, dtype=np.float32)[:, None, None]
         self._lut = np.full(256, CLASS_NODATA, dtype=np.int64)
         for index, c in enumerate(classes):
             self._lut[c.id] = index
@@ -162,7 +162,7 @@ class TileReader:
 
     def read(self, source: int, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
         data, valid = read_window(self._images[source], window, range(1, self._n_bands + 1))
-        x = normalize(data, valid, self._mean, self._std)
+        x = normalize(data.astype(np.float32), valid, self._mean, self._std)
         labels = self._labels[source].read(1, window=window.to_rasterio())
         y = self._lut[labels]
         y[~valid] = CLASS_NODATA

@@ -1,0 +1,154 @@
+"""Throughput: the full prediction pipeline against a bare model forward, same model, same device.
+
+    python benchmarks/throughput.py                       # CPU, the shipped demo model
+    python benchmarks/throughput.py --device cuda --arch smp-unet --encoder resnet34 \\
+        --tile 512 --overlap 32 --batch 16 --size 8192   # the GPU configuration of issue 5
+
+(a) bare forward: random tensors of the tile size through the model (+ softmax), in batches.
+(b) pipeline: `geoseg run` on a synthetic scene whose AOI is the whole scene; throughput is
+    AOI pixels / time of the prediction stage (read, normalize, infer, blend, write rows),
+    and also / wall time of the whole run (COGs and polygons included).
+Overlapping tiles make the pipeline predict each AOI pixel (t / (t - overlap))^2 times on
+average, so the script also prints that factor and the ratio with it taken out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import shapely
+import torch
+
+from geoseg.config import RunSettings
+from geoseg.grid import PixelWindow, TileGrid
+from geoseg.models.registry import build_model
+from geoseg.package import (
+    Architecture,
+    BandSpec,
+    ClassSpec,
+    Normalization,
+    PackageMetadata,
+    load_package,
+    save_package,
+)
+from geoseg.pipeline import run
+from geoseg.predict import Predictor, resolve_device
+from geoseg.synthetic import SYNTHETIC_CLASSES, make_spec, write_aoi_geojson, write_scene
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bare_forward_mpx_s(predictor: Predictor, tile: int, batch: int, seconds: float) -> float:
+    """Mpx/s of the model alone on random raw tiles (normalization and softmax included)."""
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(100, 4000, size=(batch, 4, tile, tile)).astype(np.float32)
+    valid = np.ones((batch, tile, tile), dtype=bool)
+    predictor(raw, valid)  # warm up (cudnn autotune, allocator)
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        predictor(raw, valid)
+        n += 1
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * batch * tile * tile / (time.perf_counter() - t0) / 1e6
+
+
+def random_package(path: Path, arch: str, encoder: str) -> Path:
+    """An untrained package for timing an architecture (speed does not depend on weights)."""
+    args = {"in_channels": 4, "classes": len(SYNTHETIC_CLASSES), "encoder_name": encoder}
+    meta = PackageMetadata(
+        name=f"bench-{arch}-{encoder}",
+        architecture=Architecture(name=arch, args=args),
+        classes=[ClassSpec(id=c.id, name=c.name, color=c.color) for c in SYNTHETIC_CLASSES],
+        bands=[BandSpec(name=n, index=i + 1) for i, n in enumerate(("b", "g", "r", "n"))],
+        normalization=Normalization(mean=[500.0] * 4, std=[400.0] * 4),
+        gsd_m=10.0,
+    )
+    return save_package(path, build_model(arch, args), meta)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", type=Path, default=REPO / "geoseg/data/demo.geoseg")
+    p.add_argument("--arch", help="time an untrained model of this architecture instead")
+    p.add_argument("--encoder", default="resnet34")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=2048, help="synthetic scene side in px")
+    p.add_argument("--readers", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10.0, help="bare forward timing length")
+    p.add_argument("--tta", action="store_true")
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="geoseg-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        model = (
+            random_package(tmp / "m.geoseg", args.arch, args.encoder) if args.arch else args.model
+        )
+        spec = make_spec(args.size, args.size, seed=101)
+        write_scene(spec, tmp / "scene.tif", tmp / "labels.tif")
+        left, top = spec.origin_x, spec.origin_y
+        whole = shapely.box(left, top - args.size * spec.res_m, left + args.size * spec.res_m, top)
+        write_aoi_geojson(whole, spec.crs, tmp / "aoi.geojson")
+
+        device = resolve_device(args.device)
+        predictor = Predictor(load_package(model), device, tta=args.tta)
+        bare = bare_forward_mpx_s(predictor, args.tile, args.batch, args.seconds)
+        del predictor
+
+        settings = RunSettings(
+            aoi=tmp / "aoi.geojson",
+            scenes=[tmp / "scene.tif"],
+            models=[model],
+            out=tmp / "out",
+            device=args.device,
+            tile_size=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch,
+            reader_threads=args.readers,
+            tta=args.tta,
+        )
+        t0 = time.perf_counter()
+        report = run(settings)
+        wall = time.perf_counter() - t0
+        scene = report.scenes[0]
+        aoi_mpx = scene.window_px / 1e6
+        pipeline = aoi_mpx / scene.timings_s["predict"]
+        grid = TileGrid.build(
+            PixelWindow(0, 0, args.size, args.size), (args.size, args.size), args.tile, args.overlap
+        )
+        redundancy = len(grid) * args.tile**2 / scene.window_px
+
+    result = {
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "model": f"{args.arch}/{args.encoder}" if args.arch else str(args.model.name),
+        "tile_px": args.tile,
+        "overlap_px": args.overlap,
+        "batch": args.batch,
+        "scene_px": f"{args.size}x{args.size}",
+        "a_bare_forward_mpx_s": round(bare, 3),
+        "b_pipeline_predict_mpx_s": round(pipeline, 3),
+        "ratio_b_over_a": round(pipeline / bare, 3),
+        "overlap_redundancy": round(redundancy, 3),
+        "ratio_without_redundancy": round(pipeline * redundancy / bare, 3),
+        "whole_run_mpx_s": round(aoi_mpx / wall, 3),
+        "stage_seconds": scene.timings_s,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
