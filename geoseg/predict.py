@@ -137,9 +137,8 @@ class Predictor:
         self.models: list[nn.Module] = []
         self._stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         for package in self.packages:
-            model = package.build().to(device)
-            if device.type == "cuda":
-                model = model.to(memory_format=torch.channels_last)
+            # channels_last: faster convolutions with cuDNN and with oneDNN on CPU alike
+            model = package.build().to(device).to(memory_format=torch.channels_last)
             if compile_model:
                 model = torch.compile(model)
             self.models.append(model)
@@ -179,9 +178,7 @@ class Predictor:
         total: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast():
             for model, (mean, std) in zip(self.models, self._stats, strict=True):
-                xn = normalize(x, v, mean, std)
-                if self.device.type == "cuda":
-                    xn = xn.contiguous(memory_format=torch.channels_last)
+                xn = normalize(x, v, mean, std).contiguous(memory_format=torch.channels_last)
                 for t in self.transforms:
                     probs = t.inverse(torch.softmax(model(t.forward(xn)).float(), dim=1))
                     total = probs if total is None else total + probs
