@@ -28,10 +28,10 @@ demo: $(BASE)
 
 # GDAL's own CLI (gdal_polygonize.py, gdalinfo) is what the tests compare against.
 gdal-bin:
-	@command -v gdal_polygonize.py >/dev/null 2>&1 || { \
+	@{ command -v gdal_polygonize.py && /usr/bin/python3 -c "import osgeo_utils"; } >/dev/null 2>&1 || { \
 	  echo "installing Debian's gdal-bin (GDAL CLI used as the reference in tests)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq gdal-bin >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq gdal-bin python3-gdal >/dev/null; }
 
 lint: $(DEV)
 	$(BIN)/ruff check .

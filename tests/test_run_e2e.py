@@ -188,3 +188,27 @@ def test_two_scenes_in_one_zone_get_a_mosaic(tmp_path: Path, demo_model: Path) -
         part = a.read(1)
         valid = part != 255
         np.testing.assert_array_equal(mosaic[r : r + a.height, c : c + a.width][valid], part[valid])
+
+
+def test_outputs_pass_gdals_cog_validator(run_out) -> None:
+    """GDAL's own validate_cloud_optimized_geotiff (Debian python3-gdal) accepts both rasters."""
+    import shutil
+    import subprocess
+
+    python = shutil.which("python3", path="/usr/bin")
+    check = subprocess.run(
+        [python or "python3", "-c", "import osgeo_utils.samples.validate_cloud_optimized_geotiff"],
+        capture_output=True,
+        check=False,
+    )
+    if check.returncode != 0:
+        pytest.skip("Debian's python3-gdal is not installed (make test installs it)")
+    out, _ = run_out
+    for name in ("classes.tif", "confidence.tif"):
+        validator = "osgeo_utils.samples.validate_cloud_optimized_geotiff"
+        proc = subprocess.run(
+            [python, "-m", validator, "--full-check=yes", str(out / "scene" / name)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "is a valid cloud optimized GeoTIFF" in proc.stdout
