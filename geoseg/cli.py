@@ -69,6 +69,8 @@ def _root(
     if debug:
         os.environ["GEOSEG_DEBUG"] = "1"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps memory bounded
+    os.environ.setdefault("GDAL_CACHEMAX", "128")
 
 
 @app.command()

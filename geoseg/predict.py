@@ -35,7 +35,6 @@ from geoseg.models.registry import required_multiple
 from geoseg.package import ModelPackage
 from geoseg.stitch import (
     BlendKind,
-    FinishedRows,
     RowBandAccumulator,
     blend_weights,
     classes_and_confidence,
@@ -53,7 +52,8 @@ class PredictSettings:
     batch_size: int
     blend: BlendKind = BlendKind.HANN
     reader_threads: int = 2
-    prefetch_tiles: int = 32
+    prefetch_tiles: int | None = None
+    """Tiles read ahead of the model; default two batches (memory: tiles x bands x t^2 x 4 B)."""
 
 
 @dataclass
@@ -347,7 +347,8 @@ def predict_scene(
     """Predict ``target`` and write the class and confidence rasters (tiled GeoTIFFs).
 
     Three stages overlap: reader threads fill a bounded look-ahead of tiles, the calling
-    thread runs the model and blends, and a writer thread masks, argmaxes and writes rows.
+    thread runs the model, blends and turns finished rows into uint8 class/confidence rows,
+    and a writer thread compresses and writes them.
     """
     t0 = time.perf_counter()
     predictor.check_tile_size(settings.tile_px)
@@ -372,17 +373,26 @@ def predict_scene(
         ) as fw,
     ):
 
-        def write(finished: FinishedRows) -> None:
-            n_rows = finished.probs.shape[1]
-            rows = PixelWindow(finished.row_off, target.window.col_off, n_rows, target.window.width)
-            inside = aoi_mask(target.aoi, target.scene.window_transform(rows), rows.shape)
-            cls, conf = classes_and_confidence(finished.probs, finished.valid & inside, class_ids)
-            row_in_out = finished.row_off - target.window.row_off
+        def write(rows: tuple[int, np.ndarray, np.ndarray]) -> None:
+            row_in_out, cls, conf = rows
             cw.write_rows(row_in_out, cls)
             fw.write_rows(row_in_out, conf)
-            histogram[:] += np.bincount(cls.ravel(), minlength=256)
 
-        writer = BackgroundWorker(write)
+        def finish(until_row: int) -> None:
+            """Classes and confidence of the finished rows, masked by the AOI, to the writer."""
+            for finished in acc.release(until_row):
+                n_rows = finished.probs.shape[1]
+                rows = PixelWindow(
+                    finished.row_off, target.window.col_off, n_rows, target.window.width
+                )
+                inside = aoi_mask(target.aoi, target.scene.window_transform(rows), rows.shape)
+                cls, conf = classes_and_confidence(
+                    finished.probs, finished.valid & inside, class_ids
+                )
+                histogram[:] += np.bincount(cls.ravel(), minlength=256)
+                writer.submit((finished.row_off - target.window.row_off, cls, conf))
+
+        writer = BackgroundWorker(write, depth=4)
         try:
             current_row = 0
             tiles = read_tiles(
@@ -390,7 +400,7 @@ def predict_scene(
                 grid,
                 package.metadata.band_indexes,
                 threads=settings.reader_threads,
-                lookahead=settings.prefetch_tiles,
+                lookahead=settings.prefetch_tiles or 2 * settings.batch_size,
             )
             for batch in batched(tiles, settings.batch_size):
                 tm = time.perf_counter()
@@ -399,20 +409,15 @@ def predict_scene(
                 stats.model_seconds += time.perf_counter() - tm
                 for item, tile_probs in zip(batch, probs, strict=True):
                     if item.tile.row != current_row:
-                        _submit(writer, acc.release(grid.rows_final_before(item.tile.row)))
+                        finish(grid.rows_final_before(item.tile.row))
                         current_row = item.tile.row
                     acc.add(item.tile, tile_probs, item.valid)
                 if on_tiles is not None:
                     on_tiles(len(batch))
-            _submit(writer, acc.release(target.window.row_end))
+            finish(target.window.row_end)
         finally:
             writer.close()
     stats.class_px = {i: int(n) for i, n in enumerate(histogram[:CLASS_NODATA]) if n}
     stats.valid_px = int(histogram[:CLASS_NODATA].sum())
     stats.seconds = time.perf_counter() - t0
     return stats
-
-
-def _submit(writer: BackgroundWorker, finished: FinishedRows | None) -> None:
-    if finished is not None:
-        writer.submit(finished)

@@ -8,6 +8,7 @@ of rows that the current tile row can still touch, and hands finished rows out i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -93,17 +94,22 @@ class RowBandAccumulator:
         self._prob_sum[:, band_r0:band_r1, c0:c1] += probs[:, rows, cols] * weights
         self._weight_sum[band_r0:band_r1, c0:c1] += weights
 
-    def release(self, until_row: int) -> FinishedRows | None:
-        """Normalize and hand out rows ``[top, until_row)``; shift the band up by that many."""
+    def release(self, until_row: int, chunk_rows: int = 64) -> Iterator[FinishedRows]:
+        """Normalize and hand out rows ``[top, until_row)`` in chunks, then drop them.
+
+        Chunks keep the temporaries small (``chunk_rows`` x width); the band shifts up once
+        the last chunk has been handed out, so consume the iterator fully.
+        """
         n = min(until_row, self.window.row_end) - self._top
         if n <= 0:
-            return None
-        wsum = self._weight_sum[:n]
-        valid = wsum > 0
-        probs = self._prob_sum[:, :n] / np.where(valid, wsum, 1.0)
-        finished = FinishedRows(self._top, probs, valid.copy())
+            return
+        for r0 in range(0, n, chunk_rows):
+            r1 = min(r0 + chunk_rows, n)
+            wsum = self._weight_sum[r0:r1]
+            valid = wsum > 0
+            probs = self._prob_sum[:, r0:r1] / np.where(valid, wsum, 1.0)
+            yield FinishedRows(self._top + r0, probs, valid)
         self._shift(n)
-        return finished
 
     def _shift(self, n: int) -> None:
         keep = self._band_rows - n

@@ -42,13 +42,12 @@ def stitch(image: np.ndarray, window: PixelWindow, tile: int, overlap: int, vali
     out_valid = np.zeros(window.shape, dtype=bool)
     max_band = 0
 
-    def take(finished) -> None:
-        nonlocal max_band
-        if finished is None:
-            return
-        r = finished.row_off - window.row_off
-        out[:, r : r + finished.probs.shape[1]] = finished.probs
-        out_valid[r : r + finished.probs.shape[1]] = finished.valid
+    def take(chunks) -> None:
+        for finished in chunks:
+            assert finished.probs.shape[1] <= 64  # released in small chunks
+            r = finished.row_off - window.row_off
+            out[:, r : r + finished.probs.shape[1]] = finished.probs
+            out_valid[r : r + finished.probs.shape[1]] = finished.valid
 
     current = 0
     for t in grid:
@@ -115,7 +114,7 @@ def test_tiles_out_of_order_are_refused() -> None:
     window = PixelWindow(0, 0, 200, 64)
     grid = TileGrid.build(window, (200, 64), tile_px=64, overlap_px=0)
     acc = RowBandAccumulator(window, 1, 64, blend_weights(64))
-    acc.release(grid.rows_final_before(2))
+    list(acc.release(grid.rows_final_before(2)))
     with pytest.raises(RuntimeError, match="out of order"):
         acc.add(grid.tile(0, 0), np.ones((1, 64, 64), dtype=np.float32))
 
