@@ -31,7 +31,9 @@ class RunSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu or cuda")
     tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")
-    batch_size: int | None = Field(None, ge=1, description="tiles per batch (package default)")
+    batch_size: int | None = Field(
+        None, ge=1, description="tiles per batch (default: fill the GPU, else the package value)"
+    )
     blend: BlendKind = BlendKind.HANN
     tta: bool = Field(False, description="average the 8 flips/rotations of every tile")
     reader_threads: int = Field(2, ge=1, description="threads reading tiles, one GDAL handle each")

@@ -8,6 +8,7 @@ last, the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -164,6 +165,12 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         compile_model=settings.compile,
     )
     predictor.check_tile_size(predict_settings.tile_px)
+    if settings.batch_size is None:
+        filled = predictor.fill_device_batch_size(
+            predict_settings.tile_px, len(package.metadata.bands)
+        )
+        if filled is not None:
+            predict_settings = dataclasses.replace(predict_settings, batch_size=filled)
     connectivity = Connectivity(settings.connectivity)
     prepare_output_dir(settings.out)
 

@@ -171,6 +171,23 @@ class Predictor:
                 f"use {max(lower, self.multiple)} or {lower + self.multiple}"
             )
 
+    def fill_device_batch_size(self, tile_px: int, n_bands: int, cap: int = 64) -> int | None:
+        """On CUDA, the batch that fills ~60 % of free memory (probed with one tile); else None.
+
+        The peak memory of one probe tile (all models, TTA included) is taken as the cost per
+        tile, which errs on the safe side: activations are freed between layers.
+        """
+        if self.device.type != "cuda":
+            return None
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        probe = np.zeros((1, n_bands, tile_px, tile_px), dtype=np.float32)
+        self(probe, np.ones((1, tile_px, tile_px), dtype=bool))
+        per_tile = max(torch.cuda.max_memory_allocated(self.device) - before, 1)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(max(1, min(cap, 0.6 * free // per_tile)))
+
     def __call__(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """(B, bands, t, t) raw values + (B, t, t) valid mask -> (B, classes, t, t) float32."""
         x = self._to_device(torch.from_numpy(raw))

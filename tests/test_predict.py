@@ -162,3 +162,8 @@ def test_window_smaller_than_a_tile_in_a_tiny_scene(demo_model: Path, tmp_path: 
     out = predict(SceneWindow(scene, window, geom), predictor, tmp_path / "o",
                   tile_px=256, overlap_px=32, batch_size=2)  # fmt: skip
     assert (out[0] != 255).any() and (out[0] == 255).any()
+
+
+def test_batch_size_is_only_auto_filled_on_cuda(demo_model: Path) -> None:
+    predictor = Predictor(load_package(demo_model), torch.device("cpu"))
+    assert predictor.fill_device_batch_size(256, 4) is None  # CPU: the package default stands
