@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geoseg.package import ModelPackage
 from geoseg.predict import PredictSettings
 from geoseg.stitch import BlendKind
+from geoseg.vectorize import DEFAULT_BLOCK_PX, VectorizeOptions
 
 DEFAULT_OUT = Path("geoseg_out")
 
@@ -40,6 +41,24 @@ class RunSettings(BaseModel):
     compile: bool = Field(False, description="torch.compile the model(s)")
     connectivity: int = Field(4, description="polygon connectivity: 4 or 8")
     vectorize: bool = Field(True, description="write polygons.gpkg")
+    block_size: int = Field(
+        DEFAULT_BLOCK_PX, ge=1, description="vectorize the class raster in blocks of this many px"
+    )
+    workers: int | None = Field(
+        None,
+        ge=0,
+        description="Dask worker processes for scenes larger than one block (default: one per "
+        "core; 0: no Dask)",
+    )
+    dask_address: str | None = Field(
+        None, description="vectorize on this running Dask scheduler (tcp://host:8786)"
+    )
+    min_area: float = Field(
+        0.0, ge=0, description="merge regions smaller than this (m²) into their largest neighbour"
+    )
+    simplify: float = Field(
+        0.0, ge=0, description="simplify polygon boundaries with this tolerance (m), 0 = none"
+    )
 
 
 def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> PredictSettings:
@@ -51,4 +70,15 @@ def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> Pr
         batch_size=settings.batch_size or tile.batch_size,
         blend=settings.blend,
         reader_threads=settings.reader_threads,
+    )
+
+
+def vectorize_options(settings: RunSettings) -> VectorizeOptions:
+    """How a run vectorizes its class rasters: blocks, Dask, sieve and simplification."""
+    return VectorizeOptions(
+        block_size_px=settings.block_size,
+        workers=settings.workers,
+        dask_address=settings.dask_address,
+        min_area_m2=settings.min_area,
+        simplify_m=settings.simplify,
     )

@@ -26,7 +26,7 @@ import shapely
 import torch
 
 import geoseg
-from geoseg.config import RunSettings, resolve_predict_settings
+from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
 from geoseg.grid import TileGrid
 from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
@@ -41,7 +41,7 @@ from geoseg.io.vector import write_raster_qml
 from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package, package_summary
 from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
 from geoseg.progress import NoProgress, Progress
-from geoseg.vectorize import Connectivity, vectorize_raster
+from geoseg.vectorize import Connectivity, VectorizeOptions, vectorize_raster
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 CLASSES_NAME = "classes.tif"
@@ -183,6 +183,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
             out=settings.out,
             connectivity=connectivity,
             progress=progress,
+            vectorize=vectorize_options(settings),
         )
         for name, target in planned
     ]
@@ -209,6 +210,7 @@ def run_scene(
     out: Path,
     connectivity: Connectivity,
     progress: Progress,
+    vectorize: VectorizeOptions | None = None,
 ) -> SceneResult:
     """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
     package = predictor.package
@@ -258,6 +260,7 @@ def run_scene(
                 "scene": name,
                 "model_sha256": "+".join(p.sha256 for p in predictor.packages),
             },
+            options=vectorize,
         )
         timings["vectorize"] = time.perf_counter() - t
         _replace_dir(tmp_dir, final_dir)

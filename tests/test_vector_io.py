@@ -301,3 +301,44 @@ def test_vector_qml_escapes_and_orders_by_id() -> None:
     root = ET.fromstring(vector_qml(shuffled).split("\n", 1)[1])
     labels = [c.get("label") for c in root.iter("category")]
     assert labels == [c.name for c in CLASSES]
+
+
+def test_writer_appends_batches_into_one_layer(tmp_path: Path) -> None:
+    geoms, attributes = _polygons()
+    final = tmp_path / "polygons.gpkg"
+    with vector_io.PolygonLayerWriter(final, crs="EPSG:32633", layer="lc") as writer:
+        writer.write(geoms[:1], {k: v[:1] for k, v in attributes.items()})
+        assert not final.exists()  # only the temp file exists while writing
+        writer.write([], {k: v[:0] for k, v in attributes.items()})  # nothing to append
+        writer.write_wkb(
+            shapely.to_wkb(np.array(geoms[1:], dtype=object)),
+            {k: v[1:] for k, v in attributes.items()},
+        )
+        assert writer.n_features == 3
+        assert writer.commit(CLASSES) == final
+    assert _listing(tmp_path) == ["polygons.gpkg", "polygons.qml"]
+    _, _, wkb, fields = ogr_read(final, layer="lc")
+    assert shapely.equals(shapely.from_wkb(wkb), np.array(geoms, dtype=object)).all()
+    assert list(fields[0]) == [0, 1, 2]
+    with sqlite3.connect(final) as con:
+        assert con.execute("SELECT count(*) FROM rtree_lc_geom").fetchone()[0] == 3
+        assert con.execute("SELECT count(*) FROM layer_styles").fetchone()[0] == 1
+
+
+def test_writer_without_commit_leaves_nothing(tmp_path: Path) -> None:
+    geoms, attributes = _polygons()
+    with vector_io.PolygonLayerWriter(tmp_path / "p.gpkg", crs="EPSG:32633") as writer:
+        writer.write(geoms, attributes)
+        with pytest.raises(ConfigError, match="columns"):
+            writer.write(geoms[:1], {"class_id": attributes["class_id"][:1]})
+    assert _listing(tmp_path) == []
+
+
+def test_writer_refuses_multipolygons_in_a_polygon_layer(tmp_path: Path) -> None:
+    multi = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)])
+    with (
+        vector_io.PolygonLayerWriter(tmp_path / "p.gpkg", crs="EPSG:32633") as writer,
+        pytest.raises(ConfigError, match="Polygon layer"),
+    ):
+        writer.write([multi], {"class_id": np.array([0], dtype=np.int32)})
+    assert _listing(tmp_path) == []

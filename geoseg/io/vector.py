@@ -1,11 +1,12 @@
 """GeoPackage writing and QGIS layer styles for land-cover polygons.
 
-A polygon layer is written with pyogrio (raw arrays, WKB geometry, one transaction, spatial
-index) to a hidden temp name beside the final one. Its QGIS style -- a categorized renderer on
-``class_id`` with each class's name and colour -- is stored as the layer's default style in the
-GeoPackage ``layer_styles`` table (the table QGIS itself reads and writes) and as a ``.qml``
-beside the file. Only a complete file is renamed onto the final name, so a crash never leaves a
-half-written GeoPackage where a user would open it.
+A polygon layer is written with pyogrio (raw arrays, WKB geometry, one transaction per batch,
+spatial index) to a hidden temp name beside the final one; `PolygonLayerWriter` appends
+batches as they are produced, `write_polygons_gpkg` writes one. Its QGIS style -- a
+categorized renderer on ``class_id`` with each class's name and colour -- is stored as the
+layer's default style in the GeoPackage ``layer_styles`` table (the table QGIS itself reads
+and writes) and as a ``.qml`` beside the file. Only a complete file is renamed onto the final
+name, so a crash never leaves a half-written GeoPackage where a user would open it.
 
 The class raster gets a paletted-renderer ``.qml`` (`write_raster_qml`) so QGIS shows the same
 colours and labels for raster and polygons.
@@ -20,6 +21,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyogrio.errors
@@ -90,16 +92,21 @@ def temp_path_for(final: Path, suffix: str | None = None) -> Path:
     return final.with_name(f".{final.stem}.partial-{os.getpid()}{suffix}")
 
 
+def _remove_temp_files(*paths: Path) -> None:
+    """Remove temp files and the SQLite side files a crash may leave beside them."""
+    for p in paths:
+        for leftover in (p, p.with_name(p.name + "-journal"), p.with_name(p.name + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
 @contextlib.contextmanager
 def _temp_files(*paths: Path) -> Iterator[None]:
     """Remove the given temp files if the block raises (renamed ones are simply gone)."""
     try:
         yield
     except BaseException:
-        for p in paths:
-            for leftover in (p, p.with_name(p.name + "-journal"), p.with_name(p.name + "-wal")):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+        _remove_temp_files(*paths)
         raise
 
 
@@ -138,56 +145,137 @@ def write_polygons_gpkg(
     MultiPolygon layer every Polygon is promoted, so one layer never mixes the two. The layer's
     default QGIS style is stored in the file and written beside it as ``<stem>.qml``. Both are
     written under temp names and renamed only when complete; on any error the temp files are
-    removed and nothing appears under the final names.
+    removed and nothing appears under the final names. One batch of `PolygonLayerWriter`.
     """
-    final = Path(path)
-    if final.suffix.lower() != ".gpkg":
-        raise ConfigError(f"{final}: polygons are written as GeoPackage; use a .gpkg file name")
-    _check_output_dir(final)
     geoms = np.asarray(geometries, dtype=object).reshape(-1)
-    columns = {name: np.asarray(values) for name, values in attributes.items()}
-    _validate_columns(final, len(geoms), columns)
     geometry_type = LayerGeometry(geometry_type or _layer_geometry_type(geoms))
-    if geometry_type == LayerGeometry.MULTIPOLYGON:
-        geoms = _promote_to_multi(geoms)
-    elif len(geoms) and not np.all(shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON):
-        raise ConfigError(f"{final}: a Polygon layer cannot hold MultiPolygons")
-    qml = vector_qml(classes)
-    qml_final = final.with_suffix(".qml")
-    tmp_gpkg = temp_path_for(final, ".gpkg")
-    tmp_qml = temp_path_for(qml_final)
-    with _temp_files(tmp_gpkg, tmp_qml):
-        try:
-            tmp_gpkg.unlink(missing_ok=True)  # a leftover of a killed run with the same pid
+    with PolygonLayerWriter(path, crs=crs, layer=layer, geometry_type=geometry_type) as writer:
+        writer.write(geoms, attributes)
+        return writer.commit(classes)
+
+
+class PolygonLayerWriter:
+    """Append polygon batches to one GeoPackage layer; publish the file only when complete.
+
+    Usage::
+
+        with PolygonLayerWriter(path, crs=wkt, geometry_type=LayerGeometry.POLYGON) as w:
+            w.write(geometries, {"class_id": ..., ...})   # as many batches as needed
+            w.commit(classes)                              # style, .qml, rename
+
+    Each batch is one pyogrio write (one transaction) into a hidden temp GeoPackage beside the
+    final name; the first creates the layer with a spatial index (kept up to date by GDAL as
+    later batches are appended), so batches can be streamed while they are produced and never
+    have to be held together in memory. Every batch must have the same columns. `commit`
+    stores the QGIS style, writes ``<stem>.qml`` and renames both onto their final names; leaving
+    the ``with`` block without committing (or with an exception) removes the temp files, so a
+    failed run leaves no half file and keeps an older complete output as it was.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        crs: str,
+        geometry_type: LayerGeometry = LayerGeometry.POLYGON,
+        layer: str = "landcover",
+    ) -> None:
+        final = Path(path)
+        if final.suffix.lower() != ".gpkg":
+            raise ConfigError(f"{final}: polygons are written as GeoPackage; use a .gpkg file name")
+        _check_output_dir(final)
+        self.path = final
+        self.crs = crs
+        self.layer = layer
+        self.geometry_type = LayerGeometry(geometry_type)
+        self.n_features = 0
+        self._fields: list[str] | None = None
+        self._tmp_gpkg = temp_path_for(final, ".gpkg")
+        self._tmp_qml = temp_path_for(final.with_suffix(".qml"))
+        self._committed = False
+
+    def __enter__(self) -> PolygonLayerWriter:
+        self._tmp_gpkg.unlink(missing_ok=True)  # a leftover of a killed run with the same pid
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._committed:
+            _remove_temp_files(self._tmp_gpkg, self._tmp_qml)
+
+    def write(
+        self, geometries: Sequence[shapely.Geometry] | np.ndarray, attributes: Mapping[str, Any]
+    ) -> None:
+        """Append shapely (Multi)Polygons with their attribute columns."""
+        geoms = np.asarray(geometries, dtype=object).reshape(-1)
+        if self.geometry_type == LayerGeometry.MULTIPOLYGON:
+            geoms = as_multipolygons(geoms)
+        elif len(geoms) and not np.all(shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON):
+            raise ConfigError(f"{self.path}: a Polygon layer cannot hold MultiPolygons")
+        wkb = shapely.to_wkb(geoms) if len(geoms) else np.empty(0, dtype=object)
+        self.write_wkb(wkb, attributes)
+
+    def write_wkb(self, wkb: np.ndarray, attributes: Mapping[str, Any]) -> None:
+        """Append geometries already encoded as WKB, of the layer's geometry type."""
+        columns = {name: np.asarray(values) for name, values in attributes.items()}
+        _validate_columns(self.path, len(wkb), columns)
+        if self._fields is not None and list(columns) != self._fields:
+            raise ConfigError(
+                f"{self.path}: batch columns {list(columns)} differ from the layer's {self._fields}"
+            )
+        if self._fields is not None and not len(wkb):
+            return
+        first = self._fields is None
+        creation: dict[str, Any] = {}
+        if first:
+            creation = {
+                # GPKG 1.2: opened without warnings by older GDAL/QGIS (GDAL < 3.7 warns on 1.4).
+                "dataset_options": {"VERSION": "1.2"},
+                "layer_options": {"SPATIAL_INDEX": "YES", "GEOMETRY_NAME": GEOMETRY_COLUMN},
+            }
+        with self._errors_as_geoseg():
             ogr_write(
-                str(tmp_gpkg),
-                shapely.to_wkb(geoms) if len(geoms) else np.empty(0, dtype=object),
+                str(self._tmp_gpkg),
+                wkb,
                 list(columns.values()),
                 list(columns),
-                layer=layer,
+                layer=self.layer,
                 driver="GPKG",
-                geometry_type=str(geometry_type),
-                crs=crs,
+                geometry_type=str(self.geometry_type),
+                crs=self.crs,
                 encoding="UTF-8",
-                # GPKG 1.2: opened without warnings by older GDAL/QGIS (GDAL < 3.7 warns on 1.4).
-                dataset_options={"VERSION": "1.2"},
-                layer_options={"SPATIAL_INDEX": "YES", "GEOMETRY_NAME": GEOMETRY_COLUMN},
+                append=not first,
+                **creation,
             )
-            store_default_style(tmp_gpkg, layer, qml)
-            tmp_qml.write_text(qml, encoding="utf-8")
-            tmp_qml.replace(qml_final)
-            tmp_gpkg.replace(final)
+        self._fields = list(columns)
+        self.n_features += len(wkb)
+
+    def commit(self, classes: Sequence[ClassInfo]) -> Path:
+        """Store the style, write the .qml and move both onto their final names."""
+        if self._fields is None:
+            raise ConfigError(f"{self.path}: nothing was written; write at least one batch")
+        qml = vector_qml(classes)
+        with self._errors_as_geoseg():
+            store_default_style(self._tmp_gpkg, self.layer, qml)
+            self._tmp_qml.write_text(qml, encoding="utf-8")
+            self._tmp_qml.replace(self.path.with_suffix(".qml"))
+            self._tmp_gpkg.replace(self.path)
+        self._committed = True
+        return self.path
+
+    @contextlib.contextmanager
+    def _errors_as_geoseg(self) -> Iterator[None]:
+        try:
+            yield
         except pyogrio.errors.CRSError as exc:
             raise ConfigError(
-                f"{final}: the CRS {crs[:80]!r} is not understood by GDAL ({exc}); give WKT or "
-                "'EPSG:<code>'"
+                f"{self.path}: the CRS {self.crs[:80]!r} is not understood by GDAL ({exc}); "
+                "give WKT or 'EPSG:<code>'"
             ) from exc
         except (OSError, sqlite3.Error, *_PYOGRIO_WRITE_ERRORS) as exc:
             raise OutputError(
-                f"{final}: writing the GeoPackage failed ({exc}); check free disk space and "
+                f"{self.path}: writing the GeoPackage failed ({exc}); check free disk space and "
                 "permissions of the output folder, then run again"
             ) from exc
-    return final
 
 
 def _validate_columns(path: Path, n: int, columns: Mapping[str, np.ndarray]) -> None:
@@ -214,10 +302,13 @@ def _layer_geometry_type(geoms: np.ndarray) -> LayerGeometry:
     return LayerGeometry.MULTIPOLYGON
 
 
-def _promote_to_multi(geoms: np.ndarray) -> np.ndarray:
+def as_multipolygons(geoms: np.ndarray) -> np.ndarray:
+    """Each Polygon as a one-part MultiPolygon (vectorized); MultiPolygons unchanged."""
+    geoms = np.asarray(geoms, dtype=object)
     out = geoms.copy()
-    for i in np.flatnonzero(shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON):
-        out[i] = shapely.MultiPolygon([geoms[i]])
+    single = np.flatnonzero(shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON)
+    if single.size:
+        out[single] = shapely.multipolygons(geoms[single], indices=np.arange(single.size))
     return out
 
 
