@@ -110,6 +110,27 @@ def run(
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (slow start, faster run).")
     ] = False,
+    block_size: Annotated[
+        int | None, typer.Option(help="Vectorize in blocks of this many px (default 2048).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Dask worker processes vectorizing scenes larger than one block "
+            "(default: one per CPU core; 0: no Dask)."
+        ),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Vectorize on this running Dask scheduler (tcp://host:8786)."),
+    ] = None,
+    min_area: Annotated[
+        float,
+        typer.Option(help="Merge regions smaller than this (m²) into their largest neighbour."),
+    ] = 0.0,
+    simplify: Annotated[
+        float, typer.Option(help="Simplify polygon boundaries with this tolerance (m); 0 = none.")
+    ] = 0.0,
 ) -> None:
     """Segment the scenes under an AOI: class + confidence COGs and polygons per scene."""
     from geoseg.config import RunSettings
@@ -129,10 +150,108 @@ def run(
         tta=tta,
         reader_threads=reader_threads,
         compile=compile_model,
+        workers=workers,
+        dask_address=dask_address,
+        min_area=min_area,
+        simplify=simplify,
+        **({} if block_size is None else {"block_size": block_size}),
     )
     with RichProgress(err_console) as progress:
         report = run_pipeline(settings, progress)
     print_report(report)
+
+
+@app.command()
+@handles_errors
+def vectorize(
+    classes_tif: Annotated[
+        Path, typer.Argument(help="Class raster: classes.tif of geoseg run, or any integer raster.")
+    ],
+    *,
+    out: Annotated[Path, typer.Option(help="GeoPackage to write; its .qml style goes beside it.")],
+    confidence: Annotated[
+        Path | None,
+        typer.Option(help="Confidence raster on the same grid: adds mean_confidence."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model package for class names/colours and model_sha256."),
+    ] = None,
+    connectivity: Annotated[
+        int, typer.Option(help="Polygon connectivity, 4 or 8 (as gdal_polygonize).")
+    ] = 4,
+    block_size: Annotated[int | None, typer.Option(help="Block size in px (default 2048).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask worker processes (default: one per CPU core; 0: no Dask)."),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Run on this Dask scheduler instead of a local one (tcp://host:8786)."),
+    ] = None,
+    min_area: Annotated[
+        float,
+        typer.Option(help="Merge regions smaller than this (m²) into their largest neighbour."),
+    ] = 0.0,
+    simplify: Annotated[
+        float,
+        typer.Option(help="Simplify boundaries with this tolerance (m); shared edges stay shared."),
+    ] = 0.0,
+) -> None:
+    """Polygonize a class raster into a styled GeoPackage: parallel blocks, exact seams.
+
+    Class names and colours come from --model, else from the raster (geoseg's tags or its
+    colour table). Rasters larger than one block run on Dask (a local cluster by default).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from geoseg.vectorize import DEFAULT_BLOCK_PX, VectorizeOptions, vectorize_file
+
+    t0 = time.perf_counter()
+    options = VectorizeOptions(
+        block_size_px=DEFAULT_BLOCK_PX if block_size is None else block_size,
+        workers=workers,
+        dask_address=dask_address,
+        min_area_m2=min_area,
+        simplify_m=simplify,
+    )
+    columns = (TextColumn("vectorizing"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"))
+    bar = Progress(*columns, console=err_console, transient=True)
+    task = bar.add_task("blocks", total=None)
+
+    started: list[bool] = []
+
+    def on_block(done: int, total: int) -> None:
+        if not started:  # shown once work runs: an early error stays one clean line
+            bar.start()
+            started.append(True)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        result = vectorize_file(
+            classes_tif,
+            out,
+            confidence_path=confidence,
+            model_path=model,
+            connectivity=connectivity,
+            options=options,
+            on_block=on_block,
+        )
+    finally:
+        if started:
+            bar.stop()
+    where = f"{result.dask_workers} Dask workers" if result.dask_workers else "this process"
+    per_class = ", ".join(
+        f"{name} {result.polygons_per_class[cid]} ({result.area_m2_per_class[cid] / 1e6:.3g} km²)"
+        for cid, name in sorted(result.class_names.items())
+        if result.polygons_per_class.get(cid)
+    )
+    out_console.print(
+        f"[green]wrote[/] {result.n_polygons} polygons to {result.path} (+ .qml) in "
+        f"{time.perf_counter() - t0:.1f}s: {result.blocks} block(s) on {where}; {per_class}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -230,78 +349,254 @@ def synth(
 @handles_errors
 def train(
     *,
-    image: Annotated[list[Path], typer.Option(help="Image GeoTIFF; repeat per scene.")],
-    labels: Annotated[list[Path], typer.Option(help="Label GeoTIFF on the image grid; repeat.")],
-    out: Annotated[Path, typer.Option(help="Model package to write (.geoseg).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML training config; its keys are these options (CLI wins)."),
+    ] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option(help="Image GeoTIFF; repeat per scene.")
+    ] = None,
+    labels: Annotated[
+        list[Path] | None,
+        typer.Option(help="Label raster on the image grid, or polygons (.gpkg/.geojson); repeat."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Model package to write (.geoseg).")] = None,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(help="Pixel window to train on, e.g. cols=0:677 (one, or one per image)."),
+    ] = None,
     classes: Annotated[
         Path | None,
-        typer.Option(help="JSON list of {id, name, color}; default: the labels' GEOSEG_CLASSES."),
+        typer.Option(help="JSON/YAML list of {id, name, color}; default: GEOSEG_CLASSES tag."),
     ] = None,
-    arch: Annotated[str, typer.Option(help="Architecture name (see the registry).")] = "smp-unet",
-    encoder: Annotated[str, typer.Option(help="smp/timm encoder name.")] = "resnet34",
+    label_map: Annotated[
+        str | None, typer.Option(help="Label value -> class id, e.g. '11=1,12=1,21=2'.")
+    ] = None,
+    label_nodata: Annotated[
+        list[int] | None, typer.Option(help="Label value meaning 'no label'; repeat.")
+    ] = None,
+    class_column: Annotated[
+        str | None, typer.Option(help="Class column of label polygons (default: class).")
+    ] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="1-based image bands, e.g. 1,2,3,4 (default: all).")
+    ] = None,
+    band_names: Annotated[
+        str | None, typer.Option(help="Band names, e.g. blue,green,red,nir.")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Registry name: unet, fcn8s, fcn16s, fcn32s, smp-unet, ..."),
+    ] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="smp/timm encoder for smp-* and fcn* (e.g. resnet34).")
+    ] = None,
+    width: Annotated[
+        float | None, typer.Option(help="Width multiplier of unet / fcn* channels.")
+    ] = None,
     decoder_channels: Annotated[
-        str | None, typer.Option(help="Comma-separated decoder channels (smp-unet).")
+        str | None, typer.Option(help="Comma-separated decoder channels (smp-*).")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
-    steps_per_epoch: Annotated[int, typer.Option(min=1)] = 50,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    tile_size: Annotated[int, typer.Option(min=32)] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    name: Annotated[str, typer.Option(help="Model name stored in the package.")] = "geoseg-model",
+    loss: Annotated[
+        str | None, typer.Option(help="ce, weighted-ce, focal, dice or a sum like ce+dice.")
+    ] = None,
+    class_weighting: Annotated[
+        str | None, typer.Option(help="Class weights of weighted-ce: median or inverse.")
+    ] = None,
+    weight_power: Annotated[
+        float | None, typer.Option(help="Raise class weights to this power (0.5: sqrt).")
+    ] = None,
+    max_class_weight: Annotated[float | None, typer.Option(help="Clip class weights.")] = None,
+    focal_gamma: Annotated[float | None, typer.Option(help="Focal loss gamma (2).")] = None,
+    focal_alpha: Annotated[
+        str | None, typer.Option(help="Focal loss per-class alpha, comma-separated.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tiles per batch.")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Training tile size in px.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (1e-4).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay.")] = None,
+    lr_patience: Annotated[
+        int | None, typer.Option(help="Epochs without val-loss gain before halving lr.")
+    ] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(help="Stop after N epochs without gain (0: never).")
+    ] = None,
+    monitor: Annotated[
+        str | None, typer.Option(help="What picks the best epoch: loss or miou.")
+    ] = None,
+    sampling: Annotated[
+        str | None, typer.Option(help="Training tiles: random, grid or balanced.")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of spatial blocks held out for validation.")
+    ] = None,
+    val_block: Annotated[
+        int | None, typer.Option(help="Block size of the spatial split in px.")
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option("--augment/--no-augment", help="Flips/rotations, scale, brightness."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name stored in the package.")] = None,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: <out>.ckpt/).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpointed epoch.")
+    ] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
-    """Train a segmentation model on image/label pairs and write a model package."""
-    from geoseg.train import TrainConfig, TrainingPair
+    """Train a segmentation model on labelled scenes and write a model package."""
+    from geoseg.cli_rich import RichTrainProgress
+    from geoseg.train import load_train_settings
     from geoseg.train import train as train_model
 
-    if len(image) != len(labels):
-        raise typer.BadParameter("give one --labels per --image")
-    class_list = load_classes(classes, labels[0])
-    arch_args: dict[str, Any] = {"encoder_name": encoder}
-    if decoder_channels:
-        arch_args["decoder_channels"] = [int(c) for c in decoder_channels.split(",")]
-        arch_args["encoder_depth"] = len(arch_args["decoder_channels"])
-    config = TrainConfig(
-        arch=arch,
-        arch_args=arch_args,
-        tile_px=tile_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        lr=lr,
-        seed=seed,
-        device=device,
-        name=name,
+    def numbers(text: str | None, kind: type) -> list[Any] | None:
+        if text is None:
+            return None
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{text!r}: expected comma-separated numbers") from None
+
+    mapping = None
+    if label_map is not None:
+        try:
+            mapping = {int(k): int(v) for k, v in (p.split("=") for p in label_map.split(",") if p)}
+        except ValueError:
+            raise typer.BadParameter(f"--label-map {label_map!r}: write e.g. 11=1,12=1") from None
+    overrides = {
+        "image": image,
+        "labels": labels,
+        "out": out,
+        "window": window,
+        "classes": classes,
+        "label_map": mapping,
+        "label_nodata": label_nodata,
+        "class_column": class_column,
+        "bands": numbers(bands, int),
+        "band_names": band_names.split(",") if band_names else None,
+        "arch": arch,
+        "encoder": encoder,
+        "width": width,
+        "decoder_channels": numbers(decoder_channels, int),
+        "loss": loss,
+        "class_weighting": class_weighting,
+        "weight_power": weight_power,
+        "max_class_weight": max_class_weight,
+        "focal_gamma": focal_gamma,
+        "focal_alpha": numbers(focal_alpha, float),
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "tile_size": tile_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "lr_patience": lr_patience,
+        "early_stopping": early_stopping,
+        "monitor": monitor,
+        "sampling": sampling,
+        "val_fraction": val_fraction,
+        "val_block": val_block,
+        "augment": augment,
+        "seed": seed,
+        "device": device,
+        "name": name,
+        "checkpoint_dir": checkpoint_dir,
+        "resume": resume or None,
+        "threads": threads,
+    }
+    settings = load_train_settings(config, overrides)
+    with RichTrainProgress(err_console) as progress:
+        result = train_model(settings, progress)
+    out_console.print(
+        f"wrote {result.package} in {result.seconds:.0f}s (best epoch {result.best_epoch}"
+        f"{', stopped early' if result.stopped_early else ''}); "
+        f"inspect it with: geoseg model info {result.package}",
+        highlight=False,
     )
-    pairs = [TrainingPair(i, lab) for i, lab in zip(image, labels, strict=True)]
-    t0 = time.perf_counter()
 
-    def report(r: Any) -> None:
-        err_console.print(
-            f"epoch {r.epoch:3d}/{epochs}  loss {r.train_loss:.4f}  "
-            f"val mIoU {r.val_miou:.4f}  {r.seconds:.1f}s"
-        )
 
-    path = train_model(pairs, class_list, config, out, on_epoch=report)
-    out_console.print(f"wrote {path} in {time.perf_counter() - t0:.0f}s")
+@app.command()
+@handles_errors
+def evaluate(
+    *,
+    model: Annotated[Path, typer.Option(help="Model package (.geoseg).")],
+    image: Annotated[Path, typer.Option(help="Image GeoTIFF to predict.")],
+    labels: Annotated[
+        Path, typer.Option(help="Reference labels: raster on the image grid, or polygons.")
+    ],
+    window: Annotated[
+        str | None, typer.Option(help="Pixel window to evaluate, e.g. cols=677: (default: all).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for report.json and confusion.png.")] = Path(
+        "evaluation"
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    tile_size: Annotated[
+        int | None, typer.Option(help="Tile size in px (default: from the package).")
+    ] = None,
+    overlap: Annotated[
+        int | None, typer.Option(help="Tile overlap in px (default: from the package).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tiles per batch (default: from the package).")
+    ] = None,
+    tta: Annotated[
+        bool, typer.Option(help="Test-time augmentation: average the 8 flips/rotations.")
+    ] = False,
+    label_nodata: Annotated[
+        list[int] | None,
+        typer.Option(help="Label value meaning 'no label'; repeat (default: as trained)."),
+    ] = None,
+    class_column: Annotated[
+        str | None, typer.Option(help="Class column of label polygons (default: as trained).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Score a model against reference labels with the same tiled prediction as `run`."""
+    from geoseg.cli_rich import evaluation_table
+    from geoseg.evaluate import EvaluateSettings
+    from geoseg.evaluate import evaluate as evaluate_model
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    settings = EvaluateSettings(
+        model=model,
+        image=image,
+        labels=labels,
+        window=window,
+        out=out,
+        device=device,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        tta=tta,
+        label_nodata=label_nodata or None,
+        class_column=class_column,
+    )
+    with err_console.status("predicting and scoring ..."):
+        report = evaluate_model(settings)
+    where = f" {window}" if window else ""
+    out_console.print(evaluation_table(report, f"{model.name} on {image.name}{where}"))
+    for kind, path in report.files.items():
+        out_console.print(f"{kind:<7} {path}")
 
 
 def load_classes(path: Path | None, labels: Path) -> list[Any]:
-    """Classes from a JSON file, or from the GEOSEG_CLASSES tag of a label raster."""
-    from geoseg.classes import ClassInfo
+    """Classes from a JSON/YAML file, or from the GEOSEG_CLASSES tag of a label raster."""
+    from geoseg.data import read_class_list
     from geoseg.errors import ConfigError
     from geoseg.io.raster import classes_from_tags
 
     if path is not None:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return [ClassInfo(int(c["id"]), str(c["name"]), str(c["color"])) for c in raw]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"{path}: cannot read the class list ({exc}); "
-                'write a JSON list like [{"id": 0, "name": "water", "color": "#1f78b4"}]'
-            ) from None
+        return list(read_class_list(path))
     found = classes_from_tags(labels)
     if found is None:
         raise ConfigError(f"{labels}: has no GEOSEG_CLASSES tag; pass --classes classes.json")

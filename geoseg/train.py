@@ -1,329 +1,725 @@
-"""Basic training: random tiles from image/label GeoTIFF pairs -> segmentation model -> package.
+"""Training: tiles from `geoseg.data` -> a model from the registry -> a model package.
 
-Image and label rasters must share one grid. The bottom ``val_fraction`` of each scene's rows
-is held out as a spatial validation block (no pixel of it is ever trained on), tiled on a grid
-for validation. Normalization statistics are streamed over the training blocks and stored in
-the package with the classes, bands, GSD, tile defaults, data summary and validation metrics.
+`TrainSettings` holds every option of `geoseg train`; a YAML file uses the same names (dashes
+or underscores), and options given on the command line override the file. The loop is small
+and plain PyTorch: Adam, ReduceLROnPlateau on the validation loss, mixed precision on CUDA
+(bf16 where supported, else fp16 with a gradient scaler), early stopping, and a checkpoint
+after every epoch (safetensors + JSON, no pickle) that ``resume`` continues from exactly: the
+model, optimizer, scheduler and random states are all restored. The package written at the end
+holds the weights of the best validation epoch with classes, colours, bands, normalization,
+GSD, tile defaults, the training data summary and the validation metrics.
 """
 
 from __future__ import annotations
 
-import math
+import copy
+import json
+import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import rasterio
 import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from geoseg.classes import CLASS_NODATA, ClassInfo
-from geoseg.errors import TrainingDataError
-from geoseg.grid import PixelWindow
-from geoseg.io.raster import open_scene, read_window
+from geoseg.classes import ClassInfo
+from geoseg.data import (
+    IGNORE,
+    Augmentation,
+    LabelConfig,
+    SamplingMode,
+    SplitSettings,
+    TileRef,
+    TrainingData,
+    TrainingScene,
+    read_class_list,
+)
+from geoseg.errors import ConfigError, TrainingDataError
+from geoseg.io.raster import classes_from_tags, open_scene
+from geoseg.losses import (
+    ClassWeighting,
+    build_loss,
+    class_weights,
+    needs_class_weights,
+    parse_loss,
+)
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.models.registry import build_model, count_parameters, required_multiple
 from geoseg.package import (
     Architecture,
     BandSpec,
     ClassSpec,
-    Normalization,
     PackageMetadata,
     TileDefaults,
     save_package,
 )
-from geoseg.predict import normalize, resolve_device
+from geoseg.predict import resolve_device
+
+CHECKPOINT_NAME = "last.safetensors"
 
 
-@dataclass(frozen=True)
-class TrainingPair:
-    """An image GeoTIFF and its label raster on the same grid."""
+class Monitor(StrEnum):
+    """Validation quantity that picks the best epoch and drives early stopping."""
 
-    image: Path
-    labels: Path
+    LOSS = "loss"
+    MIOU = "miou"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of `geoseg train` (basic version)."""
+class ClassEntry(BaseModel):
+    """A class in a training config: raster value ``id``, ``name``, optional ``color``."""
 
-    arch: str = "smp-unet"
-    arch_args: dict[str, Any] = field(default_factory=dict)
-    band_names: tuple[str, ...] = ("blue", "green", "red", "nir")
-    tile_px: int = 256
-    batch_size: int = 8
-    epochs: int = 10
-    steps_per_epoch: int = 50
-    lr: float = 1e-3
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    name: str = "geoseg-model"
+    id: int
+    name: str
+    color: str | None = None
+
+
+class TrainSettings(BaseModel):
+    """Every option of `geoseg train`; a YAML config file uses the same names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: list[Path] = Field(min_length=1, description="image GeoTIFFs, one per scene")
+    labels: list[Path] = Field(
+        min_length=1, description="label raster on the image grid or polygons, one per image"
+    )
+    out: Path = Field(description="model package to write (.geoseg)")
+    window: list[str] = Field(
+        default_factory=list,
+        description="pixel window per scene (one for all), e.g. cols=0:677; default: all",
+    )
+    classes: Path | list[ClassEntry] | dict[int, str] | None = Field(
+        None, description="class list (file or inline); default: the labels' GEOSEG_CLASSES tag"
+    )
+    label_map: dict[int, int] = Field(
+        default_factory=dict, description="label value -> class id (default: identity)"
+    )
+    label_nodata: list[int] | None = Field(
+        None, description="label values without a label (default: the raster's nodata and 255)"
+    )
+    class_column: str = Field("class", description="class column of label polygons")
+    bands: list[int] | None = Field(None, description="1-based image bands (default: all)")
+    band_names: list[str] | None = Field(None, description="band names (default: descriptions)")
+    arch: str = Field("smp-unet", description="architecture name in the model registry")
+    encoder: str | None = Field(None, description="smp/timm encoder (smp-* and fcn*)")
+    width: float | None = Field(None, gt=0, description="width multiplier (unet, fcn*)")
+    decoder_channels: list[int] | None = Field(None, description="decoder channels (smp-unet)")
+    arch_args: dict[str, Any] = Field(default_factory=dict, description="more model arguments")
+    loss: str = Field("ce", description="ce, weighted-ce, focal, dice or a sum like ce+dice")
+    class_weighting: ClassWeighting = Field(ClassWeighting.MEDIAN, description="weighted-ce")
+    weight_power: float = Field(1.0, gt=0, description="class weights ** power (0.5: sqrt)")
+    max_class_weight: float | None = Field(None, gt=0, description="clip class weights")
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss gamma")
+    focal_alpha: list[float] | None = Field(None, description="focal loss per-class alpha")
+    epochs: int = Field(30, ge=1, description="maximum number of epochs")
+    steps_per_epoch: int = Field(50, ge=1, description="training batches per epoch")
+    batch_size: int = Field(8, ge=1, description="tiles per batch")
+    tile_size: int = Field(256, ge=16, description="training tile size in px")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    lr_patience: int = Field(3, ge=0, description="epochs without val-loss gain before lr/2")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor")
+    early_stopping: int = Field(8, ge=0, description="stop after N epochs without gain; 0: off")
+    monitor: Monitor = Field(Monitor.LOSS, description="val loss or val mIoU picks the best")
+    sampling: SamplingMode = Field(SamplingMode.RANDOM, description="random, grid, balanced")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="share of blocks held out")
+    val_block: int = Field(256, ge=16, description="block size of the spatial split in px")
+    augment: bool = Field(True, description="flips/rotations, scale and brightness jitter")
+    scale_jitter: float = Field(0.1, ge=0, lt=0.5, description="relative scale jitter")
+    brightness: float = Field(0.1, ge=0, description="per-band brightness jitter (std units)")
+    contrast: float = Field(0.1, ge=0, lt=1, description="per-band contrast jitter")
+    seed: int = Field(0, description="random seed (split, sampling, initialization)")
+    device: str = Field("auto", description="auto, cpu or cuda")
+    name: str = Field("geoseg-model", description="model name stored in the package")
+    checkpoint_dir: Path | None = Field(None, description="default: <out>.ckpt/")
+    resume: bool = Field(False, description="continue from the checkpoint's last epoch")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        try:
+            parse_loss(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return value
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _one_window(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def checkpoint_path(self) -> Path:
+        folder = self.checkpoint_dir or self.out.with_name(self.out.name + ".ckpt")
+        return folder / CHECKPOINT_NAME
+
+    def scenes(self) -> list[TrainingScene]:
+        if len(self.image) != len(self.labels):
+            raise ConfigError(
+                f"--image given {len(self.image)} times but --labels {len(self.labels)} times; "
+                "give one labels file per image"
+            )
+        if len(self.window) not in (0, 1, len(self.image)):
+            raise ConfigError(
+                f"--window given {len(self.window)} times for {len(self.image)} images; "
+                "give one for all images or one per image"
+            )
+        windows = self.window * len(self.image) if len(self.window) == 1 else self.window
+        windows = windows or [None] * len(self.image)  # type: ignore[list-item]
+        return [
+            TrainingScene(i, lab, w)
+            for i, lab, w in zip(self.image, self.labels, windows, strict=True)
+        ]
+
+    def architecture_args(self, in_channels: int, n_classes: int) -> dict[str, Any]:
+        """Registry arguments of the model from the generic options."""
+        args: dict[str, Any] = {"in_channels": in_channels, "classes": n_classes}
+        smp = self.arch.startswith("smp-")
+        if self.encoder is not None:
+            if not smp and not self.arch.startswith("fcn"):
+                raise ConfigError(f"--encoder applies to smp-* and fcn* models, not {self.arch}")
+            args["encoder_name" if smp else "encoder"] = self.encoder
+        if self.width is not None:
+            if smp:
+                raise ConfigError(f"--width applies to unet and fcn* models, not {self.arch}")
+            args["width"] = self.width
+        if self.decoder_channels:
+            if not smp:
+                raise ConfigError(f"--decoder-channels applies to smp-* models, not {self.arch}")
+            args["decoder_channels"] = list(self.decoder_channels)
+            args["encoder_depth"] = len(self.decoder_channels)
+        return {**args, **self.arch_args}
+
+
+def load_train_settings(
+    config: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainSettings:
+    """Settings from a YAML file (optional) with ``overrides`` (CLI options) on top.
+
+    ``None`` values in ``overrides`` mean "not given" and leave the file's value. Relative
+    paths in the file are relative to the file's folder.
+    """
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            raw = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{config}: cannot read the training config ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{config}: the training config must be a mapping of options")
+        values = {str(k).replace("-", "_"): v for k, v in raw.items()}
+        base = Path(config).parent
+        for key in ("image", "labels", "out", "classes", "checkpoint_dir"):
+            if key in values:
+                values[key] = _relative_to(values[key], base)
+    for key, value in (overrides or {}).items():
+        if value is not None and value != []:
+            values[key] = value
+    try:
+        return TrainSettings(**values)
+    except ValidationError as exc:
+        # an unknown option (a typo) explains the other errors best: report it first
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
+        where = f"{config}: " if config is not None else ""
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown option; see `geoseg train --help` for the option names"
+        raise ConfigError(f"{where}{option}: {message}") from None
+
+
+def _relative_to(value: Any, base: Path) -> Any:
+    if isinstance(value, str) and not Path(value).is_absolute():
+        return str(base / value)
+    if isinstance(value, list):
+        return [_relative_to(v, base) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def resolve_classes(settings: TrainSettings) -> tuple[ClassInfo, ...]:
+    """The class list: from the settings (file or inline) or the first label raster's tags."""
+    source = settings.classes
+    if isinstance(source, Path):
+        return read_class_list(source)
+    if isinstance(source, dict):
+        return read_class_list([{"id": k, "name": v} for k, v in source.items()])
+    if source is not None:
+        return read_class_list([c.model_dump() for c in source])
+    labels = settings.labels[0]
+    found = None
+    if labels.exists() and labels.suffix.lower() in (".tif", ".tiff", ".vrt"):
+        found = classes_from_tags(labels)
+    if found is None:
+        raise ConfigError(
+            f"{labels}: has no GEOSEG_CLASSES tag; give the classes in the training config "
+            "or with --classes classes.json"
+        )
+    return tuple(found)
+
+
+def label_config(settings: TrainSettings, classes: Sequence[ClassInfo]) -> LabelConfig:
+    nodata = frozenset(settings.label_nodata) if settings.label_nodata is not None else None
+    return LabelConfig(
+        classes=tuple(classes),
+        value_map=dict(settings.label_map),
+        nodata=nodata if nodata is not None else frozenset({IGNORE}),
+        class_column=settings.class_column,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress.
 
 
 @dataclass(frozen=True)
 class EpochReport:
+    """What one epoch did; also the rows of the package's training history."""
+
     epoch: int
     train_loss: float
+    val_loss: float
     val_miou: float
+    val_overall_accuracy: float
+    lr: float
     seconds: float
+    best: bool
+
+
+class TrainProgress(Protocol):
+    """Receives training events (the CLI draws rich progress bars from them)."""
+
+    def started(self, first_epoch: int, epochs: int, steps_per_epoch: int) -> None: ...
+
+    def step(self, epoch: int, step: int, loss: float) -> None: ...
+
+    def epoch_done(self, report: EpochReport) -> None: ...
+
+
+class NoTrainProgress:
+    """Progress sink that ignores everything (library default)."""
+
+    def started(self, first_epoch: int, epochs: int, steps_per_epoch: int) -> None:
+        pass
+
+    def step(self, epoch: int, step: int, loss: float) -> None:
+        pass
+
+    def epoch_done(self, report: EpochReport) -> None:
+        pass
 
 
 @dataclass(frozen=True)
-class _Source:
-    pair: TrainingPair
-    height: int
-    width: int
-    train_rows: int  # rows [0, train_rows) train, the rest validate
+class TrainResult:
+    """The package written and how training went."""
+
+    package: Path
+    history: list[EpochReport]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
 
 
-def check_pairs(pairs: Sequence[TrainingPair], classes: Sequence[ClassInfo]) -> list[_Source]:
-    """Refuse pairs whose grids differ or whose labels hold values not in the class list."""
-    sources = []
-    known = {c.id for c in classes} | {CLASS_NODATA}
-    for pair in pairs:
-        img, lab = open_scene(pair.image), open_scene(pair.labels)
-        if (img.crs, img.transform, img.shape) != (lab.crs, lab.transform, lab.shape):
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+
+class _Amp:
+    """Autocast + gradient scaling on CUDA (bf16 if supported, else fp16); a no-op on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.enabled = device.type == "cuda"
+        self.dtype = (
+            torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
+        )
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.enabled and self.dtype == torch.float16
+        )
+        self.device_type = device.type
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
+def train(settings: TrainSettings, progress: TrainProgress | None = None) -> TrainResult:
+    """Train the model described by ``settings`` and write its package; see the module doc."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    progress = progress or NoTrainProgress()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    classes = resolve_classes(settings)
+    scenes = settings.scenes()
+    first = open_scene(scenes[0].image)
+    bands = settings.bands or list(range(1, first.band_count + 1))
+    band_names = settings.band_names or _band_names(scenes[0].image, bands)
+    if len(band_names) != len(bands):
+        raise ConfigError(f"--band-names gives {len(band_names)} names for {len(bands)} bands")
+    for spec in scenes[1:]:
+        other = open_scene(spec.image)
+        if other.dtypes[0] != first.dtypes[0] or other.band_count < max(bands):
             raise TrainingDataError(
-                f"{pair.labels}: the label grid (CRS, transform, size) differs from "
-                f"{pair.image}; resample the labels onto the image grid (gdalwarp -te -tr)"
+                f"{spec.image}: {other.band_count} bands of {other.dtypes[0]}, but "
+                f"{first.path} has {first.band_count} of {first.dtypes[0]}; "
+                "train on scenes of the same sensor product"
             )
-        values = _label_values(pair.labels)
-        unknown = sorted(set(values) - known)
-        if unknown:
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    n_classes = len(classes)
+    args = settings.architecture_args(len(bands), n_classes)
+    model = build_model(settings.arch, args).to(device)
+    multiple = required_multiple(model)
+    if settings.tile_size % multiple:
+        lower = max(multiple, settings.tile_size // multiple * multiple)
+        raise ConfigError(
+            f"--tile-size {settings.tile_size}: {settings.arch} needs a multiple of {multiple} "
+            f"px; use {lower} or {lower + multiple}"
+        )
+    split = SplitSettings(settings.val_block, settings.val_fraction, settings.seed)
+    augmentation = (
+        Augmentation(True, settings.scale_jitter, settings.brightness, settings.contrast)
+        if settings.augment
+        else None
+    )
+    labels = label_config(settings, classes)
+    with TrainingData(
+        scenes, labels, band_indexes=bands, split=split, tile_px=settings.tile_size
+    ) as data:
+        if data.val_counts.sum() == 0:
             raise TrainingDataError(
-                f"{pair.labels}: label values {unknown} are not in the class list "
-                f"{sorted(known - {CLASS_NODATA})}; add them to --classes or set them to 255"
+                f"{scenes[0].labels}: the validation blocks hold no labelled pixel; "
+                "use a smaller --val-block or a larger --val-fraction"
             )
-        sources.append(_Source(pair, img.height, img.width, 0))
-    return sources
+        weights = None
+        if needs_class_weights(settings.loss):
+            weights = class_weights(
+                data.train_counts,
+                settings.class_weighting,
+                power=settings.weight_power,
+                max_weight=settings.max_class_weight,
+            ).tolist()
+        loss_fn = build_loss(
+            settings.loss,
+            n_classes=n_classes,
+            weights=weights,
+            focal_gamma=settings.focal_gamma,
+            focal_alpha=settings.focal_alpha,
+        ).to(device)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
+        )
+        loop = _Loop(
+            settings,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+            data=data,
+            device=device,
+            rng=rng,
+        )
+        fingerprint = _fingerprint(settings, args, classes, bands)
+        if settings.resume:
+            loop.restore(settings.checkpoint_path, fingerprint)
+        progress.started(loop.epoch + 1, settings.epochs, settings.steps_per_epoch)
+        val_tiles = data.validation_tiles()
+        while loop.epoch < settings.epochs and not loop.stopped:
+            loop.run_epoch(augmentation, val_tiles, progress)
+            loop.save(settings.checkpoint_path, fingerprint)
+        if loop.best_state is not None:
+            model.load_state_dict(loop.best_state)
+        summary = data.summary()
+        metadata = PackageMetadata(
+            name=settings.name,
+            description=f"{settings.arch} trained by geoseg train on {len(scenes)} scene(s)",
+            architecture=Architecture(name=settings.arch, args=args),
+            classes=[ClassSpec(id=c.id, name=c.name, color=c.color) for c in classes],
+            bands=[BandSpec(name=n, index=i) for n, i in zip(band_names, bands, strict=True)],
+            dtype=first.dtypes[bands[0] - 1],
+            normalization=data.normalization,
+            gsd_m=first.gsd_m,
+            tile=TileDefaults(
+                size_px=settings.tile_size,
+                overlap_px=settings.tile_size // 4,
+                batch_size=settings.batch_size,
+            ),
+            training={
+                **summary,
+                "settings": json.loads(settings.model_dump_json()),
+                "loss": settings.loss,
+                "class_weights": weights,
+                "optimizer": f"Adam lr={settings.lr} + ReduceLROnPlateau(val loss)",
+                "parameters": count_parameters(model),
+                "epochs_run": loop.epoch,
+                "best_epoch": loop.best_epoch,
+                "stopped_early": loop.stopped,
+                "history": [asdict(r) for r in loop.history],
+                "seconds": round(time.perf_counter() - t0, 1),
+                "cpu_seconds": round(time.process_time() - cpu0, 1),
+            },
+            metrics=loop.best_metrics,
+        )
+    path = save_package(settings.out, model.cpu(), metadata)
+    return TrainResult(
+        path, list(loop.history), loop.best_epoch, loop.stopped, time.perf_counter() - t0
+    )
 
 
-def _label_values(path: Path) -> set[int]:
-    values: set[int] = set()
-    with rasterio.open(path) as ds:
-        for _, window in ds.block_windows(1):
-            values.update(np.unique(ds.read(1, window=window)).tolist())
-    return values
+def _band_names(image: Path, bands: Sequence[int]) -> list[str]:
+    import rasterio
+
+    with rasterio.open(image) as ds:
+        return [ds.descriptions[i - 1] or f"band{i}" for i in bands]
 
 
-def band_statistics(
-    images: Sequence[tuple[Path, int]], n_bands: int
-) -> tuple[list[float], list[float]]:
-    """Per-band mean and std over valid pixels of the first ``rows`` rows of each image."""
-    total = np.zeros(n_bands)
-    total_sq = np.zeros(n_bands)
-    count = 0
-    for path, rows in images:
-        with rasterio.open(path) as ds:
-            for r0 in range(0, rows, 512):
-                window = PixelWindow(r0, 0, min(512, rows - r0), ds.width)
-                data, valid = read_window(ds, window, range(1, n_bands + 1))
-                pixels = data[:, valid].astype(np.float64)
-                total += pixels.sum(axis=1)
-                total_sq += (pixels**2).sum(axis=1)
-                count += pixels.shape[1]
-    if count == 0:
-        raise TrainingDataError("the training images have no valid pixels")
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
-    return mean.tolist(), std.tolist()
+def _fingerprint(
+    settings: TrainSettings, args: dict[str, Any], classes: Sequence[ClassInfo], bands: list[int]
+) -> dict[str, Any]:
+    """What a checkpoint must share with the settings to be resumed."""
+    return {
+        "arch": settings.arch,
+        "args": args,
+        "classes": [asdict(c) for c in classes],
+        "bands": bands,
+        "image": [str(p) for p in settings.image],
+        "labels": [str(p) for p in settings.labels],
+        "window": settings.window,
+        "loss": settings.loss,
+        "tile_size": settings.tile_size,
+        "val_block": settings.val_block,
+        "val_fraction": settings.val_fraction,
+        "seed": settings.seed,
+    }
 
 
-def augment(
-    x: np.ndarray, y: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """One of the 8 flips/rotations, applied identically to image (C,H,W) and mask (H,W)."""
-    k = int(rng.integers(4))
-    x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
-    if rng.integers(2):
-        x, y = x[:, :, ::-1], y[:, ::-1]
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
-
-
-class TileReader:
-    """Reads normalized image tiles and class-index label tiles from the training pairs."""
+class _Loop:
+    """Mutable training state: one epoch at a time, checkpointed after each."""
 
     def __init__(
-        self, sources: Sequence[_Source], classes: Sequence[ClassInfo], norm: Normalization
+        self,
+        settings: TrainSettings,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+        loss_fn: nn.Module,
+        data: TrainingData,
+        device: torch.device,
+        rng: np.random.Generator,
     ):
-        self.sources = sources
-        self._mean = np.asarray(norm.mean, dtype=np.float32)[:, None, None]
-        self._std = np.asarray(norm.std, dtype=np.float32)[:, None, None]
-        self._lut = np.full(256, CLASS_NODATA, dtype=np.int64)
-        for index, c in enumerate(classes):
-            self._lut[c.id] = index
-        self._images = [rasterio.open(s.pair.image) for s in sources]
-        self._labels = [rasterio.open(s.pair.labels) for s in sources]
-        self._n_bands = len(norm.mean)
+        self.settings = settings
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.loss_fn = loss_fn
+        self.data = data
+        self.device = device
+        self.rng = rng
+        self.amp = _Amp(device)
+        self.epoch = 0
+        self.history: list[EpochReport] = []
+        self.best_score = float("inf")
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict[str, Any] = {}
+        self.stale_epochs = 0
+        self.stopped = False
 
-    def read(self, source: int, window: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
-        data, valid = read_window(self._images[source], window, range(1, self._n_bands + 1))
-        x = normalize(data.astype(np.float32), valid, self._mean, self._std)
-        labels = self._labels[source].read(1, window=window.to_rasterio())
-        y = self._lut[labels]
-        y[~valid] = CLASS_NODATA
-        return x, y
+    def run_epoch(
+        self, augmentation: Augmentation | None, val_tiles: list[TileRef], progress: TrainProgress
+    ) -> None:
+        t0 = time.perf_counter()
+        self.epoch += 1
+        s = self.settings
+        self.model.train()
+        sampler = self.data.sampler(s.sampling, self.rng)
+        losses = []
+        for step in range(1, s.steps_per_epoch + 1):
+            xs, ys = [], []
+            for _ in range(s.batch_size):
+                x, y = self.data.read_training_tile(next(sampler), augmentation, self.rng)
+                xs.append(x)
+                ys.append(y)
+            xb = torch.from_numpy(np.stack(xs)).to(self.device)
+            yb = torch.from_numpy(np.stack(ys)).long().to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.amp.autocast():
+                logits = self.model(xb)
+            loss = self.loss_fn(logits.float(), yb)
+            self.amp.scaler.scale(loss).backward()
+            self.amp.scaler.step(self.optimizer)
+            self.amp.scaler.update()
+            losses.append(float(loss.item()))
+            progress.step(self.epoch, step, losses[-1])
+        val_loss, matrix = self.validate(val_tiles)
+        self.scheduler.step(val_loss)
+        val = scores(matrix)
+        score = val_loss if s.monitor == Monitor.LOSS else -val.miou
+        improved = score < self.best_score
+        if improved:
+            self.best_score, self.best_epoch, self.stale_epochs = score, self.epoch, 0
+            self.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            )
+            self.best_metrics = validation_metrics(val, self.data.classes, val_loss)
+        else:
+            self.stale_epochs += 1
+        if s.early_stopping and self.stale_epochs >= s.early_stopping:
+            self.stopped = True
+        report = EpochReport(
+            epoch=self.epoch,
+            train_loss=float(np.mean(losses)),
+            val_loss=val_loss,
+            val_miou=val.miou,
+            val_overall_accuracy=val.overall_accuracy,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            seconds=time.perf_counter() - t0,
+            best=improved,
+        )
+        self.history.append(report)
+        progress.epoch_done(report)
 
-    def close(self) -> None:
-        for ds in (*self._images, *self._labels):
-            ds.close()
+    def validate(self, tiles: list[TileRef]) -> tuple[float, np.ndarray]:
+        """Mean loss and confusion matrix over the validation blocks (no augmentation)."""
+        n = len(self.data.classes)
+        matrix = np.zeros((n, n), dtype=np.int64)
+        total, weight = 0.0, 0
+        self.model.eval()
+        with torch.inference_mode():
+            for k in range(0, len(tiles), self.settings.batch_size):
+                batch = [self.data.read(t) for t in tiles[k : k + self.settings.batch_size]]
+                xb = torch.from_numpy(np.stack([x for x, _ in batch])).to(self.device)
+                yb = torch.from_numpy(np.stack([y for _, y in batch])).long().to(self.device)
+                with self.amp.autocast():
+                    logits = self.model(xb)
+                valid = int((yb != IGNORE).sum())
+                if valid:
+                    total += float(self.loss_fn(logits.float(), yb)) * valid
+                    weight += valid
+                pred = logits.argmax(1).cpu().numpy()
+                ref = yb.cpu().numpy()
+                matrix += confusion_matrix(ref, pred, n, ignore=ref == IGNORE)
+        return (total / weight if weight else float("nan")), matrix
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: Path, fingerprint: dict[str, Any]) -> None:
+        """Model, best weights, optimizer, scheduler, random states and history (atomic)."""
+        tensors: dict[str, torch.Tensor] = {}
+        for k, v in self.model.state_dict().items():
+            tensors[f"model.{k}"] = v.detach().cpu().clone()
+        for k, v in (self.best_state or {}).items():
+            tensors[f"best.{k}"] = v.clone()
+        opt = self.optimizer.state_dict()
+        for pid, state in opt["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {
+            "fingerprint": fingerprint,
+            "epoch": self.epoch,
+            "history": [asdict(r) for r in self.history],
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "stale_epochs": self.stale_epochs,
+            "stopped": self.stopped,
+            "optimizer_groups": opt["param_groups"],
+            "scheduler": self.scheduler.state_dict(),
+            "rng_numpy": self.rng.bit_generator.state,
+            "grad_scaler": self.amp.scaler.state_dict(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            save_file(tensors, str(tmp), metadata={"geoseg_checkpoint": json.dumps(meta)})
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def restore(self, path: Path, fingerprint: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by `save` for the same settings."""
+        if not path.exists():
+            raise ConfigError(
+                f"{path}: no checkpoint to resume from; train without --resume first "
+                "(or point --checkpoint-dir at the folder holding last.safetensors)"
+            )
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                meta = json.loads((f.metadata() or {})["geoseg_checkpoint"])
+            tensors = load_file(str(path))
+        except (SafetensorError, KeyError, ValueError, OSError) as exc:
+            raise ConfigError(f"{path}: not a geoseg checkpoint ({exc}); delete it") from None
+        if meta["fingerprint"] != json.loads(json.dumps(fingerprint)):
+            changed = sorted(
+                k for k in fingerprint if meta["fingerprint"].get(k) != _jsonable(fingerprint[k])
+            )
+            raise ConfigError(
+                f"{path}: the checkpoint was written with different {', '.join(changed)}; "
+                "resume with the same settings, or drop --resume to start over"
+            )
+        self.model.load_state_dict(_prefixed(tensors, "model."))
+        best = _prefixed(tensors, "best.")
+        self.best_state = best or None
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in _prefixed(tensors, "optim.").items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value.to(self.device)
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        self.scheduler.load_state_dict(meta["scheduler"])
+        if meta["grad_scaler"]:
+            self.amp.scaler.load_state_dict(meta["grad_scaler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.rng.bit_generator.state = meta["rng_numpy"]
+        self.epoch = int(meta["epoch"])
+        self.history = [EpochReport(**r) for r in meta["history"]]
+        self.best_score = float(meta["best_score"])
+        self.best_epoch = int(meta["best_epoch"])
+        self.best_metrics = meta["best_metrics"]
+        self.stale_epochs = int(meta["stale_epochs"])
+        self.stopped = bool(meta["stopped"])
 
 
-def random_window(source: _Source, tile_px: int, rng: np.random.Generator) -> PixelWindow:
-    """A random tile inside the training rows of a source."""
-    r = int(rng.integers(0, source.train_rows - tile_px + 1))
-    c = int(rng.integers(0, source.width - tile_px + 1))
-    return PixelWindow(r, c, tile_px, tile_px)
+def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def validation_windows(source: _Source, tile_px: int, multiple: int = 32) -> list[PixelWindow]:
-    """Tiles covering the validation rows (edge tiles shifted inward).
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
 
-    Tiles shrink to the largest multiple of ``multiple`` that fits a short validation block.
+
+def validation_metrics(val: Any, classes: Sequence[ClassInfo], val_loss: float) -> dict[str, Any]:
+    """The package's metrics block: overall and per-class validation scores of one epoch.
+
+    Classes with neither reference nor predicted pixels (NaN scores) are left out.
     """
-    tile_px = min(tile_px, (source.height - source.train_rows) // multiple * multiple)
-    r_starts = _starts(source.train_rows, source.height, tile_px)
-    c_starts = _starts(0, source.width, tile_px)
-    return [PixelWindow(r, c, tile_px, tile_px) for r in r_starts for c in c_starts]
 
+    def per_class(values: np.ndarray) -> dict[str, float]:
+        return {
+            c.name: round(float(v), 6)
+            for c, v in zip(classes, values, strict=True)
+            if not np.isnan(v)
+        }
 
-def _starts(begin: int, end: int, tile_px: int) -> list[int]:
-    n = math.ceil((end - begin) / tile_px)
-    return sorted({min(begin + k * tile_px, end - tile_px) for k in range(n)})
-
-
-def train(
-    pairs: Sequence[TrainingPair],
-    classes: Sequence[ClassInfo],
-    config: TrainConfig,
-    out: Path,
-    on_epoch: Callable[[EpochReport], None] | None = None,
-) -> Path:
-    """Train a model on ``pairs`` and save it as a package at ``out``; returns ``out``."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = resolve_device(config.device)
-    sources = [
-        _Source(s.pair, s.height, s.width, int(s.height * (1 - config.val_fraction)))
-        for s in check_pairs(pairs, classes)
-    ]
-    for s in sources:
-        if (
-            s.train_rows < config.tile_px
-            or s.height - s.train_rows < 64
-            or s.width < config.tile_px
-        ):
-            raise TrainingDataError(
-                f"{s.pair.image}: {s.height}x{s.width} px is too small for {config.tile_px} px "
-                "training tiles plus a validation block of >= 64 rows; use a smaller --tile-size"
-            )
-    first = open_scene(pairs[0].image)
-    n_bands = len(config.band_names)
-    if first.band_count < n_bands:
-        raise TrainingDataError(
-            f"{first.path}: has {first.band_count} bands, --bands names {n_bands}"
-        )
-    mean, std = band_statistics([(s.pair.image, s.train_rows) for s in sources], n_bands)
-    norm = Normalization(mean=mean, std=std)
-    args = {"in_channels": n_bands, "classes": len(classes), **config.arch_args}
-    model = build_model(config.arch, args).to(device)
-    if config.tile_px % required_multiple(model):
-        raise TrainingDataError(
-            f"--tile-size {config.tile_px} must be a multiple of {required_multiple(model)}"
-        )
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs * config.steps_per_epoch
-    )
-    loss_fn = nn.CrossEntropyLoss(ignore_index=CLASS_NODATA)
-    reader = TileReader(sources, classes, norm)
-    history = []
-    try:
-        for epoch in range(1, config.epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            losses = []
-            for _ in range(config.steps_per_epoch):
-                xs, ys = [], []
-                for _ in range(config.batch_size):
-                    i = int(rng.integers(len(sources)))
-                    x, y = reader.read(i, random_window(sources[i], config.tile_px, rng))
-                    x, y = augment(x, y, rng)
-                    xs.append(x)
-                    ys.append(y)
-                xb = torch.from_numpy(np.stack(xs)).to(device)
-                yb = torch.from_numpy(np.stack(ys)).to(device)
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-            matrix = evaluate_validation(
-                model, reader, sources, n_classes=len(classes), config=config, device=device
-            )
-            report = EpochReport(
-                epoch, float(np.mean(losses)), scores(matrix).miou, time.perf_counter() - t0
-            )
-            history.append(report)
-            if on_epoch is not None:
-                on_epoch(report)
-    finally:
-        reader.close()
-    final = scores(matrix)
-    metadata = PackageMetadata(
-        name=config.name,
-        description=f"{config.arch} trained by geoseg train on {len(pairs)} scene(s)",
-        architecture=Architecture(name=config.arch, args=args),
-        classes=[ClassSpec(id=c.id, name=c.name, color=c.color) for c in classes],
-        bands=[BandSpec(name=n, index=i + 1) for i, n in enumerate(config.band_names)],
-        dtype=first.dtypes[0],
-        normalization=norm,
-        gsd_m=first.gsd_m,
-        tile=TileDefaults(size_px=config.tile_px, overlap_px=config.tile_px // 8, batch_size=8),
-        training={
-            "images": [str(p.image) for p in pairs],
-            "labels": [str(p.labels) for p in pairs],
-            "validation": f"bottom {config.val_fraction:.0%} of rows of each scene",
-            "epochs": config.epochs,
-            "steps_per_epoch": config.steps_per_epoch,
-            "batch_size": config.batch_size,
-            "tile_px": config.tile_px,
-            "optimizer": f"Adam lr={config.lr} cosine",
-            "loss": "cross-entropy",
-            "parameters": count_parameters(model),
-            "history": [r.__dict__ for r in history],
-        },
-        metrics={
-            "validation_miou": final.miou,
-            "validation_overall_accuracy": final.overall_accuracy,
-            "validation_iou": {c.name: float(v) for c, v in zip(classes, final.iou, strict=True)},
-        },
-    )
-    return save_package(out, model.cpu(), metadata)
-
-
-def evaluate_validation(
-    model: nn.Module,
-    reader: TileReader,
-    sources: Sequence[_Source],
-    *,
-    n_classes: int,
-    config: TrainConfig,
-    device: torch.device,
-) -> np.ndarray:
-    """Confusion matrix of the model over every validation tile of every source."""
-    model.eval()
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    with torch.inference_mode():
-        for i, source in enumerate(sources):
-            for window in validation_windows(source, config.tile_px, required_multiple(model)):
-                x, y = reader.read(i, window)
-                logits = model(torch.from_numpy(x[None]).to(device))
-                pred = logits.argmax(1)[0].cpu().numpy()
-                matrix += confusion_matrix(y, pred, n_classes, ignore=y == CLASS_NODATA)
-    return matrix
+    return {
+        "validation_loss": val_loss,
+        "validation_miou": val.miou,
+        "validation_overall_accuracy": val.overall_accuracy,
+        "validation_macro_f1": val.macro_f1,
+        "validation_iou": per_class(val.iou),
+        "validation_f1": per_class(val.f1),
+        "validation_support": {c.name: int(n) for c, n in zip(classes, val.support, strict=True)},
+    }

@@ -1,9 +1,11 @@
 """One factory for every model geoseg can build, looked up by name.
 
 A model package stores only ``(name, args)``; `build_model` turns them back into a module, so a
-package rebuilds its network without code changes. segmentation-models-pytorch architectures
-are exposed as ``smp-<arch>`` with any smp/timm encoder, always with ``encoder_weights=None``
-(nothing is downloaded at run time).
+package rebuilds its network without code changes. geoseg's own networks are ``fcn32s``,
+``fcn16s``, ``fcn8s`` (VGG16-style backbone, or any smp/timm encoder with ``encoder=...``) and
+``unet`` (the classic U-Net), all with a ``width`` multiplier. segmentation-models-pytorch
+architectures are exposed as ``smp-<arch>`` with any smp/timm encoder, always with
+``encoder_weights=None`` (nothing is downloaded at run time).
 """
 
 from __future__ import annotations
@@ -47,8 +49,34 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
     return build
 
 
+def _fcn_builder(stride: int) -> Callable[..., nn.Module]:
+    def build(**kwargs: Any) -> nn.Module:
+        from geoseg.models.fcn import FCN
+
+        return _construct(FCN, f"fcn{stride}s", stride=stride, **kwargs)
+
+    return build
+
+
+def _unet(**kwargs: Any) -> nn.Module:
+    from geoseg.models.unet import UNet
+
+    return _construct(UNet, "unet", **kwargs)
+
+
+def _construct(cls: Callable[..., nn.Module], name: str, **kwargs: Any) -> nn.Module:
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"cannot build {name} with {kwargs}: {exc}") from None
+
+
 MODELS: Mapping[str, Callable[..., nn.Module]] = {
-    name: _smp_builder(arch) for name, arch in _SMP_ARCHS.items()
+    "fcn32s": _fcn_builder(32),
+    "fcn16s": _fcn_builder(16),
+    "fcn8s": _fcn_builder(8),
+    "unet": _unet,
+    **{name: _smp_builder(arch) for name, arch in _SMP_ARCHS.items()},
 }
 
 
@@ -69,7 +97,13 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def required_multiple(model: nn.Module) -> int:
-    """Input sizes must be a multiple of this (the encoder's total stride); 32 when unknown."""
+    """Input sizes must be a multiple of this (the encoder's total stride); 32 when unknown.
+
+    Models that pad and crop inside (geoseg's FCN and U-Net) declare ``required_multiple = 1``.
+    """
+    declared = getattr(model, "required_multiple", None)
+    if isinstance(declared, int):
+        return declared
     encoder = getattr(model, "encoder", None)
     depth = getattr(encoder, "_depth", None)
     return 2**depth if isinstance(depth, int) else 32

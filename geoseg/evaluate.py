@@ -1,0 +1,312 @@
+"""Evaluation of a model package against reference labels: report table, JSON and a PNG.
+
+`evaluate` predicts a scene window with exactly the tiled, blended prediction of `geoseg run`
+(`geoseg.predict.predict_scene`) into a temporary class raster, then accumulates one confusion
+matrix block by block against the labels (a raster on the image grid or polygons rasterized
+per block). No scene-sized array is ever held. Pixels are scored where the labels have a class
+and the image has data; labels are read the way the model was trained (the package records
+the label-value mapping and nodata values), unless overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+
+from geoseg.classes import CLASS_NODATA, ClassInfo
+from geoseg.data import IGNORE, LabelConfig, format_window, open_labels, parse_window
+from geoseg.errors import OutputError
+from geoseg.grid import PixelWindow
+from geoseg.io.raster import open_scene
+from geoseg.metrics import Scores, confusion_matrix, scores
+from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package
+from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
+
+REPORT_NAME = "report.json"
+CONFUSION_NAME = "confusion.png"
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """What to evaluate and how to predict it (tile settings default to the package's)."""
+
+    model: Path
+    image: Path
+    labels: Path
+    window: str | None = None
+    out: Path | None = None
+    device: str = "auto"
+    tile_size: int | None = None
+    overlap: int | None = None
+    batch_size: int | None = None
+    tta: bool = False
+    label_map: dict[int, int] | None = None
+    label_nodata: Sequence[int] | None = None
+    class_column: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """The confusion matrix, its scores and where the report files went."""
+
+    classes: tuple[ClassInfo, ...]
+    matrix: np.ndarray
+    scores: Scores
+    window: PixelWindow
+    scored_px: int
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self, settings: EvaluateSettings, package: ModelPackage) -> dict[str, Any]:
+        s = self.scores
+        return {
+            "model": {"path": str(package.path), "name": package.metadata.name},
+            "model_sha256": package.sha256,
+            "image": str(settings.image),
+            "labels": str(settings.labels),
+            "window": format_window(self.window),
+            "tta": settings.tta,
+            "scored_pixels": self.scored_px,
+            "overall_accuracy": s.overall_accuracy,
+            "miou": s.miou,
+            "macro_f1": s.macro_f1,
+            "classes": [
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "iou": _number(s.iou[i]),
+                    "precision": _number(s.precision[i]),
+                    "recall": _number(s.recall[i]),
+                    "f1": _number(s.f1[i]),
+                    "support": int(s.support[i]),
+                }
+                for i, c in enumerate(self.classes)
+            ],
+            "confusion_matrix": {
+                "rows": "reference",
+                "columns": "predicted",
+                "classes": [c.name for c in self.classes],
+                "counts": self.matrix.tolist(),
+            },
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def package_label_config(
+    package: ModelPackage,
+    *,
+    label_map: dict[int, int] | None = None,
+    label_nodata: Sequence[int] | None = None,
+    class_column: str | None = None,
+) -> LabelConfig:
+    """How to read reference labels for a package: as it was trained, unless overridden."""
+    stored = package.metadata.training.get("labels", {})
+    if label_map is None:
+        label_map = {int(k): int(v) for k, v in stored.get("label_map", {}).items()}
+    if label_nodata is None:
+        label_nodata = stored.get("label_nodata", [CLASS_NODATA])
+    return LabelConfig(
+        classes=package.metadata.class_infos(),
+        value_map=label_map,
+        nodata=frozenset(int(v) for v in label_nodata),
+        class_column=class_column or stored.get("class_column", "class"),
+    )
+
+
+def evaluate(
+    settings: EvaluateSettings, on_tiles: Callable[[int], None] | None = None
+) -> EvaluationReport:
+    """Predict the window, score it against the labels, write report.json + confusion.png."""
+    t0 = time.perf_counter()
+    package = load_package(settings.model)
+    scene = open_scene(settings.image)
+    check_scene(package, SceneFacts(scene.path, scene.band_count, scene.dtypes, scene.gsd_m))
+    window = parse_window(settings.window, scene.shape)
+    labels_config = package_label_config(
+        package,
+        label_map=settings.label_map,
+        label_nodata=settings.label_nodata,
+        class_column=settings.class_column,
+    )
+    labels = open_labels(settings.labels, labels_config, scene)
+    if settings.out is not None:
+        _prepare(settings.out)
+    tile = package.metadata.tile
+    predict = PredictSettings(
+        tile_px=settings.tile_size or tile.size_px,
+        overlap_px=tile.overlap_px if settings.overlap is None else settings.overlap,
+        batch_size=settings.batch_size or tile.batch_size,
+    )
+    predictor = Predictor(package, resolve_device(settings.device), tta=settings.tta)
+    transform = scene.window_transform(window)
+    x0, y0 = transform @ (0, 0)
+    x1, y1 = transform @ (window.width, window.height)
+    target = SceneWindow(
+        scene, window, shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    )
+    classes = package.metadata.class_infos()
+    try:
+        with tempfile.TemporaryDirectory(prefix="geoseg-evaluate-") as tmp:
+            classes_path = Path(tmp) / "classes.tif"
+            predict_scene(
+                target,
+                predictor,
+                predict,
+                classes_path=classes_path,
+                confidence_path=Path(tmp) / "confidence.tif",
+                on_tiles=on_tiles,
+            )
+            matrix = score_class_raster(classes_path, labels, window, [c.id for c in classes])
+    finally:
+        labels.close()
+    result = EvaluationReport(
+        classes=classes,
+        matrix=matrix,
+        scores=scores(matrix),
+        window=window,
+        scored_px=int(matrix.sum()),
+        seconds=time.perf_counter() - t0,
+    )
+    if settings.out is None:
+        return result
+    report_path = settings.out / REPORT_NAME
+    report_path.write_text(json.dumps(result.to_json(settings, package), indent=2) + "\n")
+    png = write_confusion_png(matrix, classes, settings.out / CONFUSION_NAME)
+    return replace(result, files={"report": report_path, "png": png})
+
+
+def score_class_raster(
+    classes_path: Path, labels: Any, window: PixelWindow, class_ids: Sequence[int]
+) -> np.ndarray:
+    """Confusion matrix of a class raster covering ``window`` against a label reader.
+
+    Read block by block; pixels that are unlabelled or not classified (nodata) are skipped.
+    """
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[list(class_ids)] = np.arange(len(class_ids))
+    n = len(class_ids)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    with rasterio.open(classes_path) as ds:
+        for _, block in ds.block_windows(1):
+            pred = ds.read(1, window=block)
+            part = PixelWindow(
+                window.row_off + int(block.row_off),
+                window.col_off + int(block.col_off),
+                int(block.height),
+                int(block.width),
+            )
+            ref = labels.read(part)
+            ignore = (pred == CLASS_NODATA) | (ref == IGNORE)
+            matrix += confusion_matrix(ref, lut[pred], n, ignore=ignore)
+    return matrix
+
+
+def _prepare(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"{out}: cannot create the report folder ({exc.strerror or exc}); "
+            "pass a writable folder with --out"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Confusion-matrix picture (Pillow only).
+
+_CELL_PX = 64
+_MARGIN_PX = 12
+
+
+def write_confusion_png(matrix: np.ndarray, classes: Sequence[ClassInfo], path: Path) -> Path:
+    """Row-normalized confusion matrix as a PNG: shade = share of the reference class.
+
+    Each cell shows the row percentage and the pixel count; rows are reference classes,
+    columns predicted classes, and the class colours mark both axes.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    n = len(classes)
+    font = ImageFont.load_default(size=13)
+    small = ImageFont.load_default(size=10)
+    title_font = ImageFont.load_default(size=15)
+    label_w = max(int(font.getlength(c.name)) for c in classes) + 3 * _MARGIN_PX + 12
+    top = 56 + label_w
+    width = label_w + n * _CELL_PX + 2 * _MARGIN_PX
+    height = top + n * _CELL_PX + 40
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text(
+        (_MARGIN_PX, 10),
+        "confusion matrix (rows: reference, columns: predicted)",
+        fill="black",
+        font=title_font,
+    )
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(row_sums > 0, matrix / row_sums, 0.0)
+    # column labels, rotated
+    for j, c in enumerate(classes):
+        text = Image.new("RGBA", (label_w, _CELL_PX), (255, 255, 255, 0))
+        ImageDraw.Draw(text).text((_MARGIN_PX, _CELL_PX // 2 - 8), c.name, fill="black", font=font)
+        rotated = text.rotate(90, expand=True)
+        x = label_w + j * _CELL_PX
+        image.paste(rotated, (x, 44), rotated)
+        draw.rectangle([x + 2, top - 10, x + _CELL_PX - 2, top - 4], fill=c.color)
+    for i, c in enumerate(classes):
+        y = top + i * _CELL_PX
+        draw.rectangle([label_w - 14, y + 2, label_w - 8, y + _CELL_PX - 2], fill=c.color)
+        draw.text((_MARGIN_PX, y + _CELL_PX // 2 - 8), c.name, fill="black", font=font)
+        for j in range(n):
+            x = label_w + j * _CELL_PX
+            share = float(shares[i, j])
+            shade = _blues(share)
+            draw.rectangle(
+                [x, y, x + _CELL_PX - 1, y + _CELL_PX - 1], fill=shade, outline=(200, 200, 200)
+            )
+            ink = "white" if share > 0.5 else "black"
+            draw.text((x + 6, y + 14), f"{100 * share:.1f}%", fill=ink, font=font)
+            draw.text((x + 6, y + 36), _count(int(matrix[i, j])), fill=ink, font=small)
+    for k in range(n):
+        x, y = label_w + k * _CELL_PX, top + k * _CELL_PX
+        draw.rectangle([x, y, x + _CELL_PX - 1, y + _CELL_PX - 1], outline="black", width=2)
+    s = scores(matrix)
+    draw.text(
+        (_MARGIN_PX, height - 28),
+        f"overall accuracy {s.overall_accuracy:.3f}   mIoU {s.miou:.3f}   "
+        f"macro-F1 {s.macro_f1:.3f}",
+        fill="black",
+        font=font,
+    )
+    try:
+        image.save(path, format="PNG")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the PNG ({exc})") from None
+    return path
+
+
+def _blues(share: float) -> tuple[int, int, int]:
+    """White (0) to dark blue (1)."""
+    low, high = np.array([247, 251, 255]), np.array([8, 48, 107])
+    return tuple(int(v) for v in low + (high - low) * min(max(share, 0.0), 1.0))  # type: ignore[return-value]
+
+
+def _count(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1e3:.0f}k"
+    return str(n)
