@@ -445,7 +445,7 @@ class _Scene:
     info: SceneInfo
     region: PixelWindow
     labels: LabelReader
-    image: Any
+    image: rasterio.io.DatasetReader
     train_blocks: list[PixelWindow]
     val_blocks: list[PixelWindow]
     train_px: int = 0

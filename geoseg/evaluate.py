@@ -23,7 +23,14 @@ import rasterio
 import shapely
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
-from geoseg.data import IGNORE, LabelConfig, format_window, open_labels, parse_window
+from geoseg.data import (
+    IGNORE,
+    LabelConfig,
+    LabelReader,
+    format_window,
+    open_labels,
+    parse_window,
+)
 from geoseg.errors import OutputError
 from geoseg.grid import PixelWindow
 from geoseg.io.raster import open_scene
@@ -189,7 +196,7 @@ def evaluate(
 
 
 def score_class_raster(
-    classes_path: Path, labels: Any, window: PixelWindow, class_ids: Sequence[int]
+    classes_path: Path, labels: LabelReader, window: PixelWindow, class_ids: Sequence[int]
 ) -> np.ndarray:
     """Confusion matrix of a class raster covering ``window`` against a label reader.
 

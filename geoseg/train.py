@@ -239,7 +239,7 @@ def load_train_settings(
 
 def _relative_to(value: Any, base: Path) -> Any:
     if isinstance(value, str) and not Path(value).is_absolute():
-        return str(base / value)
+        return os.path.normpath(base / value)
     if isinstance(value, list):
         return [_relative_to(v, base) if isinstance(v, str) else v for v in value]
     return value

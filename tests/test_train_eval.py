@@ -275,7 +275,7 @@ def test_zion_config_trains_west_and_evaluates_east(tmp_path: Path) -> None:
     geoseg_cli(
         *("train", "--config", REPO / "configs" / "zion-ce.yaml", "--out", out),
         *("--epochs", 1, "--steps-per-epoch", 1, "--batch-size", 2, "--tile-size", 64),
-        *("--width", 0.0625, "--checkpoint-dir", tmp_path / "ckpt"),
+        *("--checkpoint-dir", tmp_path / "ckpt"),
         check=True,
     )
     meta = load_package(out).metadata
