@@ -38,6 +38,22 @@ err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
 
 
+# Options shared by several commands, declared once.
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+BatchSizeOption = Annotated[
+    int | None, typer.Option(help="Tiles per batch (default: from the package).")
+]
+TileSizeOption = Annotated[
+    int | None, typer.Option(help="Tile size in px (default: from the package).")
+]
+OverlapOption = Annotated[
+    int | None, typer.Option(help="Tile overlap in px (default: from the package).")
+]
+TtaOption = Annotated[
+    bool, typer.Option(help="Test-time augmentation: average the 8 flips/rotations.")
+]
+
+
 def _debug_requested() -> bool:
     return os.environ.get("GEOSEG_DEBUG", "") not in ("", "0")
 
@@ -88,22 +104,14 @@ def run(
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("geoseg_out"),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[
-        int | None, typer.Option(help="Tiles per batch (default: from the package).")
-    ] = None,
-    tile_size: Annotated[
-        int | None, typer.Option(help="Tile size in px (default: from the package).")
-    ] = None,
-    overlap: Annotated[
-        int | None, typer.Option(help="Tile overlap in px (default: from the package).")
-    ] = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = None,
+    tile_size: TileSizeOption = None,
+    overlap: OverlapOption = None,
     connectivity: Annotated[
         int, typer.Option(help="Polygon connectivity, 4 or 8 (as gdal_polygonize).")
     ] = 4,
-    tta: Annotated[
-        bool, typer.Option(help="Test-time augmentation: average the 8 flips/rotations.")
-    ] = False,
+    tta: TtaOption = False,
     reader_threads: Annotated[
         int, typer.Option(min=1, help="Threads reading tiles (one GDAL handle each).")
     ] = 2,
@@ -261,7 +269,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo_out"),
     size: Annotated[int, typer.Option(help="Scene width and height in pixels.")] = 1024,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic landscape.")] = 7,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Generate a synthetic scene + AOI and run the whole pipeline with the shipped model."""
     from geoseg.demo import run_demo
@@ -536,19 +544,11 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for report.json and confusion.png.")] = Path(
         "evaluation"
     ),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    tile_size: Annotated[
-        int | None, typer.Option(help="Tile size in px (default: from the package).")
-    ] = None,
-    overlap: Annotated[
-        int | None, typer.Option(help="Tile overlap in px (default: from the package).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Tiles per batch (default: from the package).")
-    ] = None,
-    tta: Annotated[
-        bool, typer.Option(help="Test-time augmentation: average the 8 flips/rotations.")
-    ] = False,
+    device: DeviceOption = "auto",
+    tile_size: TileSizeOption = None,
+    overlap: OverlapOption = None,
+    batch_size: BatchSizeOption = None,
+    tta: TtaOption = False,
     label_nodata: Annotated[
         list[int] | None,
         typer.Option(help="Label value meaning 'no label'; repeat (default: as trained)."),
