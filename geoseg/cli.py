@@ -589,6 +589,69 @@ def evaluate(
         out_console.print(f"{kind:<7} {path}")
 
 
+@app.command()
+@handles_errors
+def deploy(
+    *,
+    project_dir: Annotated[
+        Path, typer.Option(help="The geoseg source tree: the folder holding flows/.")
+    ] = Path(),
+    file: Annotated[
+        Path | None, typer.Option(help="Deployments file (default: flows/prefect.yaml).")
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="Work pool for every deployment (default: the file's).")
+    ] = None,
+    name: Annotated[
+        list[str] | None, typer.Option(help="Deploy only this deployment; repeat for several.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Default flow parameter key=value (JSON values allowed); repeat."),
+    ] = None,
+) -> None:
+    """Create or update the Prefect deployments of flows/prefect.yaml (needs a Prefect server).
+
+    The work pool is created (type process) if missing; start a worker for it with
+    `prefect worker start --pool NAME`. Prefect is imported here only: `geoseg run` never
+    needs it.
+    """
+    import sys
+
+    from geoseg.errors import DeploymentError
+
+    try:
+        import prefect  # noqa: F401 - only to tell a missing install apart
+    except ImportError:
+        raise DeploymentError(
+            "geoseg deploy needs Prefect, which is not installed: pip install 'geoseg[flows]'"
+        ) from None
+    project = project_dir.resolve()
+    if not (project / "flows" / "deploy.py").is_file():
+        raise DeploymentError(
+            f"{project}: has no flows/ folder; run geoseg deploy in the geoseg source tree "
+            "or pass --project-dir"
+        )
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+    from flows.deploy import deploy_from_file, parse_params
+
+    deployed = deploy_from_file(
+        file or project / "flows" / "prefect.yaml",
+        project_dir=project,
+        pool=pool,
+        only=name or (),
+        params=parse_params(param or []),
+    )
+    for d in deployed:
+        when = ", ".join(d.schedules) or "on demand"
+        out_console.print(
+            f"[green]deployed[/] {d.full_name} (pool {d.work_pool}; {when}); "
+            f"trigger: prefect deployment run '{d.full_name}'",
+            highlight=False,
+        )
+
+
 def load_classes(path: Path | None, labels: Path) -> list[Any]:
     """Classes from a JSON/YAML file, or from the GEOSEG_CLASSES tag of a label raster."""
     from geoseg.data import read_class_list

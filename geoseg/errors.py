@@ -51,3 +51,7 @@ class RunCancelledError(GeosegError):
     """The run was cancelled (Ctrl-C); no partial outputs were left under final names."""
 
     exit_code = 130
+
+
+class DeploymentError(GeosegError):
+    """Prefect deployments cannot be created (no Prefect, no server, bad prefect.yaml)."""

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -39,9 +39,19 @@ from geoseg.io.raster import (
 )
 from geoseg.io.vector import write_raster_qml
 from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package, package_summary
-from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
+from geoseg.predict import (
+    Predictor,
+    PredictSettings,
+    PredictStats,
+    SceneWindow,
+    predict_scene,
+    resolve_device,
+)
 from geoseg.progress import NoProgress, Progress
-from geoseg.vectorize import Connectivity, VectorizeOptions, vectorize_raster
+from geoseg.vectorize import Connectivity, VectorizeOptions, VectorizeResult, vectorize_raster
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 CLASSES_NAME = "classes.tif"
@@ -144,19 +154,27 @@ def prepare_output_dir(out: Path) -> None:
         ) from None
 
 
-def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
-    """Run the whole pipeline for an AOI; see the module docstring for the guarantees."""
-    t0 = time.perf_counter()
-    progress = progress or NoProgress()
+def check_inputs(settings: RunSettings) -> tuple[list[ModelPackage], list[tuple[str, SceneWindow]]]:
+    """Read the AOI and model packages, plan the scenes and check each against every package.
+
+    Everything a user can get wrong in the inputs fails here, before any output exists.
+    """
     aoi = read_aoi(settings.aoi)
     packages = [load_package(p) for p in settings.models]
-    package = packages[0]
     scenes = [open_scene(p) for p in find_scene_files(settings.scenes)]
     planned = plan_scenes(aoi, scenes)
     for _, target in planned:
         s = target.scene
         for pkg in packages:
             check_scene(pkg, SceneFacts(s.path, s.band_count, s.dtypes, s.gsd_m))
+    return packages, planned
+
+
+def make_predictor(
+    settings: RunSettings, packages: Sequence[ModelPackage]
+) -> tuple[Predictor, PredictSettings]:
+    """The models on their device and the resolved tile/overlap/batch settings of a run."""
+    package = packages[0]
     predict_settings = resolve_predict_settings(settings, package)
     predictor = Predictor(
         packages,
@@ -171,6 +189,16 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         )
         if filled is not None:
             predict_settings = dataclasses.replace(predict_settings, batch_size=filled)
+    return predictor, predict_settings
+
+
+def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
+    """Run the whole pipeline for an AOI; see the module docstring for the guarantees."""
+    t0 = time.perf_counter()
+    progress = progress or NoProgress()
+    packages, planned = check_inputs(settings)
+    package = packages[0]
+    predictor, predict_settings = make_predictor(settings, packages)
     connectivity = Connectivity(settings.connectivity)
     prepare_output_dir(settings.out)
 
@@ -213,62 +241,118 @@ def run_scene(
     vectorize: VectorizeOptions | None = None,
 ) -> SceneResult:
     """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
-    package = predictor.package
-    classes = package.metadata.class_infos()
     final_dir = out / name
     tmp_dir = out / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir()
-    timings: dict[str, float] = {}
     try:
-        grid = TileGrid.build(
-            target.window, target.scene.shape, settings.tile_px, settings.overlap_px
+        stats, timings = predict_to_folder(
+            name, target, predictor=predictor, settings=settings, folder=tmp_dir, progress=progress
         )
-        progress.scene_started(name, len(grid), target.window.size_px)
-        raw_classes, raw_conf = tmp_dir / "classes.raw.tif", tmp_dir / "confidence.raw.tif"
-        stats = predict_scene(
-            target,
-            predictor,
-            settings,
-            classes_path=raw_classes,
-            confidence_path=raw_conf,
-            on_tiles=lambda n: progress.tiles_done(name, n),
-            grid=grid,
-        )
-        timings["predict"] = stats.seconds
-        timings["model"] = stats.model_seconds
-
-        progress.stage(name, "writing COGs")
-        t = time.perf_counter()
-        write_cog(raw_classes, tmp_dir / CLASSES_NAME, resampling="mode")
-        write_cog(raw_conf, tmp_dir / CONFIDENCE_NAME, resampling="average")
-        raw_classes.unlink()
-        raw_conf.unlink()
-        write_category_names(tmp_dir / CLASSES_NAME, classes)
-        write_raster_qml(tmp_dir / "classes.qml", classes)
-        timings["cog"] = time.perf_counter() - t
-
-        progress.stage(name, "vectorizing")
-        t = time.perf_counter()
-        vec = vectorize_raster(
-            tmp_dir / CLASSES_NAME,
-            tmp_dir / POLYGONS_NAME,
-            classes=classes,
-            confidence_path=tmp_dir / CONFIDENCE_NAME,
+        vec, timings["vectorize"] = vectorize_folder(
+            name,
+            tmp_dir,
+            packages=predictor.packages,
             connectivity=connectivity,
-            extra_attributes={
-                "scene": name,
-                "model_sha256": "+".join(p.sha256 for p in predictor.packages),
-            },
-            options=vectorize,
+            progress=progress,
+            vectorize=vectorize,
         )
-        timings["vectorize"] = time.perf_counter() - t
-        _replace_dir(tmp_dir, final_dir)
+        publish_folder(tmp_dir, final_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     finally:
         progress.scene_finished(name)
+    return scene_result(
+        name, target, final_dir=final_dir, stats=stats, polygons=vec.n_polygons, timings=timings
+    )
+
+
+def predict_to_folder(
+    name: str,
+    target: SceneWindow,
+    *,
+    predictor: Predictor,
+    settings: PredictSettings,
+    folder: Path,
+    progress: Progress,
+) -> tuple[PredictStats, dict[str, float]]:
+    """Predict one scene into ``folder``: classes.tif and confidence.tif as COGs (+ .qml).
+
+    Returns the prediction figures and the seconds of each step (predict, model, cog).
+    """
+    classes = predictor.package.metadata.class_infos()
+    timings: dict[str, float] = {}
+    grid = TileGrid.build(target.window, target.scene.shape, settings.tile_px, settings.overlap_px)
+    progress.scene_started(name, len(grid), target.window.size_px)
+    raw_classes, raw_conf = folder / "classes.raw.tif", folder / "confidence.raw.tif"
+    stats = predict_scene(
+        target,
+        predictor,
+        settings,
+        classes_path=raw_classes,
+        confidence_path=raw_conf,
+        on_tiles=lambda n: progress.tiles_done(name, n),
+        grid=grid,
+    )
+    timings["predict"] = stats.seconds
+    timings["model"] = stats.model_seconds
+
+    progress.stage(name, "writing COGs")
+    t = time.perf_counter()
+    write_cog(raw_classes, folder / CLASSES_NAME, resampling="mode")
+    write_cog(raw_conf, folder / CONFIDENCE_NAME, resampling="average")
+    raw_classes.unlink()
+    raw_conf.unlink()
+    write_category_names(folder / CLASSES_NAME, classes)
+    write_raster_qml(folder / "classes.qml", classes)
+    timings["cog"] = time.perf_counter() - t
+    return stats, timings
+
+
+def vectorize_folder(
+    name: str,
+    folder: Path,
+    *,
+    packages: Sequence[ModelPackage],
+    connectivity: Connectivity,
+    progress: Progress,
+    vectorize: VectorizeOptions | None = None,
+    client: Client | None = None,
+) -> tuple[VectorizeResult, float]:
+    """Polygonize ``folder``'s classes.tif (with its confidence) into polygons.gpkg.
+
+    ``client``: run the blocks on this Dask client (e.g. the cluster a flow task runs on)
+    instead of the one ``vectorize`` would start. Returns the result and its seconds.
+    """
+    progress.stage(name, "vectorizing")
+    t = time.perf_counter()
+    vec = vectorize_raster(
+        folder / CLASSES_NAME,
+        folder / POLYGONS_NAME,
+        classes=packages[0].metadata.class_infos(),
+        confidence_path=folder / CONFIDENCE_NAME,
+        connectivity=connectivity,
+        extra_attributes={
+            "scene": name,
+            "model_sha256": "+".join(p.sha256 for p in packages),
+        },
+        options=vectorize,
+        client=client,
+    )
+    return vec, time.perf_counter() - t
+
+
+def scene_result(
+    name: str,
+    target: SceneWindow,
+    *,
+    final_dir: Path,
+    stats: PredictStats,
+    polygons: int,
+    timings: dict[str, float],
+) -> SceneResult:
+    """The run.json record of a scene published to ``final_dir``."""
     w = target.window
     return SceneResult(
         scene=name,
@@ -284,12 +368,12 @@ def run_scene(
         window_px=stats.window_px,
         valid_px=stats.valid_px,
         class_px={str(k): v for k, v in stats.class_px.items()},
-        polygons=vec.n_polygons,
+        polygons=polygons,
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
+def publish_folder(src: Path, dst: Path) -> None:
     """Move a finished temp folder onto its final name, replacing an older result."""
     old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
     if dst.exists():

@@ -1,0 +1,520 @@
+"""Prefect tasks of the geoseg flows: each does one job on paths and calls geoseg library code.
+
+Per scene the work is three cached tasks, predict -> vectorize -> publish, chained through
+small records (`PredictedScene`, `VectorizedScene`) that hold paths and numbers, never arrays.
+Their cache key is the scene's `SceneJob.key`: a hash of the scene file (path, size, mtime),
+the AOI file's content, the pixel window, the model packages' sha256 and every setting that
+changes the outputs. Results are persisted under ``OUT/.geoseg-cache`` (beside the outputs,
+so any machine that sees the outputs sees the cache), so a rerun after a crash -- or with a
+new scene in the folder -- recomputes only what is missing.
+
+A cache entry is only trusted while its files are there: the flow looks at the disk before
+submitting (`SceneJob.stage`) and refreshes the cache of every stage whose files are gone.
+Every stage writes into a temp name and renames it when complete, so the presence of a file
+means it is whole.
+
+Retries: only on transient I/O errors (`is_transient_io_error`): an ``OSError`` that is not a
+`GeosegError`. Bad input (a `GeosegError`) fails at once with its message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefect import get_run_logger, task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict, Field
+
+import geoseg
+from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
+from geoseg.errors import GeosegError, SceneError
+from geoseg.grid import PixelWindow
+from geoseg.io.aoi import aoi_in_crs, read_aoi
+from geoseg.io.raster import open_scene
+from geoseg.package import ModelPackage, load_package
+from geoseg.pipeline import (
+    CLASSES_NAME,
+    CONFIDENCE_NAME,
+    POLYGONS_NAME,
+    SceneResult,
+    check_inputs,
+    find_scene_files,
+    make_predictor,
+    predict_to_folder,
+    prepare_output_dir,
+    publish_folder,
+    scene_result,
+    vectorize_folder,
+)
+from geoseg.predict import Predictor, PredictSettings, PredictStats, SceneWindow
+from geoseg.vectorize import Connectivity
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from prefect import Task
+    from prefect.client.schemas.objects import TaskRun
+    from prefect.context import TaskRunContext
+    from prefect.states import State
+
+CACHE_DIR_NAME = ".geoseg-cache"
+"""Folder under the output folder holding the persisted task results (the resume state)."""
+
+KEY_FILE = ".geoseg-key"
+"""File in a published scene folder holding the cache key it was made with."""
+
+IO_RETRIES = 3
+IO_BACKOFF_S = 2.0
+"""Transient I/O failures are retried 3 times, after 2, 4 and 8 seconds."""
+
+GLOB_CHARS = frozenset("*?[")
+
+
+# --------------------------------------------------------------------------- plain data
+
+
+class SceneStage(IntEnum):
+    """How far a scene got on disk, as seen before a (re)run."""
+
+    NOTHING = 0
+    PREDICTED = 1
+    VECTORIZED = 2
+    PUBLISHED = 3
+
+
+class SceneJob(BaseModel):
+    """One scene of a run, as the scene tasks see it: paths, its pixel window and cache key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="output folder name (file stem, unique in the run)")
+    scene: Path = Field(description="the scene file")
+    aoi: Path = Field(description="the AOI file (re-read in the task: tasks pass paths)")
+    window: tuple[int, int, int, int] = Field(description="row_off, col_off, height, width (px)")
+    key: str = Field(description="cache key: sha256 of everything the outputs depend on")
+    out: Path = Field(description="the run's output folder")
+
+    @property
+    def stage_dir(self) -> Path:
+        """Where the scene's files are assembled before publishing (named by its key)."""
+        return self.out / f".{self.name}.{self.key[:16]}.staged"
+
+    @property
+    def final_dir(self) -> Path:
+        return self.out / self.name
+
+    def stage(self) -> SceneStage:
+        """How far this scene got on disk, with this key (older keys count as nothing)."""
+        key_file = self.final_dir / KEY_FILE
+        outputs = (CLASSES_NAME, CONFIDENCE_NAME, POLYGONS_NAME)
+        if (
+            key_file.is_file()
+            and key_file.read_text(encoding="utf-8").strip() == self.key
+            and all((self.final_dir / n).is_file() for n in outputs)
+        ):
+            return SceneStage.PUBLISHED
+        if not all((self.stage_dir / n).is_file() for n in (CLASSES_NAME, CONFIDENCE_NAME)):
+            return SceneStage.NOTHING
+        if (self.stage_dir / POLYGONS_NAME).is_file():
+            return SceneStage.VECTORIZED
+        return SceneStage.PREDICTED
+
+
+class RunPlan(BaseModel):
+    """What `select_scenes` decided: the run's settings (scene files resolved) and its scenes."""
+
+    run: RunSettings
+    jobs: list[SceneJob]
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.run.out / CACHE_DIR_NAME
+
+
+@dataclass(frozen=True)
+class PredictedScene:
+    """Result of `predict`: the staged class/confidence COGs and the prediction figures."""
+
+    job: SceneJob
+    stats: PredictStats
+    timings_s: dict[str, float]
+
+
+@dataclass(frozen=True)
+class VectorizedScene:
+    """Result of `vectorize`: polygons.gpkg staged beside the rasters."""
+
+    predicted: PredictedScene
+    polygons: int
+    seconds: float
+    dask_workers: int = 0
+
+
+@dataclass(frozen=True)
+class PublishedScene:
+    """Result of `publish`: the run.json record and where the vectorize blocks ran."""
+
+    result: SceneResult
+    dask_workers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def is_transient_io_error(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry I/O hiccups, never bad input.
+
+    A `GeosegError` (a missing file, a scene that does not fit the model, ...) will fail the
+    same way again, so it fails the flow run at once with its message. Other ``OSError``s and
+    timeouts (a network mount or object store that dropped a read) are worth retrying.
+    """
+    try:
+        state.result()
+    except GeosegError:
+        return False
+    except (OSError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Prefect ``cache_key_fn``: the task's name and its scene's key (see `scene_key`)."""
+    job: SceneJob = parameters["job"]
+    return f"geoseg-{context.task.name}-{job.key}"
+
+
+IO_TASK_OPTIONS: dict[str, Any] = {
+    "retries": IO_RETRIES,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=IO_BACKOFF_S),
+    "retry_condition_fn": is_transient_io_error,
+}
+"""Task options shared by every task that reads or writes files."""
+
+SCENE_TASK_OPTIONS: dict[str, Any] = {
+    **IO_TASK_OPTIONS,
+    "cache_key_fn": stage_cache_key,
+    "persist_result": True,
+}
+"""Options of the cached per-scene tasks (their result storage is set per run)."""
+
+
+# --------------------------------------------------------------------------- cache keys
+
+
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """A scene's identity without reading it: resolved path, size and modification time."""
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a small file (the AOI): an edited AOI means new outputs."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def scene_key(
+    *,
+    scene: Path,
+    window: tuple[int, int, int, int],
+    aoi_sha256: str,
+    run: RunSettings,
+    packages: Sequence[ModelPackage],
+    predict_settings: PredictSettings,
+) -> str:
+    """sha256 of everything a scene's outputs depend on, and nothing else.
+
+    Left out on purpose: batch size, reader threads, device, Dask workers and block size
+    change speed, not results (vectorizing is seam-exact whatever the block size).
+    """
+    parts = {
+        "scene": file_fingerprint(scene),
+        "window": list(window),
+        "aoi_sha256": aoi_sha256,
+        "models": [p.sha256 for p in packages],
+        "tile_px": predict_settings.tile_px,
+        "overlap_px": predict_settings.overlap_px,
+        "blend": str(predict_settings.blend),
+        "tta": run.tta,
+        "connectivity": run.connectivity,
+        "min_area": run.min_area,
+        "simplify": run.simplify,
+        "geoseg": geoseg.__version__,
+    }
+    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def expand_scenes(scenes: Sequence[str | Path], newest: int | None = None) -> list[Path]:
+    """Scene files from files, folders and glob patterns; the ``newest`` by mtime if given.
+
+    Files keep their order (folders and globs sorted by name); with ``newest`` the N most
+    recently modified files are kept, in the same order.
+    """
+    files: list[Path] = []
+    for entry in scenes:
+        text = str(entry)
+        if GLOB_CHARS & set(text):
+            # glob.glob: Path.glob takes no absolute patterns like /data/scenes/*.tif
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True))  # noqa: PTH207
+            if not matched:
+                raise SceneError(
+                    f"{text}: no scene matches this pattern; check the folder and the pattern"
+                )
+            files.extend(find_scene_files(matched))
+        else:
+            files.extend(find_scene_files([Path(text)]))
+    unique = list(dict.fromkeys(files))
+    if newest is not None:
+        keep = set(sorted(unique, key=lambda p: p.stat().st_mtime_ns)[-newest:])
+        unique = [p for p in unique if p in keep]
+    return unique
+
+
+@functools.lru_cache(maxsize=2)
+def _predictor_for(run_json: str) -> tuple[Predictor, PredictSettings]:
+    """The models of a run, loaded once per process (a Dask worker runs many scenes)."""
+    run = RunSettings.model_validate_json(run_json)
+    return make_predictor(run, [load_package(p) for p in run.models])
+
+
+def predictor_for(run: RunSettings) -> tuple[Predictor, PredictSettings]:
+    """The run's `Predictor` and resolved prediction settings, cached per process."""
+    return _predictor_for(run.model_dump_json())
+
+
+def scene_window(job: SceneJob) -> SceneWindow:
+    """The job's scene, window and AOI geometry, re-read from the paths it carries."""
+    scene = open_scene(job.scene)
+    geometry = aoi_in_crs(read_aoi(job.aoi), scene.crs)
+    return SceneWindow(scene, PixelWindow(*job.window), geometry)
+
+
+@contextlib.contextmanager
+def cluster_client() -> Iterator[Client | None]:
+    """A client of the Dask cluster this task runs on, or None outside a Dask worker.
+
+    Why not ``VectorizeOptions(workers=0)``: a large scene's blocks would then be polygonized
+    one after another in this task, leaving the rest of the cluster idle once the other scenes
+    are done. `worker_client` secedes this task from the worker's thread pool while it waits,
+    so the blocks run on every worker of the same cluster (local or remote) and no nested
+    LocalCluster is started (daemonic Dask worker processes cannot have children).
+    """
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        yield None
+        return
+    with worker_client() as client:
+        yield client
+
+
+class LogProgress:
+    """`geoseg.progress.Progress` into the Prefect run log: tiles done every ~10 %."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], steps: int = 10):
+        self._logger = logger
+        self._steps = steps
+        self._total: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._px_per_tile: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def scene_started(self, scene: str, total_tiles: int, window_px: int) -> None:
+        self._total[scene], self._done[scene] = total_tiles, 0
+        self._px_per_tile[scene] = window_px / max(total_tiles, 1)
+        self._started[scene] = time.perf_counter()
+        self._logger.info("%s: predicting %d tiles (%d px)", scene, total_tiles, window_px)
+
+    def tiles_done(self, scene: str, n: int) -> None:
+        total = self._total.get(scene, 0)
+        before, after = self._done.get(scene, 0), self._done.get(scene, 0) + n
+        self._done[scene] = after
+        step = max(1, total // self._steps)
+        if total and (after // step > before // step or after == total):
+            elapsed = time.perf_counter() - self._started[scene]
+            rate = after * self._px_per_tile[scene] / elapsed / 1e6 if elapsed > 0 else 0.0
+            self._logger.info(
+                "%s: %d/%d tiles (%.0f %%), %.2f Mpx/s",
+                scene,
+                after,
+                total,
+                100 * after / total,
+                rate,
+            )
+
+    def stage(self, scene: str, stage: str) -> None:
+        self._logger.info("%s: %s", scene, stage)
+
+    def scene_finished(self, scene: str) -> None:
+        pass
+
+
+def remove_leftovers(job: SceneJob) -> None:
+    """Temp and staging folders of this scene left by killed runs or older settings."""
+    key = "?" * 16  # any key, and only a key: scene "a" must not match scene "a.b"
+    for pattern in (f".{job.name}.{key}.predict-*", f".{job.name}.{key}.staged"):
+        for path in job.out.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task(name="select-scenes", **IO_TASK_OPTIONS)
+def select_scenes(
+    *, aoi: Path, scenes: Sequence[str | Path], newest: int | None, run: RunSettings
+) -> RunPlan:
+    """Resolve the scene inputs, validate every input and plan the scenes the AOI touches.
+
+    All bad input fails here, before any output exists: AOI, model packages, every scene
+    against every package, and a writable output folder.
+    """
+    logger = get_run_logger()
+    files = expand_scenes(scenes, newest)
+    run = run.model_copy(update={"aoi": aoi, "scenes": files})
+    packages, planned = check_inputs(run)
+    prepare_output_dir(run.out)
+    predict_settings = resolve_predict_settings(run, packages[0])
+    aoi_sha = file_sha256(aoi)
+    jobs = []
+    for name, target in planned:
+        w = target.window
+        window = (w.row_off, w.col_off, w.height, w.width)
+        key = scene_key(
+            scene=target.scene.path,
+            window=window,
+            aoi_sha256=aoi_sha,
+            run=run,
+            packages=packages,
+            predict_settings=predict_settings,
+        )
+        jobs.append(
+            SceneJob(
+                name=name, scene=target.scene.path, aoi=aoi, window=window, key=key, out=run.out
+            )
+        )
+    logger.info(
+        "%d scene(s) of %d cover the AOI: %s",
+        len(jobs),
+        len(files),
+        ", ".join(j.name for j in jobs),
+    )
+    return RunPlan(run=run, jobs=jobs)
+
+
+@task(name="predict", task_run_name="predict-{job.name}", **SCENE_TASK_OPTIONS)
+def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
+    """Tiles -> model -> blended class and confidence COGs in the scene's staging folder."""
+    logger = get_run_logger()
+    predictor, settings = predictor_for(run)
+    tmp = _fresh_dir(job.out / f".{job.name}.{job.key[:16]}.predict-{os.getpid()}")
+    try:
+        stats, timings = predict_to_folder(
+            job.name,
+            scene_window(job),
+            predictor=predictor,
+            settings=settings,
+            folder=tmp,
+            progress=LogProgress(logger),
+        )
+        shutil.rmtree(job.stage_dir, ignore_errors=True)
+        tmp.replace(job.stage_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("%s: predicted in %.1f s", job.name, stats.seconds)
+    return PredictedScene(job=job, stats=stats, timings_s=timings)
+
+
+@task(name="vectorize", task_run_name="vectorize-{job.name}", **SCENE_TASK_OPTIONS)
+def vectorize(job: SceneJob, predicted: PredictedScene, run: RunSettings) -> VectorizedScene:
+    """Polygonize the staged class raster into polygons.gpkg (atomically, beside it)."""
+    logger = get_run_logger()
+    predictor, _ = predictor_for(run)
+    with cluster_client() as client:
+        vec, seconds = vectorize_folder(
+            job.name,
+            job.stage_dir,
+            packages=predictor.packages,
+            connectivity=Connectivity(run.connectivity),
+            progress=LogProgress(logger),
+            vectorize=vectorize_options(run),
+            client=client,
+        )
+    logger.info(
+        "%s: %d polygons from %d block(s) on %s",
+        job.name,
+        vec.n_polygons,
+        vec.blocks,
+        f"{vec.dask_workers} Dask workers" if vec.dask_workers else "this worker",
+    )
+    return VectorizedScene(predicted, vec.n_polygons, seconds, vec.dask_workers)
+
+
+@task(name="publish", task_run_name="publish-{job.name}", **SCENE_TASK_OPTIONS)
+def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
+    """Rename the staged folder onto ``OUT/<scene>/`` (replacing an older result) at once.
+
+    Idempotent: a scene already published with this key is left as it is.
+    """
+    if job.stage() != SceneStage.PUBLISHED:
+        for partial in job.stage_dir.glob(".*.partial-*"):  # of a killed vectorize attempt
+            partial.unlink()
+        (job.stage_dir / KEY_FILE).write_text(job.key + "\n", encoding="utf-8")
+        publish_folder(job.stage_dir, job.final_dir)
+    remove_leftovers(job)
+    predicted = vectorized.predicted
+    timings = {**predicted.timings_s, "vectorize": vectorized.seconds}
+    result = scene_result(
+        job.name,
+        scene_window(job),
+        final_dir=job.final_dir,
+        stats=predicted.stats,
+        polygons=vectorized.polygons,
+        timings=timings,
+    )
+    get_run_logger().info("%s: published %s", job.name, job.final_dir)
+    return PublishedScene(result=result, dask_workers=vectorized.dask_workers)
+
+
+@task(name="write-run-record", **IO_TASK_OPTIONS)
+def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
+    """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
+    from geoseg.pipeline import write_mosaics, write_run_json
+
+    predictor, predict_settings = predictor_for(plan.run)
+    results = [p.result for p in published]
+    mosaics = write_mosaics(plan.run.out, results, predictor.package)
+    return write_run_json(
+        plan.run,
+        package=predictor.package,
+        predict_settings=predict_settings,
+        predictor=predictor,
+        results=results,
+        mosaics=mosaics,
+        seconds=seconds,
+    )
