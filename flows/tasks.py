@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -384,7 +385,7 @@ def _fresh_dir(path: Path) -> Path:
 # --------------------------------------------------------------------------- tasks
 
 
-@task(name="select-scenes", **IO_TASK_OPTIONS)
+@task(name="select-scenes", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 def select_scenes(
     *, aoi: Path, scenes: Sequence[str | Path], newest: int | None, run: RunSettings
 ) -> RunPlan:
@@ -501,7 +502,7 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
     return PublishedScene(result=result, dask_workers=vectorized.dask_workers)
 
 
-@task(name="write-run-record", **IO_TASK_OPTIONS)
+@task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
     """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
     from geoseg.pipeline import write_mosaics, write_run_json

@@ -300,22 +300,25 @@ def test_killed_run_resumes_only_unfinished_scenes(
             """
         )
     )
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its Dask workers are killed with it
-    )
-    deadline = time.monotonic() + 240
-    try:
-        while not any((out / n / KEY_FILE).exists() for n in SCENE_NAMES):
-            assert proc.poll() is None, "the flow ended before any scene was published"
-            assert time.monotonic() < deadline, "no scene was published in time"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    log_path = tmp_path / "killed-run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its Dask workers are killed with it
+        )
+        deadline = time.monotonic() + 240
+        try:
+            while not any((out / n / KEY_FILE).exists() for n in SCENE_NAMES):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    pytest.fail(f"no scene published before the flow ended or timed out:\n{tail}")
+                time.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     finished = {n for n in SCENE_NAMES if (out / n / KEY_FILE).exists()}
     assert finished and finished != set(SCENE_NAMES), f"kill came too late: {finished}"
     mtimes = {n: (out / n / "classes.tif").stat().st_mtime_ns for n in finished}
