@@ -299,6 +299,16 @@ def predictor_for(run: RunSettings) -> tuple[Predictor, PredictSettings]:
     return _predictor_for(run.model_dump_json())
 
 
+@functools.lru_cache(maxsize=4)
+def _packages_for(models: tuple[Path, ...]) -> list[ModelPackage]:
+    return [load_package(p) for p in models]
+
+
+def packages_for(run: RunSettings) -> list[ModelPackage]:
+    """The run's model packages (metadata and sha256; no model built), cached per process."""
+    return _packages_for(tuple(run.models))
+
+
 def scene_window(job: SceneJob) -> SceneWindow:
     """The job's scene, window and AOI geometry, re-read from the paths it carries."""
     scene = open_scene(job.scene)
@@ -455,12 +465,11 @@ def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
 def vectorize(job: SceneJob, predicted: PredictedScene, run: RunSettings) -> VectorizedScene:
     """Polygonize the staged class raster into polygons.gpkg (atomically, beside it)."""
     logger = get_run_logger()
-    predictor, _ = predictor_for(run)
     with cluster_client() as client:
         vec, seconds = vectorize_folder(
             job.name,
             job.stage_dir,
-            packages=predictor.packages,
+            packages=packages_for(run),
             connectivity=Connectivity(run.connectivity),
             progress=LogProgress(logger),
             vectorize=vectorize_options(run),

@@ -295,8 +295,11 @@ def test_killed_run_resumes_only_unfinished_scenes(
         textwrap.dedent(
             f"""
             from flows.segment import SegmentSettings, segment_aoi
-            segment_aoi(aoi={str(aoi)!r}, scenes=[{str(folder)!r}], out={str(out)!r},
-                        settings=SegmentSettings(device="cpu", block_size=128, dask_workers=1))
+
+            if __name__ == "__main__":  # Dask's spawned workers import this file too
+                segment_aoi(aoi={str(aoi)!r}, scenes=[{str(folder)!r}], out={str(out)!r},
+                            settings=SegmentSettings(device="cpu", block_size=128,
+                                                     dask_workers=1))
             """
         )
     )
