@@ -8,6 +8,7 @@ up by a process worker. Scenes are small (256 px) so the module stays within min
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -139,6 +140,22 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         if i == 0:
             written.aoi_path.replace(aoi)
     return folder, aoi
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler(prefect_api: str) -> Iterator[str]:
+    """A running Dask cluster (1 worker process) that flows reach by its scheduler address."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.WARNING,
+    ) as cluster:
+        yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +303,7 @@ def test_retry_condition_retries_io_errors_only(prefect_api) -> None:
 
 
 def test_killed_run_resumes_only_unfinished_scenes(
-    prefect_api, reference_run, scenes, tmp_path
+    prefect_api, dask_scheduler, reference_run, scenes, tmp_path
 ) -> None:
     folder, aoi = scenes
     out = tmp_path / "out"
@@ -330,7 +347,7 @@ def test_killed_run_resumes_only_unfinished_scenes(
         aoi=aoi,
         scenes=[str(folder)],
         out=out,
-        settings=SegmentSettings(**CPU, dask_workers=1),
+        settings=SegmentSettings(**CPU, dask_address=dask_scheduler),
         return_state=True,
     )
     assert state.is_completed(), state.message
@@ -347,14 +364,14 @@ def test_killed_run_resumes_only_unfinished_scenes(
 
 
 def test_rerun_with_one_new_scene_computes_only_that_scene(
-    prefect_api, reference_run, scenes, tmp_path
+    prefect_api, dask_scheduler, reference_run, scenes, tmp_path
 ) -> None:
     folder, aoi = scenes
     ref_out, _ = reference_run
     grown = tmp_path / "scenes"
     shutil.copytree(folder, grown)  # copy2 keeps mtimes: same cache keys
     out = tmp_path / "out"
-    settings = SegmentSettings(**CPU, dask_workers=2)
+    settings = SegmentSettings(**CPU, dask_address=dask_scheduler)  # an existing cluster
     segment_aoi(aoi=aoi, scenes=[str(grown / "a.tif"), str(grown / "b.tif")], out=out,
                 settings=settings)  # fmt: skip
     state = segment_aoi(
