@@ -36,6 +36,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -183,6 +185,30 @@ def _task_runs(flow_run_id: Any) -> list[Any]:
         return client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200
         )
+
+
+def _log_messages(flow_run_id: Any, *, containing: str, timeout_s: float = 30) -> list[str]:
+    """Log lines of a flow run and its subflows that contain ``containing`` (logs arrive in
+    batches, so wait until there is one)."""
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+            )
+        )
+        log_filter = LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[flow_run_id, *(c.id for c in children)])
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [
+                log.message
+                for log in client.read_logs(log_filter=log_filter, limit=200)
+                if containing in log.message
+            ]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
 
 
 def _task_states(flow_run_id: Any) -> dict[str, str]:
@@ -382,6 +408,9 @@ def test_rerun_with_one_new_scene_computes_only_that_scene(
     assert {states[f"{s}-a"] for s in ("predict", "vectorize", "publish")} == {"Cached"}
     assert {states[f"{s}-b"] for s in ("predict", "vectorize", "publish")} == {"Cached"}
     assert {states[f"{s}-c"] for s in ("predict", "vectorize", "publish")} == {"Completed"}
+    # per-tile progress in the run's logs (the new scene's tiles)
+    progress = _log_messages(state.state_details.flow_run_id, containing="c: ")
+    assert any("tiles (100 %)" in m for m in progress), progress
     for name in SCENE_NAMES:
         _same_outputs(ref_out, out, name)
     # outputs deleted by hand are not trusted from the cache: recomputed
