@@ -409,8 +409,8 @@ def test_rerun_with_one_new_scene_computes_only_that_scene(
     assert {states[f"{s}-b"] for s in ("predict", "vectorize", "publish")} == {"Cached"}
     assert {states[f"{s}-c"] for s in ("predict", "vectorize", "publish")} == {"Completed"}
     # per-tile progress in the run's logs (the new scene's tiles)
-    progress = _log_messages(state.state_details.flow_run_id, containing="c: ")
-    assert any("tiles (100 %)" in m for m in progress), progress
+    progress = _log_messages(state.state_details.flow_run_id, containing="tiles (100 %)")
+    assert [m for m in progress if m.startswith("c: ")], progress
     for name in SCENE_NAMES:
         _same_outputs(ref_out, out, name)
     # outputs deleted by hand are not trusted from the cache: recomputed
