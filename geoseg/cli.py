@@ -17,6 +17,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from geoseg.errors import GeosegError
@@ -68,7 +69,10 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
         except GeosegError as exc:
             if _debug_requested():
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets, e.g. pip install 'geoseg[flows]'
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]cancelled:[/] no partial outputs were kept")
