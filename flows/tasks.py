@@ -19,7 +19,7 @@ Retries: only on transient I/O errors (`is_transient_io_error`): an ``OSError`` 
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
 import glob
 import hashlib
@@ -27,8 +27,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,10 +60,9 @@ from geoseg.pipeline import (
     vectorize_folder,
 )
 from geoseg.predict import Predictor, PredictSettings, PredictStats, SceneWindow
-from geoseg.vectorize import Connectivity
+from geoseg.vectorize import Connectivity, VectorizeOptions
 
 if TYPE_CHECKING:
-    from distributed import Client
     from prefect import Task
     from prefect.client.schemas.objects import TaskRun
     from prefect.context import TaskRunContext
@@ -150,6 +149,8 @@ class PredictedScene:
     job: SceneJob
     stats: PredictStats
     timings_s: dict[str, float]
+    worker: str = ""
+    """The Dask worker that predicted it ("" outside Dask)."""
 
 
 @dataclass(frozen=True)
@@ -159,16 +160,18 @@ class VectorizedScene:
     predicted: PredictedScene
     polygons: int
     seconds: float
+    blocks: int = 1
     dask_workers: int = 0
 
 
 @dataclass(frozen=True)
 class PublishedScene:
-    """Result of `publish`: the run.json record and where the vectorize blocks ran."""
+    """Result of `publish`: the run.json record and how the scene was vectorized."""
 
     result: SceneResult
+    blocks: int = 1
     dask_workers: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    worker: str = ""
 
 
 # --------------------------------------------------------------------------- policies
@@ -316,25 +319,36 @@ def scene_window(job: SceneJob) -> SceneWindow:
     return SceneWindow(scene, PixelWindow(*job.window), geometry)
 
 
-@contextlib.contextmanager
-def cluster_client() -> Iterator[Client | None]:
-    """A client of the Dask cluster this task runs on, or None outside a Dask worker.
-
-    Why not ``VectorizeOptions(workers=0)``: a large scene's blocks would then be polygonized
-    one after another in this task, leaving the rest of the cluster idle once the other scenes
-    are done. `worker_client` secedes this task from the worker's thread pool while it waits,
-    so the blocks run on every worker of the same cluster (local or remote) and no nested
-    LocalCluster is started (daemonic Dask worker processes cannot have children).
-    """
+def dask_worker_address() -> str:
+    """The address of the Dask worker running this code, "" outside a Dask worker."""
     try:
-        from distributed import get_worker, worker_client
+        from distributed import get_worker
 
-        get_worker()
+        return str(get_worker().address)
     except (ImportError, ValueError):
-        yield None
-        return
-    with worker_client() as client:
-        yield client
+        return ""
+
+
+def on_dask_worker() -> bool:
+    """Whether this code runs inside a Dask worker (a scene task on the flow's cluster)."""
+    return bool(dask_worker_address())
+
+
+def task_vectorize_options(run: RunSettings) -> VectorizeOptions:
+    """How a scene task vectorizes: the run's options, but never a cluster of its own.
+
+    On a Dask worker the blocks run one after another in the task (``workers=0``; memory stays
+    bounded by the block size). A nested LocalCluster is impossible there (daemonic worker
+    processes cannot have children). Running the blocks on the task's own cluster through
+    ``distributed.worker_client()`` was tried and rejected: the waiting task secedes from
+    the worker's thread pool, and with Prefect 3.9.1 a task that then starts on the same worker
+    lost its cache record (its result transaction was taken as a child of the seceded task's),
+    so a rerun recomputed it. Scenes run in parallel across the workers instead.
+    """
+    options = vectorize_options(run)
+    if on_dask_worker():
+        return dataclasses.replace(options, workers=0, dask_address=None)
+    return options
 
 
 class LogProgress:
@@ -458,23 +472,21 @@ def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("%s: predicted in %.1f s", job.name, stats.seconds)
-    return PredictedScene(job=job, stats=stats, timings_s=timings)
+    return PredictedScene(job=job, stats=stats, timings_s=timings, worker=dask_worker_address())
 
 
 @task(name="vectorize", task_run_name="vectorize-{job.name}", **SCENE_TASK_OPTIONS)
 def vectorize(job: SceneJob, predicted: PredictedScene, run: RunSettings) -> VectorizedScene:
     """Polygonize the staged class raster into polygons.gpkg (atomically, beside it)."""
     logger = get_run_logger()
-    with cluster_client() as client:
-        vec, seconds = vectorize_folder(
-            job.name,
-            job.stage_dir,
-            packages=packages_for(run),
-            connectivity=Connectivity(run.connectivity),
-            progress=LogProgress(logger),
-            vectorize=vectorize_options(run),
-            client=client,
-        )
+    vec, seconds = vectorize_folder(
+        job.name,
+        job.stage_dir,
+        packages=packages_for(run),
+        connectivity=Connectivity(run.connectivity),
+        progress=LogProgress(logger),
+        vectorize=task_vectorize_options(run),
+    )
     logger.info(
         "%s: %d polygons from %d block(s) on %s",
         job.name,
@@ -482,7 +494,7 @@ def vectorize(job: SceneJob, predicted: PredictedScene, run: RunSettings) -> Vec
         vec.blocks,
         f"{vec.dask_workers} Dask workers" if vec.dask_workers else "this worker",
     )
-    return VectorizedScene(predicted, vec.n_polygons, seconds, vec.dask_workers)
+    return VectorizedScene(predicted, vec.n_polygons, seconds, vec.blocks, vec.dask_workers)
 
 
 @task(name="publish", task_run_name="publish-{job.name}", **SCENE_TASK_OPTIONS)
@@ -508,7 +520,12 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
         timings=timings,
     )
     get_run_logger().info("%s: published %s", job.name, job.final_dir)
-    return PublishedScene(result=result, dask_workers=vectorized.dask_workers)
+    return PublishedScene(
+        result=result,
+        blocks=vectorized.blocks,
+        dask_workers=vectorized.dask_workers,
+        worker=predicted.worker,
+    )
 
 
 @task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)

@@ -88,6 +88,16 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
             continue
 
 
+def _drain_prefect_clients() -> None:
+    """Send this process's queued logs and events while the server is still up (else they
+    are retried against a stopped server when the interpreter exits)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prefect server on a free loopback port; PREFECT_API_URL points at it meanwhile."""
@@ -120,6 +130,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        _drain_prefect_clients()
         _stop(server)
         log.close()
         for key, value in saved.items():
@@ -247,10 +258,10 @@ def test_dask_cluster_of_two_workers_runs_three_scenes(reference_run, scenes) ->
     out, published = reference_run
     folder, _ = scenes
     assert [p.result.scene for p in published] == list(SCENE_NAMES)
+    assert len({p.worker for p in published}) == 2, [p.worker for p in published]
     for p in published:
-        # the vectorize blocks ran on the flow's own 2-worker cluster (worker_client), not
-        # on a nested LocalCluster
-        assert p.dask_workers == 2, p
+        # 4 blocks, one after another inside the scene task: no nested LocalCluster
+        assert (p.blocks, p.dask_workers) == (4, 0), p
         scene_dir = out / p.result.scene
         for name in ("classes.tif", "confidence.tif", "polygons.gpkg", "classes.qml", KEY_FILE):
             assert (scene_dir / name).is_file(), scene_dir / name
