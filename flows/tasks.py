@@ -341,9 +341,11 @@ def task_vectorize_options(run: RunSettings) -> VectorizeOptions:
     bounded by the block size). A nested LocalCluster is impossible there (daemonic worker
     processes cannot have children). Running the blocks on the task's own cluster through
     ``distributed.worker_client()`` was tried and rejected: the waiting task secedes from
-    the worker's thread pool, and with Prefect 3.9.1 a task that then starts on the same worker
-    lost its cache record (its result transaction was taken as a child of the seceded task's),
-    so a rerun recomputed it. Scenes run in parallel across the workers instead.
+    the worker's thread pool, and with Prefect 3.9.1 + distributed 2026.8 the tasks that then
+    started on the same worker were never written to the result cache (seen in the rerun
+    test: their records were missing, so a rerun recomputed them; the likely cause is that
+    their result transaction found the seceded task's as its parent and left the commit to
+    it). Scenes run in parallel across the workers instead.
     """
     options = vectorize_options(run)
     if on_dask_worker():
