@@ -60,6 +60,7 @@ class SceneResult:
     window: dict[str, int]
     outputs: dict[str, str]
     tiles: int
+    skipped_tiles: int
     window_px: int
     valid_px: int
     class_px: dict[str, int]
@@ -281,6 +282,7 @@ def run_scene(
             "polygons": str(final_dir / POLYGONS_NAME),
         },
         tiles=stats.tiles,
+        skipped_tiles=stats.skipped_tiles,
         window_px=stats.window_px,
         valid_px=stats.valid_px,
         class_px={str(k): v for k, v in stats.class_px.items()},
