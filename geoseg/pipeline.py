@@ -41,7 +41,7 @@ from geoseg.io.vector import write_raster_qml
 from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package, package_summary
 from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
 from geoseg.progress import NoProgress, Progress
-from geoseg.vectorize import Connectivity, VectorizeOptions, vectorize_raster
+from geoseg.vectorize import Connectivity, SharedClient, VectorizeOptions, vectorize_raster
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 CLASSES_NAME = "classes.tif"
@@ -175,19 +175,23 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
     connectivity = Connectivity(settings.connectivity)
     prepare_output_dir(settings.out)
 
-    results = [
-        run_scene(
-            name,
-            target,
-            predictor=predictor,
-            settings=predict_settings,
-            out=settings.out,
-            connectivity=connectivity,
-            progress=progress,
-            vectorize=vectorize_options(settings),
-        )
-        for name, target in planned
-    ]
+    vectorize = vectorize_options(settings)
+    # one Dask cluster for all scenes, started only if a class raster needs more than a block
+    with SharedClient(workers=vectorize.workers, address=vectorize.dask_address) as shared:
+        results = [
+            run_scene(
+                name,
+                target,
+                predictor=predictor,
+                settings=predict_settings,
+                out=settings.out,
+                connectivity=connectivity,
+                progress=progress,
+                vectorize=vectorize,
+                client=shared if vectorize.uses_dask else None,
+            )
+            for name, target in planned
+        ]
     mosaics = write_mosaics(settings.out, results, package)
     seconds = time.perf_counter() - t0
     run_json = write_run_json(
@@ -212,6 +216,7 @@ def run_scene(
     connectivity: Connectivity,
     progress: Progress,
     vectorize: VectorizeOptions | None = None,
+    client: SharedClient | None = None,
 ) -> SceneResult:
     """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
     package = predictor.package
@@ -262,6 +267,7 @@ def run_scene(
                 "model_sha256": "+".join(p.sha256 for p in predictor.packages),
             },
             options=vectorize,
+            client=client,
         )
         timings["vectorize"] = time.perf_counter() - t
         _replace_dir(tmp_dir, final_dir)

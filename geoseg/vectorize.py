@@ -170,6 +170,11 @@ class VectorizeOptions:
     min_area_m2: float = 0.0
     simplify_m: float = 0.0
 
+    @property
+    def uses_dask(self) -> bool:
+        """Whether rasters of several blocks go to Dask (False: ``workers=0``, no address)."""
+        return self.dask_address is not None or self.workers != 0
+
     def __post_init__(self) -> None:
         if isinstance(self.block_size_px, bool) or self.block_size_px < 1:
             raise ConfigError(
@@ -1717,9 +1722,37 @@ def dask_client(*, workers: int | None = None, address: str | None = None) -> It
             yield client
 
 
+class SharedClient:
+    """One Dask client for several `vectorize_raster` calls, started on first need.
+
+    A run over many scenes starts its LocalCluster (a few seconds) once, and not at all when
+    every class raster fits in one block. Use as a context manager: the cluster it started
+    is shut down on exit.
+    """
+
+    def __init__(self, *, workers: int | None = None, address: str | None = None) -> None:
+        self._workers, self._address = workers, address
+        self._stack = contextlib.ExitStack()
+        self._client: Client | None = None
+
+    def get(self) -> Client:
+        if self._client is None:
+            self._client = self._stack.enter_context(
+                dask_client(workers=self._workers, address=self._address)
+            )
+        return self._client
+
+    def __enter__(self) -> SharedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client = None
+        self._stack.close()
+
+
 @contextlib.contextmanager
 def _executor_for(
-    grid: BlockGrid, options: VectorizeOptions, client: Client | None
+    grid: BlockGrid, options: VectorizeOptions, client: Client | SharedClient | None
 ) -> Iterator[tuple[_Executor, int]]:
     """The executor for a raster and the number of Dask workers behind it (0 = none)."""
     local = len(grid) == 1 or (
@@ -1728,6 +1761,8 @@ def _executor_for(
     if local:
         yield _LocalExecutor(), 0
         return
+    if isinstance(client, SharedClient):
+        client = client.get()
     if client is not None:
         yield _DaskExecutor(client), len(client.nthreads())
         return
@@ -1934,7 +1969,7 @@ def vectorize_raster(
     extra_attributes: Mapping[str, str] | None = None,
     layer: str = "landcover",
     options: VectorizeOptions | None = None,
-    client: Client | None = None,
+    client: Client | SharedClient | None = None,
     on_block: Callable[[int, int], None] | None = None,
 ) -> VectorizeResult:
     """Polygonize a class raster into a styled GeoPackage layer (+ ``.qml`` beside it).
@@ -1948,7 +1983,8 @@ def vectorize_raster(
 
     ``options`` sets block size, Dask workers or scheduler, sieve and simplification (see
     `VectorizeOptions`); ``client`` runs the blocks on an existing dask.distributed client
-    instead. A raster that fits in one block is processed in this process without Dask.
+    instead, or on a `SharedClient` (started on first need, reused across calls). A raster
+    that fits in one block is processed in this process without Dask.
     ``on_block(done, total)`` is called as blocks finish (for progress bars).
     """
     options = options or VectorizeOptions()
@@ -2035,7 +2071,7 @@ def vectorize_file(
     model_path: str | os.PathLike[str] | None = None,
     connectivity: int = Connectivity.FOUR,
     options: VectorizeOptions | None = None,
-    client: Client | None = None,
+    client: Client | SharedClient | None = None,
     on_block: Callable[[int, int], None] | None = None,
 ) -> VectorizeResult:
     """`geoseg vectorize`: any class raster to a styled GeoPackage.

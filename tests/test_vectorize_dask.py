@@ -35,6 +35,7 @@ from geoseg.vectorize import (
     BUILTIN_FIELDS,
     BlockGrid,
     Connectivity,
+    SharedClient,
     VectorizeOptions,
     _Job,
     _LocalExecutor,
@@ -483,9 +484,34 @@ def test_local_cluster_is_started_and_shut_down(tifs, tmp_path: Path) -> None:
     )
     assert (result.blocks, result.dask_workers) == (12, 1)
     assert result.n_polygons == len(polygonize_array(array, TRANSFORM))
-    started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    started = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())
+    ]  # multiprocessing's resource tracker outlives clusters by design: one per process
     _, alive = psutil.wait_procs(started, timeout=10)
-    assert not alive  # the workers (and their nannies) are gone
+    assert not alive, [p.cmdline() for p in alive]  # the workers (and nannies) are gone
+
+
+def test_shared_client_starts_one_cluster_for_many_rasters(tifs, tmp_path: Path) -> None:
+    """A run over several scenes starts its LocalCluster once, and only when one is needed."""
+    one_block, _ = tifs["synthetic_landscape"]
+    with SharedClient(workers=1) as shared:
+        vectorize_raster(one_block, tmp_path / "a.gpkg", classes=CLASSES, client=shared)
+        assert shared._client is None  # a one-block raster did not start the cluster
+        tif, array = tifs["river"]
+        options = VectorizeOptions(block_size_px=128, workers=1)
+        first = vectorize_raster(
+            tif, tmp_path / "b.gpkg", classes=CLASSES, options=options, client=shared
+        )
+        address = shared.get().scheduler.address
+        second = vectorize_raster(
+            tif, tmp_path / "c.gpkg", classes=CLASSES, options=options, client=shared
+        )
+        assert shared.get().scheduler.address == address
+        assert first.dask_workers == second.dask_workers == 1
+        assert first.n_polygons == second.n_polygons == len(polygonize_array(array, TRANSFORM))
+    assert shared._client is None
 
 
 def test_existing_scheduler_by_address(client, tifs, tmp_path: Path) -> None:
