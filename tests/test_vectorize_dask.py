@@ -25,7 +25,8 @@ from pyogrio.raw import read as ogr_read
 from scipy import ndimage
 from typer.testing import CliRunner
 
-import geoseg.vectorize as vectorize_module
+import geoseg.vectorize.executors as executors_module
+import geoseg.vectorize.run as run_module
 from geoseg.classes import ClassInfo
 from geoseg.cli import app
 from geoseg.errors import ConfigError, SceneError
@@ -37,16 +38,14 @@ from geoseg.vectorize import (
     Connectivity,
     SharedClient,
     VectorizeOptions,
-    _Job,
-    _LocalExecutor,
-    _plan_sieve,
-    _read_block,
-    _sieve_block,
     classes_for_raster,
     dask_client,
     polygonize_array,
     vectorize_raster,
 )
+from geoseg.vectorize.blocks import _Job, _read_block
+from geoseg.vectorize.executors import _LocalExecutor
+from geoseg.vectorize.sieve import _plan_sieve, _sieve_block
 from tests.conftest import DEMO_MODEL
 from tests.test_vectorize import (
     CLASSES,
@@ -280,8 +279,8 @@ def test_only_seam_pieces_are_merged(tifs, tmp_path: Path, monkeypatch: pytest.M
     tif, _ = tifs["synthetic_landscape"]
     merged_inputs: list[int] = []
     polygonized: list[tuple[int, int]] = []
-    real_merge = vectorize_module._merge_pieces
-    real_block = vectorize_module._polygonize_block
+    real_merge = run_module._merge_pieces
+    real_block = run_module._polygonize_block
 
     def spy_merge(job, nodes, group_of, n_groups, *selections):
         merged_inputs.append(sum(len(s) for s in selections))
@@ -292,8 +291,8 @@ def test_only_seam_pieces_are_merged(tifs, tmp_path: Path, monkeypatch: pytest.M
         polygonized.append((len(out.features), len(out.seams)))
         return out
 
-    monkeypatch.setattr(vectorize_module, "_merge_pieces", spy_merge)
-    monkeypatch.setattr(vectorize_module, "_polygonize_block", spy_block)
+    monkeypatch.setattr(run_module, "_merge_pieces", spy_merge)
+    monkeypatch.setattr(run_module, "_polygonize_block", spy_block)
     result = vectorize_raster(
         tif,
         tmp_path / "p.gpkg",
@@ -466,7 +465,7 @@ def test_single_block_never_starts_dask(
     def no_cluster(**_: object) -> None:
         raise AssertionError("a one-block raster must not start Dask")
 
-    monkeypatch.setattr(vectorize_module, "dask_client", no_cluster)
+    monkeypatch.setattr(executors_module, "dask_client", no_cluster)
     tif, array = tifs["synthetic_landscape"]
     result = vectorize_raster(tif, tmp_path / "p.gpkg", classes=CLASSES)
     assert (result.blocks, result.dask_workers) == (1, 0)
@@ -529,7 +528,7 @@ def test_existing_scheduler_by_address(client, tifs, tmp_path: Path) -> None:
 def test_unreachable_scheduler_is_one_clear_error(
     tifs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vectorize_module, "DASK_CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(executors_module, "DASK_CONNECT_TIMEOUT_S", 0.5)
     tif, _ = tifs["river"]
     out = tmp_path / "p.gpkg"
     with pytest.raises(ConfigError, match=r"--dask-address tcp://127\.0\.0\.1:9.*scheduler"):
