@@ -15,6 +15,8 @@ layer is opened twice, the way a user opens it (no style applied by hand):
   8-bit GeoTIFF palette always has 256 entries, so QGIS then also lists the values no class
   uses (black, labelled with the value; 255 transparent): they are reported as
   ``extra_values``, not as a problem;
+* ``mosaic`` (with ``--mosaic``): a mosaic VRT of class rasters, which carries its palette and
+  class names inline;
 * ``vector``: polygons.gpkg as written;
 * ``vector_embedded``: a copy of polygons.gpkg alone in a temp folder, so the categorized
   renderer can only come from the GeoPackage's ``layer_styles`` table.
@@ -65,6 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--classes-tif", type=Path, required=True, help="class raster")
     parser.add_argument("--polygons", type=Path, required=True, help="polygons GeoPackage")
     parser.add_argument("--expected", type=Path, required=True, help="classes JSON")
+    parser.add_argument("--mosaic", type=Path, help="mosaic VRT of class rasters (optional)")
     parser.add_argument("--png-dir", type=Path, required=True, help="folder for the PNGs")
     parser.add_argument("--width-px", type=int, default=800, help="PNG width in px")
     return parser.parse_args(argv)
@@ -189,6 +192,11 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
             "vector_embedded": (vector_report(vector_embedded), VECTOR_RENDERER),
         }
         del vector_embedded  # release the copy before its folder goes
+    if args.mosaic is not None:
+        loads["mosaic"] = (
+            raster_report(QgsRasterLayer(str(args.mosaic), "mosaic", "gdal")),
+            RASTER_RENDERER,
+        )
     for name, (report, renderer) in loads.items():
         result[name] = report
         extra = name == "raster_embedded"

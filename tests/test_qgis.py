@@ -20,6 +20,7 @@ import rasterio
 from PIL import Image
 
 from geoseg.demo import run_demo
+from geoseg.io.raster import write_mosaic_vrt
 from geoseg.package import load_package
 from tests.conftest import REPO
 
@@ -62,6 +63,12 @@ def qgis_result(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     expected = root / "classes.json"
     classes = load_package(demo_model).metadata.classes
     expected.write_text(json.dumps([c.model_dump() for c in classes]), encoding="utf-8")
+    # what `geoseg run` writes for several scenes in one CRS, here of the one class raster
+    mosaic = write_mosaic_vrt(
+        [Path(outputs["classes"])],
+        root / "mosaic.vrt",
+        load_package(demo_model).metadata.class_infos(),
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     proc = subprocess.run(
         [
@@ -73,6 +80,8 @@ def qgis_result(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
             outputs["polygons"],
             "--expected",
             str(expected),
+            "--mosaic",
+            str(mosaic),
             "--png-dir",
             str(root / "png"),
         ],
@@ -113,6 +122,9 @@ def test_qgis_opens_both_layers_styled_from_the_files(qgis_result: dict, demo_mo
     ids = {c["value"] for c in expected}
     assert [c for c in embedded["classes"] if c["value"] in ids] == expected
     assert embedded["extra_values"] == [v for v in range(256) if v not in ids]
+    mosaic = qgis_result["mosaic"]  # a VRT's palette is as short as its classes
+    assert mosaic["valid"] and mosaic["renderer"] == "paletted"
+    assert mosaic["classes"] == expected
     for load in ("vector", "vector_embedded"):
         assert qgis_result[load]["valid"]
         assert qgis_result[load]["renderer"] == "categorizedSymbol"
