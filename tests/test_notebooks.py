@@ -25,6 +25,7 @@ from nbformat.v4 import new_code_cell
 from tests.conftest import REPO
 
 NOTEBOOKS = REPO / "notebooks"
+KERNEL_NAME = "geoseg-tests"
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,7 @@ def run_notebook(
     nb.cells.append(new_code_cell(_FACTS_COMMON + facts + "\nprint(_json.dumps(_facts))"))
     client = NotebookClient(
         nb,
-        kernel_name="python3",
+        kernel_name=KERNEL_NAME,
         timeout=600,
         resources={"metadata": {"path": str(workdir)}},
     )
@@ -74,8 +75,21 @@ def _png_outputs(nb: nbformat.NotebookNode) -> int:
 
 
 @pytest.fixture
-def kernel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel (a subprocess) imports geoseg from this checkout, never a network."""
+def kernel_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A kernel of this interpreter that imports geoseg from this checkout, never a network.
+
+    The kernel spec is written to a temp Jupyter path, so whatever ``python3`` kernel is
+    installed on the machine (possibly another Python) cannot be picked instead.
+    """
+    spec_dir = tmp_path_factory.mktemp("jupyter") / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "geoseg tests",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    monkeypatch.setenv("JUPYTER_PATH", str(spec_dir.parent.parent))
     path = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), path])))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
