@@ -27,7 +27,13 @@ from tests.conftest import REPO
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 CHECK_SCRIPT = REPO / "tests" / "qgis_check.py"
 PNG_DIR_ENV = "GEOSEG_QGIS_PNG_DIR"
-"""If set, the rendered PNGs are also copied into this folder (to look at them)."""
+"""If set, the rendered PNGs and the check's JSON are also copied into this folder."""
+
+
+def _system_env() -> dict[str, str]:
+    """Environment for Debian's Python: headless Qt, none of the venv's Python paths."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return {**env, "QT_QPA_PLATFORM": "offscreen"}
 
 
 def _pyqgis_missing() -> str | None:
@@ -39,7 +45,7 @@ def _pyqgis_missing() -> str | None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        env=_system_env(),
         check=False,
     )
     if proc.returncode != 0:
@@ -60,16 +66,13 @@ def qgis_result(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("qgis")
     demo = run_demo(root / "demo", size_px=384, seed=5, device="cpu", model=demo_model)
     outputs = demo.report.scenes[0].outputs
-    expected = root / "classes.json"
-    classes = load_package(demo_model).metadata.classes
-    expected.write_text(json.dumps([c.model_dump() for c in classes]), encoding="utf-8")
+    metadata = load_package(demo_model).metadata
+    expected = root / "classes.json"  # what `geoseg model info --json` lists as classes
+    expected.write_text(json.dumps([c.model_dump() for c in metadata.classes]), encoding="utf-8")
     # what `geoseg run` writes for several scenes in one CRS, here of the one class raster
     mosaic = write_mosaic_vrt(
-        [Path(outputs["classes"])],
-        root / "mosaic.vrt",
-        load_package(demo_model).metadata.class_infos(),
+        [Path(outputs["classes"])], root / "mosaic.vrt", metadata.class_infos()
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     proc = subprocess.run(
         [
             str(SYSTEM_PYTHON),
@@ -88,7 +91,7 @@ def qgis_result(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         capture_output=True,
         text=True,
         timeout=300,
-        env={**env, "QT_QPA_PLATFORM": "offscreen"},
+        env=_system_env(),
         check=False,
     )
     try:
