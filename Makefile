@@ -9,7 +9,7 @@ DEV    := $(VENV)/.installed-dev
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint gdal-bin demo-model study zion clean
+.PHONY: demo test lint gdal-bin qgis qgis-check demo-model study zion clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ gdal-bin:
 	  echo "installing Debian's gdal-bin (GDAL CLI used as the reference in tests)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq gdal-bin python3-gdal >/dev/null; }
+
+# PyQGIS (Debian's python3-qgis + qgis-providers, QGIS 3.22, ~1 GB) for the QGIS check:
+# tests/test_qgis.py opens a demo run's outputs in real QGIS, headless. `make test` runs it
+# when /usr/bin/python3 can import qgis.core and skips it otherwise; `make qgis-check`
+# installs PyQGIS if needed and runs just that test.
+qgis:
+	@QT_QPA_PLATFORM=offscreen /usr/bin/python3 -c "import qgis.core" >/dev/null 2>&1 || { \
+	  echo "installing Debian's python3-qgis and qgis-providers (PyQGIS for the QGIS check)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-qgis qgis-providers >/dev/null; }
+
+qgis-check: $(DEV) qgis
+	$(BIN)/pytest -q -rs --timeout=900 tests/test_qgis.py
 
 lint: $(DEV)
 	$(BIN)/ruff check .

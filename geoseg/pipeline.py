@@ -48,7 +48,13 @@ from geoseg.predict import (
     resolve_device,
 )
 from geoseg.progress import NoProgress, Progress
-from geoseg.vectorize import Connectivity, VectorizeOptions, VectorizeResult, vectorize_raster
+from geoseg.vectorize import (
+    Connectivity,
+    SharedClient,
+    VectorizeOptions,
+    VectorizeResult,
+    vectorize_raster,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -70,6 +76,7 @@ class SceneResult:
     window: dict[str, int]
     outputs: dict[str, str]
     tiles: int
+    skipped_tiles: int
     window_px: int
     valid_px: int
     class_px: dict[str, int]
@@ -202,19 +209,23 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
     connectivity = Connectivity(settings.connectivity)
     prepare_output_dir(settings.out)
 
-    results = [
-        run_scene(
-            name,
-            target,
-            predictor=predictor,
-            settings=predict_settings,
-            out=settings.out,
-            connectivity=connectivity,
-            progress=progress,
-            vectorize=vectorize_options(settings),
-        )
-        for name, target in planned
-    ]
+    vectorize = vectorize_options(settings)
+    # one Dask cluster for all scenes, started only if a class raster needs more than a block
+    with SharedClient(workers=vectorize.workers, address=vectorize.dask_address) as shared:
+        results = [
+            run_scene(
+                name,
+                target,
+                predictor=predictor,
+                settings=predict_settings,
+                out=settings.out,
+                connectivity=connectivity,
+                progress=progress,
+                vectorize=vectorize,
+                client=shared if vectorize.uses_dask else None,
+            )
+            for name, target in planned
+        ]
     mosaics = write_mosaics(settings.out, results, package)
     seconds = time.perf_counter() - t0
     run_json = write_run_json(
@@ -239,6 +250,7 @@ def run_scene(
     connectivity: Connectivity,
     progress: Progress,
     vectorize: VectorizeOptions | None = None,
+    client: SharedClient | None = None,
 ) -> SceneResult:
     """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
     final_dir = out / name
@@ -256,6 +268,7 @@ def run_scene(
             connectivity=connectivity,
             progress=progress,
             vectorize=vectorize,
+            client=client,
         )
         publish_folder(tmp_dir, final_dir)
     except BaseException:
@@ -318,12 +331,12 @@ def vectorize_folder(
     connectivity: Connectivity,
     progress: Progress,
     vectorize: VectorizeOptions | None = None,
-    client: Client | None = None,
+    client: Client | SharedClient | None = None,
 ) -> tuple[VectorizeResult, float]:
     """Polygonize ``folder``'s classes.tif (with its confidence) into polygons.gpkg.
 
-    ``client``: run the blocks on this Dask client (e.g. the cluster a flow task runs on)
-    instead of the one ``vectorize`` would start. Returns the result and its seconds.
+    ``client``: run the blocks on this Dask client (or a run's `SharedClient`) instead of
+    a cluster of its own. Returns the result and its seconds.
     """
     progress.stage(name, "vectorizing")
     t = time.perf_counter()
@@ -365,6 +378,7 @@ def scene_result(
             "polygons": str(final_dir / POLYGONS_NAME),
         },
         tiles=stats.tiles,
+        skipped_tiles=stats.skipped_tiles,
         window_px=stats.window_px,
         valid_px=stats.valid_px,
         class_px={str(k): v for k, v in stats.class_px.items()},

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import rasterio
+import shapely
+import shapely.prepared
 import torch
 from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
@@ -54,6 +56,8 @@ class PredictSettings:
     reader_threads: int = 2
     prefetch_tiles: int | None = None
     """Tiles read ahead of the model; default two batches (memory: tiles x bands x t^2 x 4 B)."""
+    skip_empty_tiles: bool = True
+    """Do not run the model on tiles without valid input inside the AOI (same outputs)."""
 
 
 @dataclass
@@ -66,6 +70,8 @@ class PredictStats:
     class_px: dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
     model_seconds: float = 0.0
+    skipped_tiles: int = 0
+    """Tiles not run through the model: no valid input pixel inside the AOI in their output."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -284,6 +290,35 @@ def read_tiles(
             ds.close()
 
 
+class TileFilter:
+    """Keeps tiles whose output region has valid input inside the AOI; counts the others.
+
+    A skipped tile could only have contributed to pixels that end up nodata anyway (outside
+    the AOI or without input), so skipping it leaves the outputs unchanged.
+    """
+
+    def __init__(self, target: SceneWindow, on_skipped: Callable[[int], None] | None = None):
+        self._aoi = shapely.prepared.prep(target.aoi)
+        self._scene = target.scene
+        self._on_skipped = on_skipped
+        self.skipped = 0
+
+    def _box(self, window: PixelWindow) -> shapely.Polygon:
+        transform = self._scene.window_transform(window)
+        x0, y0 = transform @ (0, 0)
+        x1, y1 = transform @ (window.width, window.height)
+        return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+    def __call__(self, item: ReadTile) -> bool:
+        rows, cols = item.tile.out_in_tile
+        keep = bool(item.valid[rows, cols].any()) and self._aoi.intersects(self._box(item.tile.out))
+        if not keep:
+            self.skipped += 1
+            if self._on_skipped is not None:
+                self._on_skipped(1)
+        return keep
+
+
 def batched(items: Iterator[ReadTile], size: int) -> Iterator[list[ReadTile]]:
     batch: list[ReadTile] = []
     for item in items:
@@ -323,9 +358,10 @@ class BackgroundWorker:
         self._queue.put(item)
 
     def close(self) -> None:
-        """Wait for queued items to finish; re-raise the worker's error, if any."""
-        self._queue.put(self._STOP)
-        self._thread.join()
+        """Wait for queued items to finish; re-raise the worker's error, if any (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -409,9 +445,22 @@ def predict_scene(
                 histogram[:] += np.bincount(cls.ravel(), minlength=256)
                 writer.submit((finished.row_off - target.window.row_off, cls, conf))
 
+        current_row = 0
+
+        def blend(item: tuple[list[ReadTile], np.ndarray]) -> None:
+            """Add a batch's probabilities to the band, releasing rows that became final."""
+            nonlocal current_row
+            batch, probs = item
+            for read, tile_probs in zip(batch, probs, strict=True):
+                if read.tile.row != current_row:
+                    finish(grid.rows_final_before(read.tile.row))
+                    current_row = read.tile.row
+                acc.add(read.tile, tile_probs, read.valid)
+
+        # blending and class/confidence rows run in their own thread, overlapping the model
         writer = BackgroundWorker(write, depth=4)
+        blender = BackgroundWorker(blend, depth=2, name="geoseg-blend")
         try:
-            current_row = 0
             tiles = read_tiles(
                 target.scene,
                 grid,
@@ -419,21 +468,25 @@ def predict_scene(
                 threads=settings.reader_threads,
                 lookahead=settings.prefetch_tiles or 2 * settings.batch_size,
             )
+            needed = TileFilter(target, on_skipped=on_tiles)
+            if settings.skip_empty_tiles:
+                tiles = filter(needed, tiles)
             for batch in batched(tiles, settings.batch_size):
                 tm = time.perf_counter()
                 raw = np.stack([b.data for b in batch])
                 probs = predictor(raw, np.stack([b.valid for b in batch]))
                 stats.model_seconds += time.perf_counter() - tm
-                for item, tile_probs in zip(batch, probs, strict=True):
-                    if item.tile.row != current_row:
-                        finish(grid.rows_final_before(item.tile.row))
-                        current_row = item.tile.row
-                    acc.add(item.tile, tile_probs, item.valid)
+                blender.submit((batch, probs))
                 if on_tiles is not None:
                     on_tiles(len(batch))
+            stats.skipped_tiles = needed.skipped
+            blender.close()
             finish(target.window.row_end)
         finally:
-            writer.close()
+            try:
+                blender.close()
+            finally:
+                writer.close()
     stats.class_px = {i: int(n) for i, n in enumerate(histogram[:CLASS_NODATA]) if n}
     stats.valid_px = int(histogram[:CLASS_NODATA].sum())
     stats.seconds = time.perf_counter() - t0

@@ -103,13 +103,24 @@ class RowBandAccumulator:
         n = min(until_row, self.window.row_end) - self._top
         if n <= 0:
             return
-        for r0 in range(0, n, chunk_rows):
-            r1 = min(r0 + chunk_rows, n)
+        # rows past the band were reached by no tile (tiles skipped): they come out empty
+        starts = sorted(
+            {*range(0, n, chunk_rows), *([self._band_rows] if self._band_rows < n else [])}
+        )
+        for r0, r1 in zip(starts, [*starts[1:], n], strict=True):
+            if r0 >= self._band_rows:
+                yield self._empty_rows(self._top + r0, r1 - r0)
+                continue
             wsum = self._weight_sum[r0:r1]
             valid = wsum > 0
             probs = self._prob_sum[:, r0:r1] / np.where(valid, wsum, 1.0)
             yield FinishedRows(self._top + r0, probs, valid)
         self._shift(n)
+
+    def _empty_rows(self, row_off: int, n_rows: int) -> FinishedRows:
+        width = self.window.width
+        probs = np.zeros((self.n_classes, n_rows, width), dtype=np.float32)
+        return FinishedRows(row_off, probs, np.zeros((n_rows, width), dtype=bool))
 
     def _shift(self, n: int) -> None:
         keep = self._band_rows - n

@@ -167,3 +167,41 @@ def test_window_smaller_than_a_tile_in_a_tiny_scene(demo_model: Path, tmp_path: 
 def test_batch_size_is_only_auto_filled_on_cuda(demo_model: Path) -> None:
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     assert predictor.fill_device_batch_size(256, 4) is None  # CPU: the package default stands
+
+
+def test_skipping_tiles_without_valid_aoi_pixels_changes_nothing(
+    scene_512, demo_model: Path, tmp_path: Path
+) -> None:
+    """Tiles over the nodata margin or outside a small AOI are skipped, outputs identical."""
+    import shapely
+
+    scene = open_scene(scene_512.image_path)
+    left, bottom, right, top = scene.bounds
+    # a triangle over part of the scene: many tiles of its bounding window lie outside it
+    tri = shapely.Polygon([(left, top), (right, top), (left, bottom)])
+    target = SceneWindow(scene, aoi_window(tri, scene), tri)
+    predictor = Predictor(load_package(demo_model), torch.device("cpu"))
+    kw = {"tile_px": 64, "overlap_px": 16, "batch_size": 4}
+    stats_skip = predict_scene(
+        target,
+        predictor,
+        PredictSettings(**kw),
+        classes_path=tmp_path / "a_c.tif",
+        confidence_path=tmp_path / "a_p.tif",
+    )
+    stats_all = predict_scene(
+        target,
+        predictor,
+        PredictSettings(**kw, skip_empty_tiles=False),
+        classes_path=tmp_path / "b_c.tif",
+        confidence_path=tmp_path / "b_p.tif",
+    )
+    assert stats_all.skipped_tiles == 0
+    assert stats_skip.skipped_tiles > stats_skip.tiles // 3
+    for name in ("c", "p"):
+        with (
+            rasterio.open(tmp_path / f"a_{name}.tif") as a,
+            rasterio.open(tmp_path / f"b_{name}.tif") as b,
+        ):
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert stats_skip.valid_px == stats_all.valid_px > 0

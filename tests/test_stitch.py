@@ -126,3 +126,20 @@ def test_classes_and_confidence() -> None:
     assert cls.tolist() == [[3, 255]]
     assert conf.tolist() == [[70, 0]]
     assert cls.dtype == np.uint8 and conf.dtype == np.uint8
+
+
+def test_release_past_the_band_gives_empty_rows_in_chunks() -> None:
+    """When whole tile rows are skipped, rows no tile reached come out empty, chunk by chunk."""
+    window = PixelWindow(0, 0, 300, 40)
+    grid = TileGrid.build(window, (300, 40), tile_px=32, overlap_px=8)
+    acc = RowBandAccumulator(window, 2, 32, blend_weights(32))
+    first = grid.tile(0, 0)
+    acc.add(first, np.ones((2, 32, 32), dtype=np.float32))
+    chunks = list(acc.release(window.row_end, chunk_rows=20))
+    assert [c.row_off for c in chunks] == sorted(c.row_off for c in chunks)
+    assert sum(c.probs.shape[1] for c in chunks) == 300
+    assert max(c.probs.shape[1] for c in chunks) <= 20
+    valid = np.concatenate([c.valid for c in chunks])
+    assert valid[: first.out.row_end, : first.out.col_end].all()
+    assert not valid[32:].any()
+    assert acc.top == 300

@@ -23,13 +23,13 @@ from geoseg.errors import ConfigError, SceneError
 from geoseg.vectorize import (
     BUILTIN_FIELDS,
     Connectivity,
-    _repair_if_invalid,
     label_components,
     measure_m,
     polygonize_array,
     polygonize_labels,
     vectorize_raster,
 )
+from geoseg.vectorize.core import _repair_if_invalid
 
 ND = CLASS_NODATA
 UTM = "EPSG:32633"

@@ -25,7 +25,8 @@ from pyogrio.raw import read as ogr_read
 from scipy import ndimage
 from typer.testing import CliRunner
 
-import geoseg.vectorize as vectorize_module
+import geoseg.vectorize.executors as executors_module
+import geoseg.vectorize.run as run_module
 from geoseg.classes import ClassInfo
 from geoseg.cli import app
 from geoseg.errors import ConfigError, SceneError
@@ -35,17 +36,16 @@ from geoseg.vectorize import (
     BUILTIN_FIELDS,
     BlockGrid,
     Connectivity,
+    SharedClient,
     VectorizeOptions,
-    _Job,
-    _LocalExecutor,
-    _plan_sieve,
-    _read_block,
-    _sieve_block,
     classes_for_raster,
     dask_client,
     polygonize_array,
     vectorize_raster,
 )
+from geoseg.vectorize.blocks import _Job, _read_block
+from geoseg.vectorize.executors import _LocalExecutor
+from geoseg.vectorize.sieve import _plan_sieve, _sieve_block
 from tests.conftest import DEMO_MODEL
 from tests.test_vectorize import (
     CLASSES,
@@ -279,8 +279,8 @@ def test_only_seam_pieces_are_merged(tifs, tmp_path: Path, monkeypatch: pytest.M
     tif, _ = tifs["synthetic_landscape"]
     merged_inputs: list[int] = []
     polygonized: list[tuple[int, int]] = []
-    real_merge = vectorize_module._merge_pieces
-    real_block = vectorize_module._polygonize_block
+    real_merge = run_module._merge_pieces
+    real_block = run_module._polygonize_block
 
     def spy_merge(job, nodes, group_of, n_groups, *selections):
         merged_inputs.append(sum(len(s) for s in selections))
@@ -291,8 +291,8 @@ def test_only_seam_pieces_are_merged(tifs, tmp_path: Path, monkeypatch: pytest.M
         polygonized.append((len(out.features), len(out.seams)))
         return out
 
-    monkeypatch.setattr(vectorize_module, "_merge_pieces", spy_merge)
-    monkeypatch.setattr(vectorize_module, "_polygonize_block", spy_block)
+    monkeypatch.setattr(run_module, "_merge_pieces", spy_merge)
+    monkeypatch.setattr(run_module, "_polygonize_block", spy_block)
     result = vectorize_raster(
         tif,
         tmp_path / "p.gpkg",
@@ -465,7 +465,7 @@ def test_single_block_never_starts_dask(
     def no_cluster(**_: object) -> None:
         raise AssertionError("a one-block raster must not start Dask")
 
-    monkeypatch.setattr(vectorize_module, "dask_client", no_cluster)
+    monkeypatch.setattr(executors_module, "dask_client", no_cluster)
     tif, array = tifs["synthetic_landscape"]
     result = vectorize_raster(tif, tmp_path / "p.gpkg", classes=CLASSES)
     assert (result.blocks, result.dask_workers) == (1, 0)
@@ -483,9 +483,34 @@ def test_local_cluster_is_started_and_shut_down(tifs, tmp_path: Path) -> None:
     )
     assert (result.blocks, result.dask_workers) == (12, 1)
     assert result.n_polygons == len(polygonize_array(array, TRANSFORM))
-    started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    started = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())
+    ]  # multiprocessing's resource tracker outlives clusters by design: one per process
     _, alive = psutil.wait_procs(started, timeout=10)
-    assert not alive  # the workers (and their nannies) are gone
+    assert not alive, [p.cmdline() for p in alive]  # the workers (and nannies) are gone
+
+
+def test_shared_client_starts_one_cluster_for_many_rasters(tifs, tmp_path: Path) -> None:
+    """A run over several scenes starts its LocalCluster once, and only when one is needed."""
+    one_block, _ = tifs["synthetic_landscape"]
+    with SharedClient(workers=1) as shared:
+        vectorize_raster(one_block, tmp_path / "a.gpkg", classes=CLASSES, client=shared)
+        assert shared._client is None  # a one-block raster did not start the cluster
+        tif, array = tifs["river"]
+        options = VectorizeOptions(block_size_px=128, workers=1)
+        first = vectorize_raster(
+            tif, tmp_path / "b.gpkg", classes=CLASSES, options=options, client=shared
+        )
+        address = shared.get().scheduler.address
+        second = vectorize_raster(
+            tif, tmp_path / "c.gpkg", classes=CLASSES, options=options, client=shared
+        )
+        assert shared.get().scheduler.address == address
+        assert first.dask_workers == second.dask_workers == 1
+        assert first.n_polygons == second.n_polygons == len(polygonize_array(array, TRANSFORM))
+    assert shared._client is None
 
 
 def test_existing_scheduler_by_address(client, tifs, tmp_path: Path) -> None:
@@ -503,7 +528,7 @@ def test_existing_scheduler_by_address(client, tifs, tmp_path: Path) -> None:
 def test_unreachable_scheduler_is_one_clear_error(
     tifs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vectorize_module, "DASK_CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(executors_module, "DASK_CONNECT_TIMEOUT_S", 0.5)
     tif, _ = tifs["river"]
     out = tmp_path / "p.gpkg"
     with pytest.raises(ConfigError, match=r"--dask-address tcp://127\.0\.0\.1:9.*scheduler"):

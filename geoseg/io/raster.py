@@ -268,7 +268,11 @@ def classes_from_tags(path: Path) -> list[ClassInfo] | None:
 def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[ClassInfo]) -> Path:
     """A VRT mosaic of single-band class rasters that share one CRS and pixel size.
 
-    Written by hand (no gdalbuildvrt needed). Source paths are stored relative to the VRT.
+    Written by hand (no gdalbuildvrt needed). Source paths are stored relative to the VRT. It
+    carries the classes like a class raster does, inline: the colour table (entries up to the
+    largest class id only: unlike a GeoTIFF's, a VRT palette may be short, and QGIS lists
+    every entry in its legend; nodata needs no entry), the class names as GDAL category names
+    (QGIS labels the palette with them) and the GEOSEG_CLASSES tag.
     """
     infos = [open_scene(p) for p in sources]
     crs, (rx, ry) = infos[0].crs, infos[0].res
@@ -281,9 +285,15 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
     bottom = min(i.bounds[1] for i in infos)
     width, height = round((right - left) / rx), round((top - bottom) / ry)
     colours = colormap(classes)
+    names = {c.id: c.name for c in classes}
+    values = range(max(names) + 1)
     entries = "".join(
         '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
-        for i in range(256)
+        for i in values
+    )
+    categories = "".join(f"<Category>{escape(names.get(i, ''))}</Category>" for i in values)
+    tags = "".join(
+        f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in classes_tags(classes).items()
     )
     simple = []
     for info in infos:
@@ -301,9 +311,11 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
         f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
         f"  <GeoTransform>{left}, {rx}, 0, {top}, 0, {-ry}</GeoTransform>\n"
+        f"  <Metadata>{tags}</Metadata>\n"
         '  <VRTRasterBand dataType="Byte" band="1">\n'
         f"    <NoDataValue>{CLASS_NODATA}</NoDataValue>\n"
         "    <ColorInterp>Palette</ColorInterp>\n"
+        f"    <CategoryNames>{categories}</CategoryNames>\n"
         f"    <ColorTable>{entries}</ColorTable>\n"
         f"{''.join(simple)}"
         "  </VRTRasterBand>\n</VRTDataset>\n"

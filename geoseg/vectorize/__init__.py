@@ -1,0 +1,95 @@
+"""Class raster -> land-cover polygons with per-region attributes, block-wise and in parallel.
+
+One feature per connected region of equal class value; nodata is never vectorized and holes
+are kept. The core, `polygonize_array`, is a pure function of one array and its affine
+transform: each class is labelled into 4-connected components (scipy), the component-id image
+is polygonized with ``rasterio.features.shapes`` (GDAL's polygonizer: the same rings as
+``gdal_polygonize.py``), and every per-region number -- class, pixel count, confidence sums --
+comes from ``np.bincount`` over the component ids, exactly, without rasterizing back. With
+8-connectivity the 4-connected parts of each 8-connected region are grouped into one
+MultiPolygon (valid, unlike GDAL's self-touching 8-connected rings).
+
+`vectorize_raster` is the file-level stage. The raster is cut into square blocks
+(`BlockGrid`); each block is read by the worker that polygonizes it (windowed reads: the
+raster never passes through the client). Everything is computed in pixel coordinates, where
+block seams are exact integers, and mapped to the CRS with GDAL's own formula at the end, so
+coordinates are bit-identical to a single pass. A region that touches no seam is complete: it
+is finished in its block (area, perimeter, mean confidence) and streamed to the GeoPackage
+writer as soon as its block is done. Only the pieces that touch a seam stay on the workers.
+Their labels along the block edges are compared across each seam; pieces of one region are
+grouped by a union-find (connected components of the seam graph); each merge task fetches
+just the pieces of its groups and unions them (a coverage union of pieces whose seam edges
+are cut at every pixel; GEOS's overlay union for 8-connected corner touches). No worker ever
+holds more than its blocks and the groups it merges. Pixel counts and confidence sums add up
+exactly across seams. The result is the polygon set of one single pass (and of
+``gdal_polygonize``), vertex for vertex: collinear vertices left at the seams are removed.
+
+Options: ``min_area_m2`` first merges smaller regions into their largest neighbour exactly as
+GDAL's sieve filter (``rasterio.features.sieve``) does on the whole raster -- not
+approximately with halos: region sizes and neighbour choices are made global through the same
+seam graph (see `geoseg.vectorize.sieve`). ``simplify_m`` simplifies each block's regions as one
+coverage (``shapely.coverage_simplify``, nodata included) with the block outline fixed;
+after merging, every boundary along a seam has a vertex at each node (where a boundary meets
+the seam from either side) and none in between, so shared boundaries stay shared and there
+are no gaps or overlaps, across seams too. The price: a boundary that crosses a seam keeps
+its crossing point.
+
+Rasters that fit in one block never start Dask; larger ones run on any ``dask.distributed``
+client: a LocalCluster started here (``workers`` processes) or an existing scheduler. With
+``workers=0`` the same block tasks run one after another in this process.
+
+Modules, in dependency order: `options` (plain data), `core` (pure polygonize), `blocks`
+(block grid and block reads), `seams` (seam merge), `executors` (local / Dask), `sieve`
+(exact block-wise sieve), `run` (the block-wise run), `files` (`vectorize_raster`).
+"""
+
+from geoseg.vectorize.blocks import Block, BlockGrid
+from geoseg.vectorize.core import (
+    label_components,
+    measure_m,
+    pixel_to_map,
+    polygonize_array,
+    polygonize_labels,
+)
+from geoseg.vectorize.executors import SharedClient, dask_client, default_workers
+from geoseg.vectorize.files import (
+    classes_for_raster,
+    pixel_area_m2,
+    raster_scene_name,
+    sieve_threshold_px,
+    vectorize_file,
+    vectorize_raster,
+)
+from geoseg.vectorize.options import (
+    BUILTIN_FIELDS,
+    DEFAULT_BLOCK_PX,
+    Connectivity,
+    PolygonTable,
+    VectorizeOptions,
+    VectorizeResult,
+)
+
+__all__ = [
+    "BUILTIN_FIELDS",
+    "DEFAULT_BLOCK_PX",
+    "Block",
+    "BlockGrid",
+    "Connectivity",
+    "PolygonTable",
+    "SharedClient",
+    "VectorizeOptions",
+    "VectorizeResult",
+    "classes_for_raster",
+    "dask_client",
+    "default_workers",
+    "label_components",
+    "measure_m",
+    "pixel_area_m2",
+    "pixel_to_map",
+    "polygonize_array",
+    "polygonize_labels",
+    "raster_scene_name",
+    "sieve_threshold_px",
+    "vectorize_file",
+    "vectorize_raster",
+]

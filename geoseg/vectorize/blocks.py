@@ -1,0 +1,373 @@
+"""Blocks of a class raster: the grid, what a block task reads, and what it hands back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import rasterio
+import rasterio.errors
+import rasterio.features
+import shapely
+from affine import Affine
+from rasterio.windows import Window
+from scipy import ndimage
+
+from geoseg.classes import CLASS_NODATA
+from geoseg.errors import ConfigError, SceneError
+from geoseg.io.vector import as_multipolygons
+from geoseg.vectorize.core import (
+    _cut_at_pixels,
+    _mean,
+    _repair_if_invalid,
+    measure_m,
+    pixel_to_map,
+    polygonize_labels,
+)
+from geoseg.vectorize.options import DEFAULT_BLOCK_PX, Connectivity
+
+_TOP, _BOTTOM, _LEFT, _RIGHT = range(4)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a `BlockGrid`: its pixel window and which of its edges are seams.
+
+    A seam is an edge shared with another block; the raster's own outline is not one.
+    """
+
+    index: int
+    grid_row: int
+    grid_col: int
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    seam_top: bool
+    seam_bottom: bool
+    seam_left: bool
+    seam_right: bool
+
+    @property
+    def window(self) -> Window:
+        return Window(self.col_off, self.row_off, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """A raster of ``height_px`` x ``width_px`` cut into ``block_px`` squares, row-major.
+
+    The last row and column of blocks are smaller when ``block_px`` does not divide the size.
+    """
+
+    height_px: int
+    width_px: int
+    block_px: int
+
+    def __post_init__(self) -> None:
+        if min(self.height_px, self.width_px, self.block_px) < 1:
+            raise ConfigError(f"block grid: sizes must be positive, got {self}")
+
+    @property
+    def n_rows(self) -> int:
+        return -(-self.height_px // self.block_px)
+
+    @property
+    def n_cols(self) -> int:
+        return -(-self.width_px // self.block_px)
+
+    def __len__(self) -> int:
+        return self.n_rows * self.n_cols
+
+    def block(self, grid_row: int, grid_col: int) -> Block:
+        row_off, col_off = grid_row * self.block_px, grid_col * self.block_px
+        return Block(
+            index=grid_row * self.n_cols + grid_col,
+            grid_row=grid_row,
+            grid_col=grid_col,
+            row_off=row_off,
+            col_off=col_off,
+            height=min(self.block_px, self.height_px - row_off),
+            width=min(self.block_px, self.width_px - col_off),
+            seam_top=grid_row > 0,
+            seam_bottom=grid_row < self.n_rows - 1,
+            seam_left=grid_col > 0,
+            seam_right=grid_col < self.n_cols - 1,
+        )
+
+    def blocks(self) -> list[Block]:
+        return [self.block(r, c) for r in range(self.n_rows) for c in range(self.n_cols)]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs to process any block of one raster (small, picklable)."""
+
+    classes_path: str
+    confidence_path: str | None
+    height_px: int
+    width_px: int
+    transform: Affine
+    crs_wkt: str
+    connectivity: Connectivity
+    block_px: int = DEFAULT_BLOCK_PX
+    sieve_px: int = 0
+    simplify_px: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class _Edges:
+    """Region labels and class values along a block's top, bottom, left and right edges."""
+
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    classes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class _Pieces:
+    """Regions (or pieces of regions) in pixel coordinates with their additive numbers."""
+
+    geometry: np.ndarray
+    class_id: np.ndarray
+    pixel_count: np.ndarray
+    confidence_sum: np.ndarray
+    confidence_count: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.geometry)
+
+    def take(self, index: np.ndarray) -> _Pieces:
+        return _Pieces(
+            self.geometry[index],
+            self.class_id[index],
+            self.pixel_count[index],
+            self.confidence_sum[index],
+            self.confidence_count[index],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[_Pieces]) -> _Pieces:
+        return _Pieces(
+            *(
+                np.concatenate([getattr(p, name) for p in parts])
+                for name in (
+                    "geometry",
+                    "class_id",
+                    "pixel_count",
+                    "confidence_sum",
+                    "confidence_count",
+                )
+            )
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Features:
+    """Finished regions ready for the GeoPackage: WKB in the CRS and the numeric columns."""
+
+    wkb: np.ndarray
+    class_id: np.ndarray
+    pixel_count: np.ndarray
+    area_m2: np.ndarray
+    perimeter_m: np.ndarray
+    mean_confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.wkb)
+
+    @staticmethod
+    def empty() -> _Features:
+        return _Features(
+            *(np.empty(0, dtype=t) for t in (object, np.int32, np.int64, float, float, float))
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[_Features]) -> _Features:
+        names = ("wkb", "class_id", "pixel_count", "area_m2", "perimeter_m", "mean_confidence")
+        return _Features(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+
+@dataclass(frozen=True, eq=False)
+class _BlockOutput:
+    """A polygonized block: finished interior regions, seam pieces, and its edge labels."""
+
+    features: _Features
+    edges: _Edges
+    seam_ids: np.ndarray
+    seams: _Pieces
+
+
+def _open_error(path: Path, exc: Exception) -> SceneError:
+    return SceneError(
+        f"{path}: cannot be read as a raster ({exc}); check the path and that the file is a "
+        "complete GeoTIFF"
+    )
+
+
+def _read_block(job: _Job, block: Block) -> np.ndarray:
+    """Band 1 of the block as uint8 with every masked pixel (nodata or mask band) set to 255."""
+    path = Path(job.classes_path)
+    try:
+        with rasterio.open(path) as src:
+            data = src.read(1, window=block.window)
+            mask = src.read_masks(1, window=block.window)
+    except rasterio.errors.RasterioError as exc:
+        raise _open_error(path, exc) from exc
+    valid = mask > 0
+    if valid.any() and (data[valid].min() < 0 or data[valid].max() >= CLASS_NODATA):
+        raise SceneError(
+            f"{path}: class values must be 0..254 (255 = nodata), found "
+            f"{data[valid].min()}..{data[valid].max()}; vectorize the classes.tif written by "
+            "prediction"
+        )
+    return np.where(valid, data, CLASS_NODATA).astype(np.uint8)
+
+
+def _read_block_confidence(job: _Job, block: Block) -> np.ndarray | None:
+    """Band 1 of the confidence raster in the block as float64, NaN where masked."""
+    if job.confidence_path is None:
+        return None
+    path = Path(job.confidence_path)
+    try:
+        with rasterio.open(path) as src:
+            values = src.read(1, window=block.window).astype(np.float64)
+            mask = src.read_masks(1, window=block.window)
+    except rasterio.errors.RasterioError as exc:
+        raise _open_error(path, exc) from exc
+    values[mask == 0] = np.nan
+    return values
+
+
+def _label_strips(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(  # type: ignore[return-value]
+        np.ascontiguousarray(s) for s in (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1])
+    )
+
+
+def _edges_of(
+    label_strips: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], classes: np.ndarray
+) -> _Edges:
+    return _Edges(label_strips, _label_strips(classes))
+
+
+def _seam_labels(
+    label_strips: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], block: Block
+) -> np.ndarray:
+    """Sorted ids of the regions that touch one of the block's seams."""
+    seams = (block.seam_top, block.seam_bottom, block.seam_left, block.seam_right)
+    parts = [strip for strip, is_seam in zip(label_strips, seams, strict=True) if is_seam]
+    if not parts:
+        return np.empty(0, dtype=np.int32)
+    ids = np.unique(np.concatenate(parts))
+    return ids[ids > 0]
+
+
+def _fill_intervals(
+    length: int, start: np.ndarray, stop: np.ndarray, value: np.ndarray
+) -> np.ndarray:
+    """An int32 array of ``length`` zeros with ``[start, stop)`` set to ``value`` (disjoint)."""
+    out = np.zeros(length, dtype=np.int32)
+    sizes = (stop - start).astype(np.int64)
+    total = int(sizes.sum())
+    if total:
+        offset = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        out[np.repeat(start, sizes).astype(np.int64) + offset] = np.repeat(value, sizes)
+    return out
+
+
+def _traced_strips(
+    geometry: np.ndarray, block: Block
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Region ids (row + 1) along the block's seams, read off the traced rings.
+
+    Polygons traced in one block have their pixels on a block edge exactly where their rings
+    run along that edge's line (pixel coordinates, integers), so the ring segments on the
+    line give the edge labels without rasterizing. Edges that are not seams stay 0.
+    """
+    h, w = block.height, block.width
+    x0, y0 = block.col_off, block.row_off
+    sides = (  # (is seam, fixed axis, line, varying axis, first pixel, strip length)
+        (block.seam_top, 1, y0, 0, x0, w),
+        (block.seam_bottom, 1, y0 + h, 0, x0, w),
+        (block.seam_left, 0, x0, 1, y0, h),
+        (block.seam_right, 0, x0 + w, 1, y0, h),
+    )
+    strips = [np.zeros(length, dtype=np.int32) for *_, length in sides]
+    if not len(geometry):
+        return tuple(strips)  # type: ignore[return-value]
+    bounds = shapely.bounds(geometry)
+    on_frame = (
+        (bounds[:, 0] == x0) | (bounds[:, 1] == y0) | (bounds[:, 2] == x0 + w)
+        | (bounds[:, 3] == y0 + h)
+    )  # fmt: skip
+    candidates = np.flatnonzero(on_frame)
+    rings, ring_owner = shapely.get_rings(geometry[candidates], return_index=True)
+    xy, vertex_ring = shapely.get_coordinates(rings, return_index=True)
+    a, b = xy[:-1], xy[1:]
+    segment = vertex_ring[:-1] == vertex_ring[1:]
+    owner = candidates[ring_owner[vertex_ring[:-1]]] + 1
+    for side, (is_seam, fixed, line, varying, first, length) in enumerate(sides):
+        if not is_seam:
+            continue
+        on = segment & (a[:, fixed] == line) & (b[:, fixed] == line)
+        lo = np.minimum(a[on, varying], b[on, varying]) - first
+        hi = np.maximum(a[on, varying], b[on, varying]) - first
+        strips[side] = _fill_intervals(length, lo, hi, owner[on])
+    return tuple(strips)  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4)
+def _crs(wkt: str) -> pyproj.CRS:
+    return pyproj.CRS.from_wkt(wkt)
+
+
+def _finish(job: _Job, pieces: _Pieces) -> _Features:
+    """Complete regions in pixel space -> WKB in the CRS with area, perimeter, mean."""
+    geometry = pixel_to_map(pieces.geometry, job.transform)
+    area, perimeter = measure_m(geometry, _crs(job.crs_wkt))
+    if job.connectivity == Connectivity.EIGHT:
+        geometry = as_multipolygons(geometry)
+    wkb = shapely.to_wkb(geometry) if len(geometry) else np.empty(0, dtype=object)
+    return _Features(
+        wkb=wkb,
+        class_id=pieces.class_id.astype(np.int32),
+        pixel_count=pieces.pixel_count.astype(np.int64),
+        area_m2=np.asarray(area, dtype=np.float64),
+        perimeter_m=np.asarray(perimeter, dtype=np.float64),
+        mean_confidence=_mean(pieces.confidence_sum, pieces.confidence_count),
+    )
+
+
+def _simplify_coverage(
+    geometry: np.ndarray, classes: np.ndarray, block: Block, tolerance_px: float
+) -> np.ndarray:
+    """Simplify a block's regions as one coverage, keeping the block outline fixed.
+
+    Nodata areas join the coverage as extra polygons so their boundaries are simplified like
+    any shared edge; then the block's outline is the coverage boundary, which
+    ``simplify_boundary=False`` keeps exactly. Shared edges are cut at every pixel corner
+    first: GDAL leaves no vertex at T-junctions, and a coverage needs matching vertices.
+    """
+    origin = Affine.translation(block.col_off, block.row_off)
+    nodata = classes == CLASS_NODATA
+    extra = np.empty(0, dtype=object)
+    if nodata.any():
+        nodata_labels, _ = ndimage.label(nodata, output=np.int32)
+        extra = _repair_if_invalid(polygonize_labels(nodata_labels, origin))
+    x0, y0 = block.col_off, block.row_off
+    x1, y1 = x0 + block.width, y0 + block.height
+
+    def inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        vertical, horizontal = a[:, 0] == b[:, 0], a[:, 1] == b[:, 1]
+        on_frame = (vertical & ((a[:, 0] == x0) | (a[:, 0] == x1))) | (
+            horizontal & ((a[:, 1] == y0) | (a[:, 1] == y1))
+        )
+        return ~on_frame
+
+    coverage = _cut_at_pixels(np.concatenate([geometry, extra]), inside)
+    simplified = shapely.coverage_simplify(coverage, tolerance_px, simplify_boundary=False)
+    return np.asarray(simplified, dtype=object)[: len(geometry)]

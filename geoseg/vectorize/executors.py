@@ -1,0 +1,215 @@
+"""Where block tasks run: in this process, on a LocalCluster, or on a given scheduler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from geoseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+from geoseg.vectorize.blocks import BlockGrid
+from geoseg.vectorize.options import VectorizeOptions
+
+_MAX_DEFAULT_WORKERS = 8
+
+DASK_CONNECT_TIMEOUT_S = 10.0
+"""How long to try reaching a scheduler given by address before giving up."""
+
+
+class _Executor(Protocol):
+    """Where block tasks run: this process (`_LocalExecutor`) or Dask (`_DaskExecutor`)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def as_completed(self, tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
+
+    def settle(self, task: Any) -> None: ...
+
+    def release(self, task: Any) -> None: ...
+
+
+class _LocalTask:
+    """A lazily computed call; its value is kept until released."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._fn: Callable[..., Any] | None = fn
+        self._args: tuple[Any, ...] = args
+        self._value: Any = None
+        self._state = "pending"
+
+    def result(self) -> Any:
+        if self._state == "released":
+            raise RuntimeError("local executor: a released task was asked for its value")
+        if self._state == "pending" and self._fn is not None:
+            args = [a.result() if isinstance(a, _LocalTask) else a for a in self._args]
+            self._value = self._fn(*args)
+            self._fn, self._args, self._state = None, (), "done"
+        return self._value
+
+    def release(self) -> None:
+        self._value, self._state = None, "released"
+
+
+class _LocalExecutor:
+    """Runs block tasks in this process, one after another, when their results are needed."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _LocalTask:
+        return _LocalTask(fn, args)
+
+    def as_completed(self, tasks: Sequence[_LocalTask]) -> Iterator[tuple[int, Any]]:
+        for i, task in enumerate(tasks):
+            yield i, task.result()
+
+    def settle(self, task: _LocalTask) -> None:
+        task.result()
+
+    def release(self, task: _LocalTask) -> None:
+        task.release()
+
+
+class _DaskExecutor:
+    """Runs block tasks on a dask.distributed cluster; results stay there until fetched."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._futures: list[Any] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        future = self._client.submit(fn, *args, pure=False)
+        self._futures.append(future)
+        return future
+
+    def as_completed(self, tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed
+
+        position = {f.key: i for i, f in enumerate(tasks)}
+        for future, value in as_completed(tasks, with_results=True):
+            yield position[future.key], value
+
+    def settle(self, task: Any) -> None:
+        pass  # the block result is kept on its worker until the seam pieces are extracted
+
+    def release(self, task: Any) -> None:
+        task.release()
+
+    def cancel_all(self) -> None:
+        self._client.cancel([f for f in self._futures if not f.done()])
+        self._futures.clear()
+
+
+def default_workers() -> int:
+    """Worker processes of a default LocalCluster: one per available CPU core, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_DEFAULT_WORKERS))
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """distributed logs dozens of INFO lines per cluster; keep only warnings meanwhile."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def dask_client(*, workers: int | None = None, address: str | None = None) -> Iterator[Client]:
+    """A dask.distributed client for the duration of the ``with`` block.
+
+    With ``address``: connected to that running scheduler (left running on exit). Otherwise a
+    LocalCluster of ``workers`` processes (default `default_workers`), one thread each, no
+    dashboard and geoseg already imported, started here and shut down on exit. distributed's
+    logging is lowered to warnings meanwhile.
+    """
+    from distributed import Client, LocalCluster
+
+    with _quiet_distributed():
+        if address:
+            try:
+                client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConfigError(
+                    f"--dask-address {address}: no Dask scheduler answered ({exc}); start one "
+                    "(dask scheduler) and its workers, or leave the option out to use a local "
+                    "cluster"
+                ) from None
+            with client:
+                yield client
+            return
+        n_workers = default_workers() if workers is None else workers
+        if n_workers < 1:
+            raise ConfigError("--workers: a local Dask cluster needs at least one worker")
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                # no dashboard; its HTTP server on any free port, not 8787 (maybe taken)
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.WARNING,
+                preload=["geoseg.vectorize"],  # imported while the workers start
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+
+
+class SharedClient:
+    """One Dask client for several `vectorize_raster` calls, started on first need.
+
+    A run over many scenes starts its LocalCluster (a few seconds) once, and not at all when
+    every class raster fits in one block. Use as a context manager: the cluster it started
+    is shut down on exit.
+    """
+
+    def __init__(self, *, workers: int | None = None, address: str | None = None) -> None:
+        self._workers, self._address = workers, address
+        self._stack = contextlib.ExitStack()
+        self._client: Client | None = None
+
+    def get(self) -> Client:
+        if self._client is None:
+            self._client = self._stack.enter_context(
+                dask_client(workers=self._workers, address=self._address)
+            )
+        return self._client
+
+    def __enter__(self) -> SharedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client = None
+        self._stack.close()
+
+
+@contextlib.contextmanager
+def _executor_for(
+    grid: BlockGrid, options: VectorizeOptions, client: Client | SharedClient | None
+) -> Iterator[tuple[_Executor, int]]:
+    """The executor for a raster and the number of Dask workers behind it (0 = none)."""
+    local = len(grid) == 1 or (
+        client is None and options.dask_address is None and options.workers == 0
+    )
+    if local:
+        yield _LocalExecutor(), 0
+        return
+    if isinstance(client, SharedClient):
+        client = client.get()
+    if client is not None:
+        yield _DaskExecutor(client), len(client.nthreads())
+        return
+    with dask_client(workers=options.workers, address=options.dask_address) as started:
+        yield _DaskExecutor(started), len(started.nthreads())

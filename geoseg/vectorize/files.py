@@ -1,0 +1,376 @@
+"""The file stage: class raster in, styled GeoPackage layer out; class lists from rasters."""
+
+from __future__ import annotations
+
+import math
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyproj
+import rasterio
+import rasterio.errors
+import rasterio.features
+import shapely
+from affine import Affine
+
+from geoseg.classes import CLASS_NODATA, ClassInfo, validate_classes
+from geoseg.errors import ConfigError, SceneError
+from geoseg.io.vector import LayerGeometry, PolygonLayerWriter
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+from geoseg.vectorize.blocks import BlockGrid, _Features, _Job, _open_error
+from geoseg.vectorize.core import measure_m, pixel_to_map
+from geoseg.vectorize.executors import SharedClient, _DaskExecutor, _executor_for
+from geoseg.vectorize.options import (
+    BUILTIN_FIELDS,
+    UNKNOWN_CLASS_COLOR,
+    WRITE_BATCH_FEATURES,
+    Connectivity,
+    VectorizeOptions,
+    VectorizeResult,
+)
+from geoseg.vectorize.run import _run_blocks
+
+
+@dataclass(frozen=True)
+class _RasterInfo:
+    shape: tuple[int, int]
+    transform: Affine
+    crs: pyproj.CRS
+
+
+def _inspect_class_raster(path: Path) -> _RasterInfo:
+    """Size, grid and CRS of a class raster; refuse what cannot be vectorized."""
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise SceneError(
+                    f"{path}: the class raster has no CRS, so polygons cannot be placed on a "
+                    "map; assign one (gdal_edit.py -a_srs EPSG:<code>) or predict from a "
+                    "georeferenced scene"
+                )
+            if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+                raise SceneError(
+                    f"{path}: band 1 is {src.dtypes[0]}, not a class raster; vectorize the "
+                    "uint8 classes.tif written by prediction"
+                )
+            return _RasterInfo(
+                (src.height, src.width), src.transform, pyproj.CRS.from_wkt(src.crs.to_wkt())
+            )
+    except rasterio.errors.RasterioError as exc:
+        raise _open_error(path, exc) from exc
+
+
+def _check_confidence_grid(path: Path, raster: _RasterInfo) -> None:
+    try:
+        with rasterio.open(path) as src:
+            shape, transform = (src.height, src.width), src.transform
+    except rasterio.errors.RasterioError as exc:
+        raise _open_error(path, exc) from exc
+    if shape != raster.shape or not transform.almost_equals(raster.transform):
+        raise SceneError(
+            f"{path}: the confidence raster's grid ({shape[0]}x{shape[1]}, "
+            f"{tuple(transform)[:6]}) differs from the class raster's ({raster.shape[0]}x"
+            f"{raster.shape[1]}, {tuple(raster.transform)[:6]}); pass the confidence.tif of the "
+            "same prediction"
+        )
+
+
+def pixel_area_m2(raster_transform: Affine, crs: pyproj.CRS, shape: tuple[int, int]) -> float:
+    """Area of one pixel in m²: exact for a projected CRS, the centre pixel's if geographic."""
+    row, col = shape[0] // 2, shape[1] // 2
+    pixel = shapely.box(col, row, col + 1, row + 1)
+    area, _ = measure_m(pixel_to_map(np.array([pixel], dtype=object), raster_transform), crs)
+    return float(area[0])
+
+
+def sieve_threshold_px(min_area_m2: float, pixel_m2: float) -> int:
+    """Pixels a region needs to survive ``min_area_m2``: ceil(min_area / pixel area)."""
+    if min_area_m2 <= 0 or pixel_m2 <= 0:
+        return 0
+    return max(0, math.ceil(min_area_m2 / pixel_m2 - 1e-9))
+
+
+def _class_styles(classes: Sequence[ClassInfo], present: np.ndarray) -> tuple[ClassInfo, ...]:
+    """The class list plus a grey ``class <id>`` entry for each unlisted value present."""
+    known = {c.id for c in classes}
+    extra = tuple(
+        ClassInfo(int(v), f"class {int(v)}", UNKNOWN_CLASS_COLOR)
+        for v in np.unique(present)
+        if int(v) not in known
+    )
+    return (*classes, *extra)
+
+
+class _Tally:
+    """Polygons and area per class value, added up as batches are written."""
+
+    def __init__(self) -> None:
+        self.count = np.zeros(256, dtype=np.int64)
+        self.area = np.zeros(256, dtype=np.float64)
+
+    def add(self, features: _Features) -> None:
+        self.count += np.bincount(features.class_id, minlength=256)
+        self.area += np.bincount(features.class_id, weights=features.area_m2, minlength=256)
+
+    @property
+    def present(self) -> np.ndarray:
+        return np.flatnonzero(self.count)
+
+
+class _FeatureSink:
+    """Finished regions -> layer rows (class names, extra columns), written in few batches.
+
+    Batches from blocks are small; each GeoPackage append has a fixed cost and updates the
+    spatial index row by row, so rows are buffered up to `WRITE_BATCH_FEATURES` (bounded
+    memory) and written together. The first write creates the layer.
+    """
+
+    def __init__(
+        self,
+        writer: PolygonLayerWriter,
+        names: np.ndarray,
+        extra: Mapping[str, str],
+        tally: _Tally,
+    ) -> None:
+        self._writer = writer
+        self._names = names
+        self._extra = extra
+        self._tally = tally
+        self._buffer: list[_Features] = []
+        self._buffered = 0
+        self._written = False
+
+    def __call__(self, features: _Features) -> None:
+        self._tally.add(features)
+        if len(features):
+            self._buffer.append(features)
+            self._buffered += len(features)
+        if self._buffered >= WRITE_BATCH_FEATURES:
+            self.flush()
+
+    def flush(self, *, final: bool = False) -> None:
+        if not self._buffer and (self._written or not final):
+            return
+        features = _Features.concat(self._buffer) if self._buffer else _Features.empty()
+        columns: dict[str, np.ndarray] = {
+            "class_id": features.class_id,
+            "class_name": self._names[features.class_id],
+            "pixel_count": features.pixel_count,
+            "area_m2": features.area_m2,
+            "perimeter_m": features.perimeter_m,
+            "mean_confidence": features.mean_confidence,
+        }
+        for name, value in self._extra.items():
+            columns[name] = np.full(len(features), str(value), dtype=object)
+        self._writer.write_wkb(features.wkb, columns)
+        self._buffer, self._buffered, self._written = [], 0, True
+
+
+def vectorize_raster(
+    classes_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    classes: Sequence[ClassInfo],
+    confidence_path: str | os.PathLike[str] | None = None,
+    connectivity: Connectivity = Connectivity.FOUR,
+    extra_attributes: Mapping[str, str] | None = None,
+    layer: str = "landcover",
+    options: VectorizeOptions | None = None,
+    client: Client | SharedClient | None = None,
+    on_block: Callable[[int, int], None] | None = None,
+) -> VectorizeResult:
+    """Polygonize a class raster into a styled GeoPackage layer (+ ``.qml`` beside it).
+
+    Columns: class_id, class_name, pixel_count, area_m2, perimeter_m, mean_confidence (0..100,
+    NULL without a confidence raster) and each of ``extra_attributes`` as a constant string
+    column (e.g. scene, model_sha256). Class values missing from ``classes`` are kept and
+    named ``class <id>`` (``classes`` may be empty). The polygons are exactly those of one
+    single pass (gdal_polygonize), whatever the block size; regions inside a block come first,
+    block by block as they finish, then the regions merged across seams.
+
+    ``options`` sets block size, Dask workers or scheduler, sieve and simplification (see
+    `VectorizeOptions`); ``client`` runs the blocks on an existing dask.distributed client
+    instead, or on a `SharedClient` (started on first need, reused across calls). A raster
+    that fits in one block is processed in this process without Dask.
+    ``on_block(done, total)`` is called as blocks finish (for progress bars).
+    """
+    options = options or VectorizeOptions()
+    if connectivity not in (Connectivity.FOUR, Connectivity.EIGHT):
+        raise ConfigError(
+            f"--connectivity: {connectivity} is not 4 or 8; give 4 (edges, gdal_polygonize's "
+            "default) or 8 (edges and corners, its -8)"
+        )
+    connectivity = Connectivity(connectivity)
+    classes = validate_classes(classes) if len(classes) else ()
+    extra = dict(extra_attributes or {})
+    clashes = sorted(set(extra) & set(BUILTIN_FIELDS))
+    if clashes:
+        raise ConfigError(
+            f"extra attributes {clashes} would replace built-in columns; rename them "
+            f"(built-in: {', '.join(BUILTIN_FIELDS)})"
+        )
+    classes_path = Path(classes_path)
+    raster = _inspect_class_raster(classes_path)
+    if confidence_path is not None:
+        _check_confidence_grid(Path(confidence_path), raster)
+    pixel_m2 = pixel_area_m2(raster.transform, raster.crs, raster.shape)
+    job = _Job(
+        classes_path=str(classes_path.resolve()),
+        confidence_path=None if confidence_path is None else str(Path(confidence_path).resolve()),
+        height_px=raster.shape[0],
+        width_px=raster.shape[1],
+        transform=raster.transform,
+        crs_wkt=raster.crs.to_wkt(),
+        connectivity=connectivity,
+        block_px=options.block_size_px,
+        sieve_px=sieve_threshold_px(options.min_area_m2, pixel_m2),
+        simplify_px=options.simplify_m / math.sqrt(pixel_m2) if options.simplify_m else 0.0,
+    )
+    grid = BlockGrid(raster.shape[0], raster.shape[1], options.block_size_px)
+    names = np.array([f"class {i}" for i in range(256)], dtype=object)
+    for c in classes:
+        names[c.id] = c.name
+    tally = _Tally()
+    # One layer type per connectivity, whatever the data: corner-joined 8-connected regions
+    # are MultiPolygons, so every 8-connected feature is written as one.
+    geometry_type = (
+        LayerGeometry.MULTIPOLYGON if connectivity == Connectivity.EIGHT else LayerGeometry.POLYGON
+    )
+    with PolygonLayerWriter(
+        out_path, crs=job.crs_wkt, geometry_type=geometry_type, layer=layer
+    ) as writer:
+        sink = _FeatureSink(writer, names, extra, tally)
+        with _executor_for(grid, options, client) as (executor, n_workers):
+            try:
+                _run_blocks(
+                    job,
+                    grid,
+                    executor,
+                    sink,
+                    on_block=on_block or (lambda done, total: None),
+                    parallelism=n_workers,
+                )
+            except BaseException:
+                if isinstance(executor, _DaskExecutor):
+                    executor.cancel_all()
+                raise
+        sink.flush(final=True)
+        styles = _class_styles(classes, tally.present)
+        path = writer.commit(styles)
+    polygons_per_class = {c.id: int(tally.count[c.id]) for c in styles}
+    area_per_class = {c.id: float(tally.area[c.id]) for c in styles}
+    return VectorizeResult(
+        path=path,
+        n_polygons=int(tally.count.sum()),
+        polygons_per_class=polygons_per_class,
+        area_m2_per_class=area_per_class,
+        blocks=len(grid),
+        dask_workers=n_workers,
+        class_names={c.id: c.name for c in styles},
+    )
+
+
+def vectorize_file(
+    classes_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    confidence_path: str | os.PathLike[str] | None = None,
+    model_path: str | os.PathLike[str] | None = None,
+    connectivity: int = Connectivity.FOUR,
+    options: VectorizeOptions | None = None,
+    client: Client | SharedClient | None = None,
+    on_block: Callable[[int, int], None] | None = None,
+) -> VectorizeResult:
+    """`geoseg vectorize`: any class raster to a styled GeoPackage.
+
+    Classes (names, colours) come from the model package if given -- which also adds a
+    ``model_sha256`` column -- else from the raster itself (`classes_for_raster`). A
+    ``scene`` column holds `raster_scene_name`.
+    """
+    extra = {"scene": raster_scene_name(classes_path)}
+    if model_path is not None:
+        from geoseg.package import load_package
+
+        package = load_package(model_path)
+        classes: Sequence[ClassInfo] = package.metadata.class_infos()
+        extra["model_sha256"] = package.sha256
+    else:
+        classes = classes_for_raster(classes_path)
+    return vectorize_raster(
+        classes_path,
+        out_path,
+        classes=classes,
+        confidence_path=confidence_path,
+        connectivity=connectivity,
+        extra_attributes=extra,
+        options=options,
+        client=client,
+        on_block=on_block,
+    )
+
+
+# --------------------------------------------------------------------------- class lists
+
+
+def classes_for_raster(path: str | os.PathLike[str]) -> tuple[ClassInfo, ...]:
+    """Class names and colours stored with a class raster, for vectorizing it alone.
+
+    In order: the GEOSEG_CLASSES tag geoseg writes; else the colour table, with names from
+    GDAL category names (``<file>.aux.xml``) or ``class <id>`` (entries still at GDAL's
+    default opaque black are skipped: they are unused slots); else nothing (every value found
+    is then named ``class <id>``).
+    """
+    from geoseg.io.raster import classes_from_tags
+
+    path = Path(path)
+    try:
+        tagged = classes_from_tags(path)
+        if tagged:
+            return validate_classes(tagged)
+        with rasterio.open(path) as src:
+            try:
+                table = src.colormap(1)
+            except ValueError:
+                return ()
+    except rasterio.errors.RasterioError as exc:
+        raise _open_error(path, exc) from exc
+    names = _category_names(path)
+    found = []
+    for value, rgba in sorted(table.items()):
+        if value >= CLASS_NODATA or rgba[3] == 0:
+            continue
+        name = names.get(value, "")
+        if not name and tuple(rgba) == (0, 0, 0, 255):
+            continue
+        color = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+        found.append(ClassInfo(int(value), name or f"class {value}", color))
+    return tuple(found)
+
+
+def _category_names(path: Path) -> dict[int, str]:
+    """GDAL category names of band 1 from the PAM sidecar, if there is one."""
+    sidecar = path.with_name(path.name + ".aux.xml")
+    try:
+        root = ET.parse(sidecar).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    for band in root.iter("PAMRasterBand"):
+        if band.get("band", "1") == "1":
+            names = band.find("CategoryNames")
+            if names is not None:
+                return {i: (c.text or "") for i, c in enumerate(names.findall("Category"))}
+    return {}
+
+
+def raster_scene_name(path: str | os.PathLike[str]) -> str:
+    """Scene id of a class raster: its folder for geoseg's ``<scene>/classes.tif``, else stem."""
+    path = Path(path)
+    return path.parent.resolve().name if path.stem == "classes" else path.stem
