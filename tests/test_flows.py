@@ -392,7 +392,10 @@ def test_killed_run_resumes_only_unfinished_scenes(
     for name in SCENE_NAMES:
         stages = {stage: states[f"{stage}-{name}"] for stage in ("predict", "vectorize", "publish")}
         if name in finished:
-            assert set(stages.values()) == {"Cached"}, (name, stages)
+            assert stages["predict"] == stages["vectorize"] == "Cached", (name, stages)
+            # publish is Cached, or ran again when the kill came between its rename and its
+            # cache record: it is idempotent, the published files stay untouched
+            assert stages["publish"] in ("Cached", "Completed"), (name, stages)
             assert (out / name / "classes.tif").stat().st_mtime_ns == mtimes[name]
         else:
             assert stages["publish"] == "Completed", (name, stages)
