@@ -18,6 +18,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from geoseg.errors import GeosegError
@@ -64,7 +65,7 @@ class _ConsoleWarnings(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._console.print(
-            f"[yellow]warning:[/] {record.getMessage()}", highlight=False, soft_wrap=True
+            f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True
         )
 
 
@@ -90,7 +91,9 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
         except GeosegError as exc:
             if _debug_requested():
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]cancelled:[/] no partial outputs were kept")
