@@ -109,6 +109,10 @@ def _root(
     """geoseg: tile, predict, blend, stitch and vectorize land cover for an area of interest."""
     if debug:
         os.environ["GEOSEG_DEBUG"] = "1"
+    else:
+        # GDAL's default handler prints errors outside rasterio's calls (e.g. when a full disk
+        # makes closing a dataset fail) that geoseg reports in its one line; --debug shows them
+        os.environ.setdefault("CPL_LOG", os.devnull)
     show_library_warnings(err_console)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps memory bounded

@@ -270,7 +270,7 @@ def run_scene(
         timings["vectorize"] = time.perf_counter() - t
         _replace_dir(tmp_dir, final_dir)
     except BaseException as exc:
-        full = disk_full_error(exc, final=final_dir, partial=tmp_dir)
+        full = disk_full_error(exc, final=final_dir)
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if full is not None:
             raise full from exc
@@ -394,7 +394,7 @@ def write_run_json(
         tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        full = disk_full_error(exc, final=path, partial=tmp)
+        full = disk_full_error(exc, final=path)
         tmp.unlink(missing_ok=True)
         raise full or OutputError(f"{path}: cannot write the run record ({exc})") from exc
     return path

@@ -105,7 +105,7 @@ def colorize(values: np.ndarray, classes: Sequence[ClassInfo]) -> np.ndarray:
 def metres_per_pixel(crs: CRS, transform: Affine, rows: int) -> float:
     """Width of one pixel in metres: CRS linear units, or degrees at the centre latitude."""
     if crs.is_geographic:
-        _, lat = transform * (0, rows / 2)
+        _, lat = transform @ (0, rows / 2)
         return abs(transform.a) * _METRES_PER_DEGREE * math.cos(math.radians(lat))
     return abs(transform.a) * crs.linear_units_factor[1]
 
@@ -134,7 +134,7 @@ def aoi_rings_px(aoi: BaseGeometry, transform: Affine) -> list[np.ndarray]:
             continue
         for ring in (polygon.exterior, *polygon.interiors):
             xy = np.asarray(ring.coords)[:, :2]
-            cols, rows = inverse * (xy[:, 0], xy[:, 1])
+            cols, rows = inverse @ (xy[:, 0], xy[:, 1])
             rings.append(np.column_stack([cols, rows]))
     return rings
 

@@ -1,8 +1,8 @@
 """Bad input and faults: each gets one clear line and a non-zero exit, and nothing is lost.
 
-Every case builds its bad input from small synthetic data in its own folder and runs the real
-`geoseg run` console script into an output folder that already holds an earlier good result
-(a copy of the session's `run_256`). Then it checks that:
+Every case builds its bad input from small synthetic data in its own folder and runs
+`geoseg run` into an output folder that already holds an earlier good result (a copy of the
+session's `run_256`). Then it checks that:
 
 - the exit code is 2 (a `GeosegError`);
 - stderr is exactly one line, ``error: ...``, naming the offending file (or option) and the
@@ -11,15 +11,18 @@ Every case builds its bad input from small synthetic data in its own folder and 
   earlier result is byte-identical.
 
 The table (`CASES`) is data: a builder turns the good inputs into a `BadRun` (inputs and
-options of one run), so the same cases can drive the Prefect flow once it exists. Faults that
-need control of the process itself (a file-size limit, another user, SIGKILL) and the AOI that
-is repaired rather than refused are the tests after the table.
+options of one run), so the same cases can drive the Prefect flow once it exists. The table
+runs the CLI in this process with stderr captured at file-descriptor level (a fresh process
+costs ~5 s of imports per case); a few cases also go through the installed console script.
+Faults that need control of the process itself (a file-size limit, another user, SIGKILL) and
+the AOI that is repaired rather than refused run the console script, after the table.
 
 Run with ``-s`` to see each case's message (lines starting with ``BATTERY``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import os
@@ -29,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -45,7 +47,10 @@ from affine import Affine
 from shapely import affinity
 from shapely.geometry import mapping
 
+from geoseg.cli import app
 from tests.conftest import geoseg_cli, write_geojson
+
+Completed = subprocess.CompletedProcess[str]
 
 # ---------------------------------------------------------------------------------------------
 # The table
@@ -204,7 +209,7 @@ def scene_without_crs(g: GoodInputs) -> BadRun:
 
 def scene_rotated(g: GoodInputs) -> BadRun:
     with rasterio.open(g.scene) as ds:
-        rotated = ds.transform * Affine.rotation(15)
+        rotated = ds.transform @ Affine.rotation(15)
     scene = rewrite_scene(g, "rotated.tif", profile={"transform": rotated})
     return good(g, scene, scene=scene)
 
@@ -356,7 +361,7 @@ def snapshot(folder: Path) -> dict[str, str]:
     return found
 
 
-def error_line(proc: subprocess.CompletedProcess[str], *, names: str, says: tuple[str, ...]) -> str:
+def error_line(proc: Completed, *, names: str, says: tuple[str, ...]) -> str:
     """The one stderr line of a refused run, after checking exit code, traceback and content."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
@@ -370,7 +375,7 @@ def error_line(proc: subprocess.CompletedProcess[str], *, names: str, says: tupl
     return line
 
 
-def report(case_id: str, proc: subprocess.CompletedProcess[str], line: str) -> None:
+def report(case_id: str, proc: Completed, line: str) -> None:
     print(f"\nBATTERY | {case_id} | exit {proc.returncode} | {line}")
 
 
@@ -389,19 +394,60 @@ def earlier(tmp_path: Path, run_256: Path) -> tuple[Path, dict[str, str]]:
     return out, snapshot(out)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_refused_and_nothing_is_lost(
-    case: Case, inputs: GoodInputs, earlier: tuple[Path, dict[str, str]]
-) -> None:
-    out, before = earlier
-    run = case.build(inputs)
-    proc = geoseg_cli(*run.cli_args(out))
+def run_in_process(args: list[str], capfd: pytest.CaptureFixture[str]) -> Completed:
+    """The `geoseg` CLI in this process (imports are paid once), captured at the file
+    descriptors: lines that GDAL or libtiff write straight to stderr count as well.
+
+    An exception escaping the CLI fails the test with its traceback, as it should.
+    """
+    capfd.readouterr()
+    try:
+        app(args, prog_name="geoseg")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(["geoseg", *args], code, out, err)
+
+
+def check_refused(case: Case, run: BadRun, proc: Completed, out: Path, before: dict) -> str:
+    """All checks of a refused case; returns its error line."""
     line = error_line(proc, names=run.names, says=case.says)
     assert snapshot(out) == before
     if run.out is not None:
         assert not run.out.exists()
+    return line
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_refused_and_nothing_is_lost(
+    case: Case,
+    inputs: GoodInputs,
+    earlier: tuple[Path, dict[str, str]],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    out, before = earlier
+    run = case.build(inputs)
+    proc = run_in_process(run.cli_args(out), capfd)
+    line = check_refused(case, run, proc, out, before)
     assert not trap_marker(inputs).exists(), "something unpickled the package"
-    report(case.id, proc, line)
+    with capfd.disabled():
+        report(case.id, proc, line)
+
+
+CONSOLE_SCRIPT_CASES = [c for c in CASES if c.id in ("scene-truncated", "model-with-pickle")]
+
+
+@pytest.mark.parametrize("case", CONSOLE_SCRIPT_CASES, ids=[c.id for c in CONSOLE_SCRIPT_CASES])
+def test_the_console_script_refuses_the_same_way(
+    case: Case, inputs: GoodInputs, earlier: tuple[Path, dict[str, str]]
+) -> None:
+    """A few cases through the installed `geoseg` script too: a fresh process, real exit."""
+    out, before = earlier
+    run = case.build(inputs)
+    proc = geoseg_cli(*run.cli_args(out))
+    check_refused(case, run, proc, out, before)
+    assert not trap_marker(inputs).exists(), "something unpickled the package"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,39 +519,50 @@ def test_disk_full_is_one_line_and_leaves_nothing(
     report(f"disk-full-{stage} (RLIMIT_FSIZE {limit_kib} KiB)", proc, line)
 
 
-def as_nobody() -> None:
-    """A preexec_fn: run as the unprivileged user 'nobody' (root ignores file modes)."""
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
+PR_CAPBSET_DROP = 24
+FILE_MODE_OVERRIDES = {"CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3}
 
 
-def test_output_folder_not_writable(scene_256, demo_model: Path, run_256: Path) -> None:
-    """An existing output folder with an earlier result that the user may not write into.
+def root_obeys_file_modes() -> Callable[[], None]:
+    """A preexec_fn for root: drop the capabilities that let root ignore file modes.
 
-    As root, file modes do not stop writes, so the run goes as 'nobody' with the inputs in a
-    world-readable folder; otherwise the folder is made read-only (chmod 500).
+    They leave the bounding set of the child only, so the `geoseg` it starts is a root
+    process for which chmod 500 means read-only, as for anyone else.
     """
-    shared = Path(tempfile.mkdtemp(prefix="geoseg-readonly-"))
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop() -> None:
+        for cap in FILE_MODE_OVERRIDES.values():
+            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+    return drop
+
+
+def test_output_folder_not_writable(
+    inputs: GoodInputs, earlier: tuple[Path, dict[str, str]]
+) -> None:
+    """An existing output folder, holding an earlier result, that the user may not write to.
+
+    chmod 500; as root, which ignores file modes, the run drops that privilege first.
+    """
+    out, before = earlier
+    root = os.geteuid() == 0
+    out.chmod(0o500)
     try:
-        shared.chmod(0o755)
-        scene, aoi = shared / "scene.tif", shared / "aoi.geojson"
-        shutil.copyfile(scene_256.image_path, scene)
-        shutil.copyfile(scene_256.aoi_path, aoi)
-        out = shared / "out"
-        shutil.copytree(run_256, out)
-        before = snapshot(out)
-        root = os.geteuid() == 0
-        if not root:
-            out.chmod(0o500)
-        run = BadRun(aoi, scene, demo_model, names=str(out))
-        proc = geoseg_cli(*run.cli_args(out), preexec_fn=as_nobody if root else None)
-        out.chmod(0o755)
-        line = error_line(proc, names=str(out), says=("not writable", "Permission denied"))
-        assert snapshot(out) == before
-        report(f"out-not-writable ({'as nobody' if root else 'chmod 500'})", proc, line)
+        run = good(inputs, out)
+        proc = geoseg_cli(*run.cli_args(out), preexec_fn=root_obeys_file_modes() if root else None)
+    except OSError as exc:  # raised here when the child's preexec_fn fails
+        pytest.skip(f"cannot drop root's file-mode override here ({exc})")
     finally:
-        shutil.rmtree(shared, ignore_errors=True)
+        out.chmod(0o755)
+    line = error_line(proc, names=str(out), says=("not writable", "Permission denied"))
+    assert snapshot(out) == before
+    report(
+        f"out-not-writable (chmod 500{', root without CAP_DAC_OVERRIDE' if root else ''})",
+        proc,
+        line,
+    )
 
 
 def read_band(path: Path) -> np.ndarray:

@@ -50,8 +50,10 @@ def read_aoi(path: Path | str) -> Aoi:
     try:
         meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+        # GDAL names the file again and suggests driver prefixes: keep only what went wrong
+        reason = str(exc).splitlines()[0].split(".;")[0].replace(f"'{path}' ", "")
         raise AoiError(
-            f"{path}: cannot read the AOI ({str(exc).splitlines()[0]}); "
+            f"{path}: cannot read the AOI ({reason}); "
             "pass a GeoJSON, GeoPackage or shapefile with polygon features"
         ) from None
     if wkb is None or meta.get("geometry_type") is None:

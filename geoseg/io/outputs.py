@@ -8,8 +8,8 @@ handling here:
   the folder removes those whose process is gone (`remove_stale_entries`);
 - a full disk (or a file-size limit) makes GDAL, SQLite or Python fail with messages that often
   do not say why (libtiff: "Write error at scanline 0"); `disk_full_error` recognizes the
-  condition from the exception chain and from the file system itself, so the user reads
-  "disk full" and the output path instead of a driver's guess.
+  condition from the exception chain or by writing a probe, so the user reads "disk full"
+  and the output path instead of a driver's guess.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from geoseg.errors import GeosegError, OutputError
 _TEMP_ENTRY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _FULL_TEXTS = ("no space left", "file too large", "disk is full", "disk quota")
-_LOW_SPACE_BYTES = 1 << 20  # below this much free space, a failed write is a full disk
+_PROBE_BYTES = 1 << 20
 
 
 def pid_alive(pid: int) -> bool:
@@ -83,39 +83,50 @@ def _reason_from_exception(exc: BaseException) -> str | None:
     return None
 
 
-def _largest_file(path: Path) -> int:
-    """Size of ``path`` if it is a file, else of the largest file below it (0 if none)."""
-    if path.is_file():
-        return path.stat().st_size
-    sizes = [p.stat().st_size for p in path.rglob("*") if p.is_file()] if path.exists() else []
-    return max(sizes, default=0)
+def _probe_write(folder: Path, size_bytes: int = _PROBE_BYTES) -> OSError | None:
+    """Write and remove ``size_bytes`` in ``folder``; the error if that fails, else None.
 
-
-def _reason_from_filesystem(folder: Path, partial: Path) -> str | None:
-    """A full file system, or a file that reached the process's file-size limit (RLIMIT_FSIZE)."""
+    The surest test of "is the disk full?" is to write: it sees free blocks, quotas and the
+    process's file-size limit (RLIMIT_FSIZE) alike. Synced, so a delayed ENOSPC shows too.
+    """
+    probe = folder / f".geoseg-space-probe-{os.getpid()}"
+    chunk = bytes(1 << 16)
     try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return None
-    if stats.f_bavail * stats.f_frsize < _LOW_SPACE_BYTES:
-        return "no space left on device"
-    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if limit != resource.RLIM_INFINITY and _largest_file(partial) >= limit:
-        return f"file too large: the file size limit is {limit} bytes (ulimit -f)"
+        with probe.open("wb") as f:
+            for _ in range(size_bytes // len(chunk)):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc
+    finally:
+        probe.unlink(missing_ok=True)
     return None
 
 
-def disk_full_error(exc: BaseException, *, final: Path, partial: Path) -> OutputError | None:
+def _reason_from_filesystem(folder: Path) -> str | None:
+    """A full file system, a quota, or the file-size limit, found by writing a probe."""
+    error = _probe_write(folder)
+    if error is None or error.errno not in _FULL_ERRNOS:
+        return None
+    if error.errno == errno.EFBIG:
+        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        return f"file too large: the file size limit is {limit} bytes (ulimit -f)"
+    return os.strerror(error.errno or 0)
+
+
+def disk_full_error(exc: BaseException, *, final: Path) -> OutputError | None:
     """An `OutputError` naming ``final`` if ``exc`` came from a full disk, else None.
 
-    Call it before removing ``partial`` (the temp file or folder being written): a file that
-    stopped growing at the file-size limit is part of the evidence.
+    Recognized from errno or message anywhere in the exception chain, else by writing a
+    probe next to ``final`` (GDAL and SQLite often report only "Write error at scanline 0"
+    or "Failed to commit transaction").
     """
     if not isinstance(exc, Exception) or (
         isinstance(exc, GeosegError) and not isinstance(exc, OutputError)
     ):
         return None  # Ctrl-C, or a diagnosed input problem
-    reason = _reason_from_exception(exc) or _reason_from_filesystem(final.parent, partial)
+    reason = _reason_from_exception(exc) or _reason_from_filesystem(final.parent)
     if reason is None:
         return None
     return OutputError(

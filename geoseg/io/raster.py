@@ -129,7 +129,7 @@ def check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
     blocks are read, mid-run. The block offsets and sizes are in the header, so checking them
     costs no pixel reads. Other formats are checked when read (`read_window`).
     """
-    if ds.driver != "GTiff":
+    if ds.driver != "GTiff" or not path.is_file():
         return
     size = path.stat().st_size
     block_h, block_w = ds.block_shapes[0]
