@@ -127,6 +127,8 @@ def package_label_config(
 ) -> LabelConfig:
     """How to read reference labels for a package: as it was trained, unless overridden."""
     stored = package.metadata.training.get("labels", {})
+    if not isinstance(stored, dict):  # packages from before the label config was recorded
+        stored = {}  # (e.g. the shipped demo model) list only the label files' names
     if label_map is None:
         label_map = {int(k): int(v) for k, v in stored.get("label_map", {}).items()}
     if label_nodata is None:

@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,7 +130,11 @@ def aoi_is_garbage(g: GoodInputs) -> BadRun:
 def aoi_without_crs(g: GoodInputs) -> BadRun:
     aoi = g.work / "aoi.shp"
     box = np.array([shapely.to_wkb(shapely.box(0, 0, 1, 1))], dtype=object)
-    pyogrio.raw.write(aoi, box, [], [], geometry_type="Polygon", crs=None, driver="ESRI Shapefile")
+    with warnings.catch_warnings():  # pyogrio warns about exactly what this case is for
+        warnings.simplefilter("ignore", UserWarning)
+        pyogrio.raw.write(
+            aoi, box, [], [], geometry_type="Polygon", crs=None, driver="ESRI Shapefile"
+        )
     assert not aoi.with_suffix(".prj").exists()
     return good(g, aoi, aoi=aoi)
 
@@ -572,7 +577,9 @@ def read_band(path: Path) -> np.ndarray:
 
 def polygon_areas(path: Path) -> list[tuple[int, float]]:
     """(class_id, area_m2) of every polygon, sorted: equal for equal polygonizations."""
-    _, _, _, fields = pyogrio.raw.read(path, columns=["class_id", "area_m2"], read_geometry=False)
+    _, _, _, fields = pyogrio.raw.read(
+        path, layer="landcover", columns=["class_id", "area_m2"], read_geometry=False
+    )
     return sorted(zip(fields[0].tolist(), np.round(fields[1], 3).tolist(), strict=True))
 
 

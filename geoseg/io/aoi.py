@@ -96,7 +96,8 @@ def repair_polygon(geom: BaseGeometry, where: str) -> BaseGeometry:
     repaired = shapely.union_all(polygons) if polygons else shapely.Polygon()
     log.warning(
         "%s is an invalid polygon (%s); repaired it with shapely.make_valid into %d polygon(s) "
-        "of total area %.6g; check the AOI (QGIS 'Fix geometries') if that is not what you meant",
+        "(area %.6g square CRS units); check the AOI (QGIS 'Fix geometries') if that is not "
+        "what you meant",
         where,
         reason,
         len(shapely.get_parts(repaired)),
