@@ -11,11 +11,13 @@ session's `run_256`). Then it checks that:
   earlier result is byte-identical.
 
 The table (`CASES`) is data: a builder turns the good inputs into a `BadRun` (inputs and
-options of one run), so the same cases can drive the Prefect flow once it exists. The table
-runs the CLI in this process with stderr captured at file-descriptor level (a fresh process
-costs ~5 s of imports per case); a few cases also go through the installed console script.
-Faults that need control of the process itself (a file-size limit, another user, SIGKILL) and
-the AOI that is repaired rather than refused run the console script, after the table.
+settings of one run, as `RunSettings` keywords or CLI arguments), so the same cases can drive
+the Prefect flow once it exists; they already drive the library's `geoseg.pipeline.run`.
+The table runs the CLI in this process with stderr captured at file-descriptor level (a fresh
+process costs ~5 s of imports per case); a few cases also go through the installed console
+script. Faults that need control of the process itself (a file-size limit, dropped
+privileges, SIGKILL) and the AOI that is repaired rather than refused run the console script,
+after the table.
 
 Run with ``-s`` to see each case's message (lines starting with ``BATTERY``).
 """
@@ -69,22 +71,34 @@ class GoodInputs:
 
 @dataclass(frozen=True)
 class BadRun:
-    """One run's inputs and options; ``names`` is what its error line must name."""
+    """One run's inputs and settings; ``names`` is what its error line must name.
+
+    ``settings`` are `geoseg.config.RunSettings` fields beyond the inputs (``tile_size=32``):
+    `run_settings` gives them to the library or a flow, `cli_args` to the command line.
+    """
 
     aoi: Path
     scene: Path
     model: Path
     names: str
-    options: tuple[str, ...] = ()
+    settings: tuple[tuple[str, object], ...] = ()
     out: Path | None = None
     """None: the folder holding the earlier result."""
 
+    def run_settings(self, out: Path) -> dict[str, object]:
+        """Keyword arguments of `geoseg.config.RunSettings` for this run."""
+        return {
+            "aoi": self.aoi, "scenes": [self.scene], "models": [self.model],
+            "out": self.out or out, "device": "cpu", "workers": 0, **dict(self.settings),
+        }  # fmt: skip
+
     def cli_args(self, out: Path) -> list[str]:
-        """`geoseg run` arguments, writing into ``out`` unless the case has its own."""
+        """`geoseg run` arguments for the same run."""
+        extra = [a for k, v in self.settings for a in (f"--{k.replace('_', '-')}", str(v))]
         return [
             "run", "--aoi", str(self.aoi), "--scenes", str(self.scene),
             "--model", str(self.model), "--out", str(self.out or out),
-            "--device", "cpu", "--workers", "0", *self.options,
+            "--device", "cpu", "--workers", "0", *extra,
         ]  # fmt: skip
 
 
@@ -98,7 +112,7 @@ class Case:
 
 
 def good(inputs: GoodInputs, names: Path | str, **changes: object) -> BadRun:
-    """The good run with some inputs or options changed."""
+    """The good run with some inputs or settings changed."""
     run = BadRun(inputs.aoi, inputs.scene, inputs.model, names=str(names))
     return dataclasses.replace(run, **changes)  # type: ignore[arg-type]
 
@@ -320,7 +334,7 @@ def out_below_a_file(g: GoodInputs) -> BadRun:
 
 
 def tile_smaller_than_overlap(g: GoodInputs) -> BadRun:
-    return good(g, "--tile-size 32", options=("--tile-size", "32", "--overlap", "64"))
+    return good(g, "--tile-size 32", settings=(("tile_size", 32), ("overlap", 64)))
 
 
 CASES = [
@@ -430,14 +444,34 @@ def test_bad_input_is_refused_and_nothing_is_lost(
     inputs: GoodInputs,
     earlier: tuple[Path, dict[str, str]],
     capfd: pytest.CaptureFixture[str],
+    pytestconfig: pytest.Config,
 ) -> None:
     out, before = earlier
     run = case.build(inputs)
     proc = run_in_process(run.cli_args(out), capfd)
     line = check_refused(case, run, proc, out, before)
     assert not trap_marker(inputs).exists(), "something unpickled the package"
-    with capfd.disabled():
-        report(case.id, proc, line)
+    if pytestconfig.getoption("capture") == "no":  # -s: show the message (capfd holds it)
+        with capfd.disabled():
+            report(case.id, proc, line)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_the_library_raises_the_same_error(
+    case: Case, inputs: GoodInputs, earlier: tuple[Path, dict[str, str]]
+) -> None:
+    """`geoseg.pipeline.run` (what the CLI and flows call) raises a `GeosegError` that says it."""
+    from geoseg.config import RunSettings
+    from geoseg.errors import GeosegError
+    from geoseg.pipeline import run as run_pipeline
+
+    out, before = earlier
+    run = case.build(inputs)
+    with pytest.raises(GeosegError) as raised:
+        run_pipeline(RunSettings(**run.run_settings(out)))
+    message = str(raised.value)
+    assert run.names in message and all(fragment in message for fragment in case.says), message
+    assert snapshot(out) == before
 
 
 CONSOLE_SCRIPT_CASES = [c for c in CASES if c.id in ("scene-truncated", "model-with-pickle")]
