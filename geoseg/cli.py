@@ -71,10 +71,9 @@ class _ConsoleWarnings(logging.Handler):
 
 def show_library_warnings(console: Console) -> None:
     """Print geoseg's logged warnings (e.g. a repaired AOI) once each, on stderr."""
-    logger = logging.getLogger("geoseg")
+    logger = logging.getLogger("geoseg")  # with a handler here, logging's last resort is quiet
     if not any(isinstance(h, _ConsoleWarnings) for h in logger.handlers):
         logger.addHandler(_ConsoleWarnings(console))
-    logger.propagate = False
 
 
 def _debug_requested() -> bool:
