@@ -222,9 +222,9 @@ def run_scene(
     final_dir = out / name
     tmp_dir = out / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir()
     timings: dict[str, float] = {}
     try:
+        tmp_dir.mkdir()
         grid = TileGrid.build(
             target.window, target.scene.shape, settings.tile_px, settings.overlap_px
         )

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.transform import from_origin
 
 from geoseg.classes import colormap
 from geoseg.io.raster import classes_tags
@@ -48,6 +48,11 @@ def test_the_coarsest_overview_with_enough_pixels_is_chosen() -> None:
 def test_scale_bar_is_a_round_length(max_m: float, bar_m: float, text: str) -> None:
     assert scale_bar_length_m(max_m) == pytest.approx(bar_m)
     assert format_length(scale_bar_length_m(max_m)) == text
+
+
+def from_origin(west: float, north: float, xsize: float, ysize: float) -> Affine:
+    """North-up transform (rasterio's from_origin without its deprecation warning)."""
+    return Affine(xsize, 0, west, 0, -ysize, north)
 
 
 def test_pixel_width_in_metres_for_projected_and_geographic_crs() -> None:

@@ -351,5 +351,8 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
         f"{''.join(simple)}"
         "  </VRTRasterBand>\n</VRTDataset>\n"
     )
-    dst.write_text(xml, encoding="utf-8")
+    try:
+        dst.write_text(xml, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write the mosaic ({exc.strerror or exc})") from exc
     return dst
