@@ -28,8 +28,9 @@ import torch
 import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
-from geoseg.grid import TileGrid
+from geoseg.grid import TileGrid, check_tile_overlap
 from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
+from geoseg.io.outputs import disk_full_error, remove_stale_entries
 from geoseg.io.raster import (
     SceneInfo,
     open_scene,
@@ -40,6 +41,7 @@ from geoseg.io.raster import (
 from geoseg.io.vector import write_raster_qml
 from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package, package_summary
 from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
+from geoseg.preview import PREVIEW_NAME, write_preview
 from geoseg.progress import NoProgress, Progress
 from geoseg.vectorize import Connectivity, SharedClient, VectorizeOptions, vectorize_raster
 
@@ -143,6 +145,7 @@ def prepare_output_dir(out: Path) -> None:
             f"{out}: the output folder is not writable ({exc.strerror or exc}); "
             "pass a folder you can write to with --out"
         ) from None
+    remove_stale_entries(out)  # temp folders of runs killed before they could clean up
 
 
 def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
@@ -159,6 +162,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         for pkg in packages:
             check_scene(pkg, SceneFacts(s.path, s.band_count, s.dtypes, s.gsd_m))
     predict_settings = resolve_predict_settings(settings, package)
+    check_tile_overlap(predict_settings.tile_px, predict_settings.overlap_px)
     predictor = Predictor(
         packages,
         resolve_device(settings.device),
@@ -224,9 +228,9 @@ def run_scene(
     final_dir = out / name
     tmp_dir = out / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir()
     timings: dict[str, float] = {}
     try:
+        tmp_dir.mkdir()
         grid = TileGrid.build(
             target.window, target.scene.shape, settings.tile_px, settings.overlap_px
         )
@@ -252,6 +256,7 @@ def run_scene(
         raw_conf.unlink()
         write_category_names(tmp_dir / CLASSES_NAME, classes)
         write_raster_qml(tmp_dir / "classes.qml", classes)
+        write_preview(tmp_dir / CLASSES_NAME, tmp_dir / PREVIEW_NAME, aoi=target.aoi, title=name)
         timings["cog"] = time.perf_counter() - t
 
         progress.stage(name, "vectorizing")
@@ -271,8 +276,11 @@ def run_scene(
         )
         timings["vectorize"] = time.perf_counter() - t
         _replace_dir(tmp_dir, final_dir)
-    except BaseException:
+    except BaseException as exc:
+        full = disk_full_error(exc, final=final_dir)
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if full is not None:
+            raise full from exc
         raise
     finally:
         progress.scene_finished(name)
@@ -286,6 +294,7 @@ def run_scene(
             "classes": str(final_dir / CLASSES_NAME),
             "confidence": str(final_dir / CONFIDENCE_NAME),
             "polygons": str(final_dir / POLYGONS_NAME),
+            "preview": str(final_dir / PREVIEW_NAME),
         },
         tiles=stats.tiles,
         skipped_tiles=stats.skipped_tiles,
@@ -389,6 +398,11 @@ def write_run_json(
     }
     path = settings.out / RUN_JSON
     tmp = path.with_name(f".{RUN_JSON}.partial-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        full = disk_full_error(exc, final=path)
+        tmp.unlink(missing_ok=True)
+        raise full or OutputError(f"{path}: cannot write the run record ({exc})") from exc
     return path
