@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 import traceback
@@ -55,6 +56,26 @@ TtaOption = Annotated[
 ]
 
 
+class _ConsoleWarnings(logging.Handler):
+    """Library warnings (``geoseg.*`` loggers) as one yellow line each on the error console."""
+
+    def __init__(self, console: Console):
+        super().__init__(logging.WARNING)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._console.print(
+            f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True
+        )
+
+
+def show_library_warnings(console: Console) -> None:
+    """Print geoseg's logged warnings (e.g. a repaired AOI) once each, on stderr."""
+    logger = logging.getLogger("geoseg")  # with a handler here, logging's last resort is quiet
+    if not any(isinstance(h, _ConsoleWarnings) for h in logger.handlers):
+        logger.addHandler(_ConsoleWarnings(console))
+
+
 def _debug_requested() -> bool:
     return os.environ.get("GEOSEG_DEBUG", "") not in ("", "0")
 
@@ -69,7 +90,6 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
         except GeosegError as exc:
             if _debug_requested():
                 traceback.print_exc()
-            # escaped: a message may hold brackets, e.g. pip install 'geoseg[flows]'
             err_console.print(
                 f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
             )
@@ -88,6 +108,11 @@ def _root(
     """geoseg: tile, predict, blend, stitch and vectorize land cover for an area of interest."""
     if debug:
         os.environ["GEOSEG_DEBUG"] = "1"
+    else:
+        # GDAL's default handler prints errors outside rasterio's calls (e.g. when a full disk
+        # makes closing a dataset fail) that geoseg reports in its one line; --debug shows them
+        os.environ.setdefault("CPL_LOG", os.devnull)
+    show_library_warnings(err_console)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # GDAL's block cache defaults to 5 % of RAM; a bounded cache keeps memory bounded
     os.environ.setdefault("GDAL_CACHEMAX", "128")
@@ -545,9 +570,17 @@ def evaluate(
     window: Annotated[
         str | None, typer.Option(help="Pixel window to evaluate, e.g. cols=677: (default: all).")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for report.json and confusion.png.")] = Path(
-        "evaluation"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for report.json, confusion.png and side_by_side.png."),
+    ] = Path("evaluation"),
+    preview_window: Annotated[
+        str | None,
+        typer.Option(
+            help="Pixel window of side_by_side.png, e.g. rows=0:512,cols=0:512 "
+            "(default: the centre of the evaluated window, at most 1024 px a side)."
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     tile_size: TileSizeOption = None,
     overlap: OverlapOption = None,
@@ -584,6 +617,7 @@ def evaluate(
         tta=tta,
         label_nodata=label_nodata or None,
         class_column=class_column,
+        preview_window=preview_window,
     )
     with err_console.status("predicting and scoring ..."):
         report = evaluate_model(settings)
@@ -753,7 +787,9 @@ class RichProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:  # a failed run: clear the bars so the error line stands alone
+            self._progress.live.transient = True
         self._progress.stop()
 
     def scene_started(self, scene: str, total_tiles: int, window_px: int) -> None:

@@ -11,6 +11,7 @@ the label-value mapping and nodata values), unless overridden.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from geoseg.data import (
     open_labels,
     parse_window,
 )
-from geoseg.errors import OutputError
+from geoseg.errors import ConfigError, OutputError
 from geoseg.grid import PixelWindow
 from geoseg.io.raster import open_scene
 from geoseg.metrics import Scores, confusion_matrix, scores
@@ -40,6 +41,9 @@ from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scen
 
 REPORT_NAME = "report.json"
 CONFUSION_NAME = "confusion.png"
+SIDE_BY_SIDE_NAME = "side_by_side.png"
+SIDE_BY_SIDE_MAX_PX = 1024
+"""Default side of the side-by-side window; larger windows are shown decimated to this."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class EvaluateSettings:
     label_map: dict[int, int] | None = None
     label_nodata: Sequence[int] | None = None
     class_column: str | None = None
+    preview_window: str | None = None
+    """Window of the side-by-side PNG (default: centred, at most 1024 px a side)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ def package_label_config(
 ) -> LabelConfig:
     """How to read reference labels for a package: as it was trained, unless overridden."""
     stored = package.metadata.training.get("labels", {})
+    if not isinstance(stored, dict):  # packages from before the label config was recorded
+        stored = {}  # (e.g. the shipped demo model) list only the label files' names
     if label_map is None:
         label_map = {int(k): int(v) for k, v in stored.get("label_map", {}).items()}
     if label_nodata is None:
@@ -149,6 +157,7 @@ def evaluate(
         class_column=settings.class_column,
     )
     labels = open_labels(settings.labels, labels_config, scene)
+    shown = preview_window(settings.preview_window, window, scene.shape)
     if settings.out is not None:
         _prepare(settings.out)
     tile = package.metadata.tile
@@ -177,6 +186,15 @@ def evaluate(
                 on_tiles=on_tiles,
             )
             matrix = score_class_raster(classes_path, labels, window, [c.id for c in classes])
+            side_by_side = None
+            if settings.out is not None:
+                side_by_side = write_side_by_side_png(
+                    read_window_of(classes_path, shown, origin=window),
+                    labels.read(shown),
+                    classes,
+                    settings.out / SIDE_BY_SIDE_NAME,
+                    title=f"{settings.image.name} {format_window(shown)}",
+                )
     finally:
         labels.close()
     result = EvaluationReport(
@@ -192,7 +210,40 @@ def evaluate(
     report_path = settings.out / REPORT_NAME
     report_path.write_text(json.dumps(result.to_json(settings, package), indent=2) + "\n")
     png = write_confusion_png(matrix, classes, settings.out / CONFUSION_NAME)
-    return replace(result, files={"report": report_path, "png": png})
+    files = {"report": report_path, "png": png}
+    if side_by_side is not None:
+        files["compare"] = side_by_side
+    return replace(result, files=files)
+
+
+def preview_window(text: str | None, evaluated: PixelWindow, shape: tuple[int, int]) -> PixelWindow:
+    """The side-by-side window: ``text`` (scene pixels, inside the evaluated window) or the
+    centred part of the evaluated window of at most `SIDE_BY_SIDE_MAX_PX` a side."""
+    if text is not None:
+        window = parse_window(text, shape, option="--preview-window")
+        if evaluated.intersection(window) != window:
+            raise ConfigError(
+                f"--preview-window {text!r} ({format_window(window)}) is not inside the "
+                f"evaluated window {format_window(evaluated)}; pick pixels that are scored"
+            )
+        return window
+    height = min(evaluated.height, SIDE_BY_SIDE_MAX_PX)
+    width = min(evaluated.width, SIDE_BY_SIDE_MAX_PX)
+    return PixelWindow(
+        evaluated.row_off + (evaluated.height - height) // 2,
+        evaluated.col_off + (evaluated.width - width) // 2,
+        height,
+        width,
+    )
+
+
+def read_window_of(raster: Path, window: PixelWindow, *, origin: PixelWindow) -> np.ndarray:
+    """Band 1 of a raster that covers ``origin`` (scene pixels), over ``window`` (scene pixels)."""
+    shifted = PixelWindow(
+        window.row_off - origin.row_off, window.col_off - origin.col_off, *window.shape
+    )
+    with rasterio.open(raster) as ds:
+        return ds.read(1, window=shifted.to_rasterio())
 
 
 def score_class_raster(
@@ -317,3 +368,65 @@ def _count(n: int) -> str:
     if n >= 10_000:
         return f"{n / 1e3:.0f}k"
     return str(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction next to the reference labels (Pillow only).
+
+_PANEL_GAP_PX = 16
+_CAPTION_PX = 24
+_PANEL_TOP_PX = _MARGIN_PX + 2 * _CAPTION_PX
+_LEGEND_ROW_PX = 24
+
+
+def side_by_side_panels(shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """Top-left (x, y) of the prediction and reference panels, and the decimation step."""
+    step = max(1, math.ceil(max(shape) / SIDE_BY_SIDE_MAX_PX))
+    cols = math.ceil(shape[1] / step)
+    return (_MARGIN_PX, _PANEL_TOP_PX), (_MARGIN_PX + cols + _PANEL_GAP_PX, _PANEL_TOP_PX), step
+
+
+def write_side_by_side_png(
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    classes: Sequence[ClassInfo],
+    path: Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Prediction (class ids) left, reference labels (class indexes) right, and a legend.
+
+    Both panels use the class colours at one picture pixel per scene pixel; unscored pixels
+    (nodata, unlabelled) are light grey, so agreement can be judged by eye. Windows larger than
+    `SIDE_BY_SIDE_MAX_PX` are decimated (every k-th pixel) to that size.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    from geoseg.preview import colorize
+
+    (lx, top), (rx, _), step = side_by_side_panels(predicted.shape)
+    ids = np.array([c.id for c in classes], dtype=np.uint8)
+    safe = np.minimum(reference, len(ids) - 1)
+    ref_ids = np.where(reference == IGNORE, CLASS_NODATA, ids[safe]).astype(np.uint8)
+    left = colorize(predicted[::step, ::step], classes)
+    right = colorize(ref_ids[::step, ::step], classes)
+    rows, cols = left.shape[:2]
+    font = ImageFont.load_default(size=13)
+    legend_w = sum(30 + int(font.getlength(c.name)) for c in classes)
+    width = max(rx + cols + _MARGIN_PX, legend_w + 2 * _MARGIN_PX, 420)
+    image = Image.new("RGB", (width, top + rows + _LEGEND_ROW_PX + _MARGIN_PX), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((_MARGIN_PX, 4), title, fill="black", font=font)
+    for x, panel, caption in ((lx, left, "prediction"), (rx, right, "reference labels")):
+        draw.text((x, _CAPTION_PX), caption, fill="black", font=font)
+        image.paste(Image.fromarray(panel, "RGB"), (x, top))
+    x, y = _MARGIN_PX, top + rows + 8
+    for c in classes:
+        draw.rectangle([x, y, x + 12, y + 12], fill=c.rgb, outline="black")
+        draw.text((x + 16, y - 1), c.name, fill="black", font=font)
+        x += 30 + int(font.getlength(c.name))
+    try:
+        image.save(path, format="PNG")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the PNG ({exc})") from None
+    return path

@@ -193,16 +193,26 @@ class TileGrid:
         return min(max(self.row_starts[tile_row], self.window.row_off), self.window.row_end)
 
 
+def check_tile_overlap(tile_px: int, overlap_px: int) -> None:
+    """Refuse tile sizes below 16 px and overlaps outside 0..tile/2 (tiles must advance).
+
+    Called before a run writes anything, so a bad pair of options fails with no output.
+    """
+    if tile_px < 16:
+        raise ConfigError(f"--tile-size must be at least 16 px, got {tile_px}")
+    if overlap_px < 0:
+        raise ConfigError(f"--overlap must be between 0 and half the tile size, got {overlap_px}")
+    if overlap_px > tile_px // 2:
+        raise ConfigError(
+            f"--tile-size {tile_px} is too small for --overlap {overlap_px}: the overlap must be "
+            f"at most half the tile size ({tile_px // 2} px); lower --overlap or raise --tile-size"
+        )
+
+
 def _check_params(
     window: PixelWindow, scene_shape: tuple[int, int], tile_px: int, overlap_px: int
 ) -> None:
-    if tile_px < 16:
-        raise ConfigError(f"--tile-size must be at least 16 px, got {tile_px}")
-    if not 0 <= overlap_px <= tile_px // 2:
-        raise ConfigError(
-            f"--overlap must be between 0 and half the tile size ({tile_px // 2} px), "
-            f"got {overlap_px}"
-        )
+    check_tile_overlap(tile_px, overlap_px)
     if window.height == 0 or window.width == 0:
         raise ConfigError(f"the window to tile is empty: {window}")
     scene = PixelWindow(0, 0, *scene_shape)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,25 +171,81 @@ def load_package(path: Path | str) -> ModelPackage:
 
 
 def _read_members(path: Path) -> tuple[bytes, bytes]:
+    """The raw metadata and weights of a zip or folder package, refusing pickles unread."""
     try:
         if path.is_dir():
-            return (path / METADATA_NAME).read_bytes(), (path / WEIGHTS_NAME).read_bytes()
+            names = sorted(p.name for p in path.iterdir() if p.is_file())
+            _refuse_pickles(path, names, lambda name: _file_head(path / name))
+            meta = _member(path, names, METADATA_NAME, (path / METADATA_NAME).read_bytes)
+            return meta, _member(path, names, WEIGHTS_NAME, (path / WEIGHTS_NAME).read_bytes)
         with zipfile.ZipFile(path) as zf:
-            return zf.read(METADATA_NAME), zf.read(WEIGHTS_NAME)
+            names = zf.namelist()
+            _refuse_pickles(path, names, lambda name: _zip_head(zf, name))
+            meta = _member(path, names, METADATA_NAME, lambda: zf.read(METADATA_NAME))
+            return meta, _member(path, names, WEIGHTS_NAME, lambda: zf.read(WEIGHTS_NAME))
     except FileNotFoundError:
         raise ModelPackageError(
             f"{path}: model package not found; pass an existing .geoseg file with --model"
-        ) from None
-    except KeyError as exc:
-        raise ModelPackageError(
-            f"{path}: not a geoseg model package (missing {exc.args[0]}); "
-            "packages are written by `geoseg train`"
         ) from None
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelPackageError(
             f"{path}: cannot read the model package ({exc}); "
             "pass a .geoseg file written by `geoseg train`"
         ) from None
+
+
+def _member(path: Path, names: list[str], name: str, read: Callable[[], bytes]) -> bytes:
+    if name not in names:
+        listed = ", ".join(names) or "nothing"
+        raise ModelPackageError(
+            f"{path}: not a complete geoseg model package: {name} is missing (it holds "
+            f"{listed}); use a package written by `geoseg train`"
+        )
+    return read()
+
+
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".bin", ".joblib", ".npy")
+
+
+def _file_head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(16)
+
+
+def _zip_head(zf: zipfile.ZipFile, name: str) -> bytes:
+    with zf.open(name) as f:
+        return f.read(16)
+
+
+def looks_like_pickle(name: str, head: bytes) -> bool:
+    """Whether a member is a pickle, judged by its name and first 16 bytes only.
+
+    Pickle suffixes, pickle protocol 2-5 (``0x80 0x02..0x05``) or a ``torch.save`` zip count;
+    safetensors (an 8-byte header length, then ``{``) never does, whatever its length bytes.
+    """
+    if name.lower().endswith(_PICKLE_SUFFIXES):
+        return True
+    if head[8:9] == b"{":
+        return False
+    protocol = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    return protocol or head.startswith(b"PK\x03\x04")
+
+
+def _refuse_pickles(path: Path, names: list[str], head: Callable[[str], bytes]) -> None:
+    """Refuse a package holding a pickle, looking only at names and first bytes.
+
+    Unpickling runs arbitrary code, so a package with a pickle is refused before anything in
+    it is loaded, even if safetensors weights are present as well.
+    """
+    for name in names:
+        if name == METADATA_NAME or name.endswith("/"):
+            continue
+        if looks_like_pickle(name, head(name)):
+            raise ModelPackageError(
+                f"{path}: holds {name}, a pickle or PyTorch checkpoint; geoseg never loads "
+                "pickles because unpickling can run any code: export the weights as "
+                "safetensors (a package written by `geoseg train`)"
+            )
 
 
 def _check_metadata(path: Path, meta: PackageMetadata) -> None:

@@ -28,8 +28,9 @@ import torch
 import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
-from geoseg.grid import TileGrid
+from geoseg.grid import TileGrid, check_tile_overlap
 from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
+from geoseg.io.outputs import disk_full_error, remove_stale_entries
 from geoseg.io.raster import (
     SceneInfo,
     open_scene,
@@ -47,6 +48,7 @@ from geoseg.predict import (
     predict_scene,
     resolve_device,
 )
+from geoseg.preview import PREVIEW_NAME, write_preview
 from geoseg.progress import NoProgress, Progress
 from geoseg.vectorize import (
     Connectivity,
@@ -159,6 +161,7 @@ def prepare_output_dir(out: Path) -> None:
             f"{out}: the output folder is not writable ({exc.strerror or exc}); "
             "pass a folder you can write to with --out"
         ) from None
+    remove_stale_entries(out)  # temp folders of runs killed before they could clean up
 
 
 def check_inputs(settings: RunSettings) -> tuple[list[ModelPackage], list[tuple[str, SceneWindow]]]:
@@ -183,6 +186,7 @@ def make_predictor(
     """The models on their device and the resolved tile/overlap/batch settings of a run."""
     package = packages[0]
     predict_settings = resolve_predict_settings(settings, package)
+    check_tile_overlap(predict_settings.tile_px, predict_settings.overlap_px)
     predictor = Predictor(
         packages,
         resolve_device(settings.device),
@@ -256,8 +260,8 @@ def run_scene(
     final_dir = out / name
     tmp_dir = out / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir()
     try:
+        tmp_dir.mkdir()
         stats, timings = predict_to_folder(
             name, target, predictor=predictor, settings=settings, folder=tmp_dir, progress=progress
         )
@@ -271,8 +275,11 @@ def run_scene(
             client=client,
         )
         publish_folder(tmp_dir, final_dir)
-    except BaseException:
+    except BaseException as exc:
+        full = disk_full_error(exc, final=final_dir)
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if full is not None:
+            raise full from exc
         raise
     finally:
         progress.scene_finished(name)
@@ -290,7 +297,7 @@ def predict_to_folder(
     folder: Path,
     progress: Progress,
 ) -> tuple[PredictStats, dict[str, float]]:
-    """Predict one scene into ``folder``: classes.tif and confidence.tif as COGs (+ .qml).
+    """Predict one scene into ``folder``: classes/confidence COGs, classes.qml, preview.png.
 
     Returns the prediction figures and the seconds of each step (predict, model, cog).
     """
@@ -319,6 +326,7 @@ def predict_to_folder(
     raw_conf.unlink()
     write_category_names(folder / CLASSES_NAME, classes)
     write_raster_qml(folder / "classes.qml", classes)
+    write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=target.aoi, title=name)
     timings["cog"] = time.perf_counter() - t
     return stats, timings
 
@@ -376,6 +384,7 @@ def scene_result(
             "classes": str(final_dir / CLASSES_NAME),
             "confidence": str(final_dir / CONFIDENCE_NAME),
             "polygons": str(final_dir / POLYGONS_NAME),
+            "preview": str(final_dir / PREVIEW_NAME),
         },
         tiles=stats.tiles,
         skipped_tiles=stats.skipped_tiles,
@@ -479,6 +488,11 @@ def write_run_json(
     }
     path = settings.out / RUN_JSON
     tmp = path.with_name(f".{RUN_JSON}.partial-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        full = disk_full_error(exc, final=path)
+        tmp.unlink(missing_ok=True)
+        raise full or OutputError(f"{path}: cannot write the run record ({exc})") from exc
     return path

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,43 @@ def scene_512(tmp_path_factory: pytest.TempPathFactory):
     )
 
 
-def geoseg_cli(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the installed `geoseg` console script in a subprocess (the real CLI, exit codes too)."""
+@pytest.fixture(scope="session")
+def scene_256(tmp_path_factory: pytest.TempPathFactory):
+    """A 256 px synthetic scene (seed 11: not a training seed), no nodata margin."""
+    from geoseg.synthetic import write_synthetic_scene
+
+    return write_synthetic_scene(tmp_path_factory.mktemp("scene256"), size_px=256, seed=11)
+
+
+@pytest.fixture(scope="session")
+def run_256(tmp_path_factory: pytest.TempPathFactory, scene_256, demo_model: Path) -> Path:
+    """The output folder of one good `geoseg run` on `scene_256`; copy it before changing it."""
+    out = tmp_path_factory.mktemp("run256") / "out"
+    geoseg_cli(
+        "run", "--aoi", scene_256.aoi_path, "--scenes", scene_256.image_path,
+        "--model", demo_model, "--out", out, "--device", "cpu", "--workers", "0",
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def geoseg_cli(
+    *args: str | Path,
+    check: bool = False,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `geoseg` console script in a subprocess (the real CLI, exit codes too).
+
+    ``preexec_fn`` runs in the child before `geoseg` starts (resource limits, another user).
+    """
     exe = Path(sys.executable).with_name("geoseg")
     proc = subprocess.run(
-        [str(exe), *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+        [str(exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        preexec_fn=preexec_fn,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"geoseg {args} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -74,3 +74,17 @@ def test_aoi_mask_is_pixel_centre_inside() -> None:
     rows, cols = np.indices((10, 10))
     expected = (cols + 0.5) + (9 - rows + 0.5) < 10.2
     np.testing.assert_array_equal(mask, expected)
+
+
+def test_self_intersecting_polygon_is_repaired_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bowtie = {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]}
+    path = write_geojson(tmp_path / "bowtie.geojson", [bowtie])
+    with caplog.at_level("WARNING", logger="geoseg"):
+        aoi = read_aoi(path)
+    assert aoi.geometry.is_valid
+    assert aoi.geometry.area == pytest.approx(2.0)  # two triangles of 1 each
+    assert len(shapely.get_parts(aoi.geometry)) == 2
+    (record,) = caplog.records
+    assert str(path) in record.getMessage() and "Self-intersection" in record.getMessage()

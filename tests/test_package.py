@@ -20,6 +20,7 @@ from geoseg.package import (
     SceneFacts,
     check_scene,
     load_package,
+    looks_like_pickle,
     save_package,
 )
 
@@ -83,6 +84,34 @@ def test_package_holds_no_pickle(tiny) -> None:
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == ["metadata.json", "weights.safetensors"]
         assert b"\x80\x04" not in zf.read("weights.safetensors")[:16]  # no pickle protocol header
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "pickle"),
+    [
+        ("model.pkl", b"anything", True),
+        ("weights.PT", b"", True),
+        ("weights.safetensors", b"\x80\x04\x95" + bytes(13), True),  # pickle protocol 4
+        ("weights.safetensors", b"PK\x03\x04" + bytes(12), True),  # torch.save zip
+        # safetensors whose header length is 0x0280 = 640: starts like a pickle, is not one
+        ("weights.safetensors", (640).to_bytes(8, "little") + b'{"__metadata', False),
+        ("README.md", b"# a model\n", False),
+    ],
+)
+def test_pickles_are_recognized_from_name_and_first_bytes(
+    name: str, head: bytes, pickle: bool
+) -> None:
+    assert looks_like_pickle(name, head[:16]) is pickle
+
+
+def test_a_folder_package_with_a_pickle_is_refused(tiny, tmp_path: Path) -> None:
+    path, _ = tiny
+    folder = tmp_path / "unzipped.geoseg"
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(folder)
+    (folder / "checkpoint.pth").write_bytes(b"\x80\x02}q\x00.")
+    with pytest.raises(ModelPackageError, match=r"checkpoint\.pth, a pickle"):
+        load_package(folder)
 
 
 def test_corrupt_weights_are_refused(tiny, tmp_path: Path) -> None:

@@ -157,6 +157,50 @@ def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path) -> N
     assert report.matrix.tolist() == expected.tolist()
 
 
+def test_evaluate_draws_prediction_next_to_labels(
+    scene_256, demo_model: Path, tmp_path: Path
+) -> None:
+    """side_by_side.png: where both panels are scored, they agree exactly as often as the
+    report's overall accuracy says, and the right panel is the label raster."""
+    from geoseg.errors import ConfigError
+    from geoseg.evaluate import EvaluateSettings, evaluate, side_by_side_panels
+    from geoseg.preview import NODATA_RGB, colorize
+
+    torch.set_num_threads(1)
+    with pytest.raises(ConfigError, match="--preview-window"):
+        evaluate(
+            EvaluateSettings(
+                model=demo_model, image=scene_256.image_path, labels=scene_256.labels_path,
+                window="rows=0:100", preview_window="rows=50:150", out=tmp_path / "no",
+            )
+        )  # fmt: skip
+    assert not (tmp_path / "no").exists()  # refused before anything was written
+    window = "rows=20:220,cols=10:250"
+    report = evaluate(
+        EvaluateSettings(
+            model=demo_model, image=scene_256.image_path, labels=scene_256.labels_path,
+            window=window, out=tmp_path / "eval", device="cpu",
+        )
+    )  # fmt: skip
+    png = report.files["compare"]
+    assert png == tmp_path / "eval" / "side_by_side.png"
+    (lx, top), (rx, _), step = side_by_side_panels((200, 240))
+    assert step == 1
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+        pixels = np.asarray(im.convert("RGB"))
+    left = pixels[top : top + 200, lx : lx + 240]
+    right = pixels[top : top + 200, rx : rx + 240]
+    with rasterio.open(scene_256.labels_path) as ds:
+        labels = ds.read(1, window=((20, 220), (10, 250)))
+    np.testing.assert_array_equal(right, colorize(labels, SYNTHETIC_CLASSES))
+    grey = np.array(NODATA_RGB, dtype=np.uint8)
+    scored = ~np.all(left == grey, axis=-1) & ~np.all(right == grey, axis=-1)
+    agree = np.all(left == right, axis=-1) & scored
+    assert scored.sum() == report.scored_px
+    assert agree.sum() / scored.sum() == pytest.approx(report.scores.overall_accuracy)
+
+
 def test_resume_continues_exactly_from_the_last_epoch(scenes, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     short = {"epochs": 3, "steps_per_epoch": 3, "sampling": "balanced", "loss": "focal"}

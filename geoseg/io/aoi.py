@@ -6,6 +6,7 @@ An AOI is one (multi)polygon in a known CRS, read with pyogrio from any OGR vect
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from geoseg.io.raster import SceneInfo
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Aoi:
@@ -37,17 +40,27 @@ class Aoi:
 
 
 def read_aoi(path: Path | str) -> Aoi:
-    """Read an AOI file; refuse missing files, files without CRS, and empty/invalid geometry."""
+    """Read an AOI file; refuse missing files, files without CRS and empty geometry.
+
+    Invalid polygons are repaired (`repair_polygon`) with a warning.
+    """
     path = Path(path)
     if not path.exists():
         raise AoiError(f"{path}: AOI file not found; pass an existing GeoJSON/GPKG/SHP with --aoi")
     try:
         meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+        # GDAL names the file again and suggests driver prefixes: keep only what went wrong
+        reason = str(exc).splitlines()[0].split(".;")[0].replace(f"'{path}' ", "")
         raise AoiError(
-            f"{path}: cannot read the AOI ({str(exc).splitlines()[0]}); "
+            f"{path}: cannot read the AOI ({reason}); "
             "pass a GeoJSON, GeoPackage or shapefile with polygon features"
         ) from None
+    if wkb is None or meta.get("geometry_type") is None:
+        raise AoiError(
+            f"{path}: the file has no geometry column (a table, not a map layer); "
+            "pass a GeoJSON, GeoPackage or shapefile with polygon features"
+        )
     if not meta.get("crs"):
         raise AoiError(
             f"{path}: the AOI has no CRS; save it with one (e.g. EPSG:4326 GeoJSON, or add a .prj)"
@@ -61,15 +74,36 @@ def read_aoi(path: Path | str) -> Aoi:
                 f"{path}: feature {i} is a {geom.geom_type}; an AOI must be polygons "
                 "(buffer points/lines into polygons first)"
             )
-        if not geom.is_valid:
-            raise AoiError(
-                f"{path}: feature {i} is an invalid polygon ({shapely.is_valid_reason(geom)}); "
-                "repair it (QGIS 'Fix geometries' or shapely.make_valid) and try again"
-            )
+    geoms = [repair_polygon(g, f"{path}: feature {i}") for i, g in enumerate(geoms)]
     union = shapely.union_all(geoms)
     if union.is_empty or union.area == 0:
         raise AoiError(f"{path}: the AOI polygons have zero area; draw a real polygon")
     return Aoi(path=path, geometry=union, crs=CRS.from_user_input(meta["crs"]))
+
+
+def repair_polygon(geom: BaseGeometry, where: str) -> BaseGeometry:
+    """``geom`` if valid, else its polygonal part after `shapely.make_valid`, with a warning.
+
+    A self-intersecting outline (a bow-tie drawn by hand) still says which area is meant, so
+    it is repaired rather than refused; the warning names the feature so it can be checked.
+    Lines or points that the repair splits off are dropped: an AOI is an area.
+    """
+    if geom.is_valid:
+        return geom
+    reason = shapely.is_valid_reason(geom)
+    parts = shapely.get_parts(shapely.make_valid(geom))
+    polygons = [p for p in parts if p.geom_type in _POLYGONAL]
+    repaired = shapely.union_all(polygons) if polygons else shapely.Polygon()
+    log.warning(
+        "%s is an invalid polygon (%s); repaired it with shapely.make_valid into %d polygon(s) "
+        "(area %.6g square CRS units); check the AOI (QGIS 'Fix geometries') if that is not "
+        "what you meant",
+        where,
+        reason,
+        len(shapely.get_parts(repaired)),
+        repaired.area,
+    )
+    return repaired
 
 
 def aoi_in_crs(aoi: Aoi, crs: CRS) -> BaseGeometry:

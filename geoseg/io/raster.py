@@ -21,7 +21,9 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
+from rasterio.enums import Interleaving
 from rasterio.errors import RasterioIOError
 
 from geoseg.classes import CLASS_NODATA, ClassInfo, colormap
@@ -90,6 +92,7 @@ def open_scene(path: Path | str) -> SceneInfo:
     path = Path(path)
     try:
         with rasterio.open(path) as ds:
+            check_complete(ds, path)
             info = SceneInfo(
                 path=path,
                 crs=ds.crs,
@@ -100,7 +103,7 @@ def open_scene(path: Path | str) -> SceneInfo:
                 dtypes=tuple(ds.dtypes),
                 nodata=ds.nodata,
             )
-    except RasterioIOError as exc:
+    except (RasterioIOError, CPLE_BaseError) as exc:
         reason = str(exc).split(":")[-1].strip() or "not a raster GDAL can read"
         raise SceneError(
             f"{path}: cannot read the scene ({reason}); pass GeoTIFF/COG/VRT files with --scenes"
@@ -110,8 +113,41 @@ def open_scene(path: Path | str) -> SceneInfo:
             f"{path}: the scene has no CRS; georeference it first (e.g. gdal_edit.py -a_srs)"
         )
     if info.transform.b != 0 or info.transform.d != 0:
-        raise SceneError(f"{path}: the scene grid is rotated; warp it north-up first (gdalwarp)")
+        t = info.transform
+        raise SceneError(
+            f"{path}: the scene grid is rotated or sheared (geotransform terms {t.b:g}, {t.d:g} "
+            "are not 0); geoseg needs north-up pixels: warp it first, e.g. "
+            "gdalwarp in.tif north_up.tif"
+        )
     return info
+
+
+def check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Refuse a GeoTIFF whose pixel blocks lie past the end of the file (a truncated copy).
+
+    GDAL opens such a file happily (its header is at the start) and fails only when the missing
+    blocks are read, mid-run. The block offsets and sizes are in the header, so checking them
+    costs no pixel reads. Other formats are checked when read (`read_window`).
+    """
+    if ds.driver != "GTiff" or not path.is_file():
+        return
+    size = path.stat().st_size
+    block_h, block_w = ds.block_shapes[0]
+    rows, cols = math.ceil(ds.height / block_h), math.ceil(ds.width / block_w)
+    bands = [1] if ds.interleaving == Interleaving.pixel else list(ds.indexes)
+    needed = 0
+    for band in bands:
+        for r in range(rows):
+            for c in range(cols):
+                offset = ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=band)
+                length = ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=band)
+                if offset and length:
+                    needed = max(needed, int(offset) + int(length))
+    if needed > size:
+        raise SceneError(
+            f"{path}: the file is truncated or corrupt ({size} bytes, but its pixel blocks "
+            f"reach byte {needed}); copy or download it again"
+        )
 
 
 def read_window(
@@ -119,8 +155,15 @@ def read_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bands ``indexes`` over ``window`` and a valid mask (True where every band has data)."""
     rio_window = window.to_rasterio()
-    data = ds.read(list(indexes), window=rio_window)
-    masks = ds.read_masks(list(indexes), window=rio_window)
+    try:
+        data = ds.read(list(indexes), window=rio_window)
+        masks = ds.read_masks(list(indexes), window=rio_window)
+    except (RasterioIOError, CPLE_BaseError) as exc:
+        raise SceneError(
+            f"{ds.name}: cannot read pixels rows {window.row_off}:{window.row_end}, cols "
+            f"{window.col_off}:{window.col_end} ({str(exc).splitlines()[0]}); the file is "
+            "corrupt or truncated: copy or download it again"
+        ) from None
     return data, np.all(masks > 0, axis=0)
 
 
@@ -320,5 +363,8 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
         f"{''.join(simple)}"
         "  </VRTRasterBand>\n</VRTDataset>\n"
     )
-    dst.write_text(xml, encoding="utf-8")
+    try:
+        dst.write_text(xml, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write the mosaic ({exc.strerror or exc})") from exc
     return dst
