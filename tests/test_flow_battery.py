@@ -3,8 +3,9 @@
 Every case of `tests.test_bad_inputs.CASES` maps onto the flow's parameters (AOI, scene,
 model, output folder, `SegmentSettings` for tile size and overlap), so every case runs here.
 Each one builds its bad input, runs the CLI in this process for the line it prints, then runs
-the flow in this process into the same output folder, which holds an earlier good result (a
-copy of the session's `run_256`). It checks that:
+the flow in this process into the same output folder, which holds an earlier good result: a
+copy of one good flow run of the same scene (`flow_run_256`), so its persisted task results
+under ``OUT/.geoseg-cache`` are there too. It checks that:
 
 - the flow run ends Failed (not Crashed), on the server too, and its state message is the
   CLI's line in Prefect's framing (``Flow run encountered an exception: AoiError: <line>``):
@@ -12,8 +13,9 @@ copy of the session's `run_256`). It checks that:
 - the exception the run raises in this process is that `GeosegError`;
 - bad input is found by ``select-scenes`` in one attempt (no retries) and no scene subflow
   -- and so no Dask cluster -- was started;
-- the output folder is byte-identical (no scene folder, no run.json, no temp or staging
-  folder, no ``.geoseg-cache`` records: the flow persists its scene tasks' results there).
+- the output folder is byte-identical: no new scene folder or run.json, no temp or staging
+  folder, and the result cache (where the flow persists its scene tasks' results) holds the
+  earlier run's records unchanged and no new one.
 
 Not here: the battery's faults that need control of a process (a file-size limit, an output
 folder that root may not write to, SIGKILL) -- they hit the flow's scene tasks on Dask
@@ -76,6 +78,11 @@ def flow_parameters(run: BadRun, out: Path) -> dict[str, Any]:
     }
 
 
+def cache_records(found: dict[str, str]) -> dict[str, str]:
+    """The entries of a `snapshot` that are the flow's persisted task results."""
+    return {k: v for k, v in found.items() if k.startswith(f"{CACHE_DIR_NAME}/")}
+
+
 def stored_state(state: State[Any]) -> State[Any]:
     """The flow run's final state as the server has it."""
     with get_client(sync_client=True) as client:
@@ -107,11 +114,30 @@ def inputs(tmp_path: Path, scene_256, demo_model: Path) -> GoodInputs:
     return GoodInputs(scene_256.image_path, scene_256.aoi_path, demo_model, work)
 
 
+@pytest.fixture(scope="module")
+def flow_run_256(
+    prefect_api: str, scene_256, demo_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The output folder of one good `segment_aoi` run on `scene_256`, cache records included."""
+    out = tmp_path_factory.mktemp("flow-run256") / "out"
+    state = segment_aoi(
+        aoi=scene_256.aoi_path,
+        scenes=[str(scene_256.image_path)],
+        out=out,
+        model=demo_model,
+        settings=SegmentSettings(device="cpu", dask_workers=1),
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert (out / "run.json").is_file() and any((out / CACHE_DIR_NAME).iterdir())
+    return out
+
+
 @pytest.fixture()
-def earlier(tmp_path: Path, run_256: Path) -> tuple[Path, dict[str, str]]:
-    """An output folder holding a copy of an earlier good result, and its snapshot."""
+def earlier(tmp_path: Path, flow_run_256: Path) -> tuple[Path, dict[str, str]]:
+    """An output folder holding a copy of an earlier good flow run, and its snapshot."""
     out = tmp_path / "out"
-    shutil.copytree(run_256, out)
+    shutil.copytree(flow_run_256, out)
     return out, snapshot(out)
 
 
@@ -144,8 +170,9 @@ def test_bad_input_fails_the_flow_run_with_the_cli_line(
     assert finished_task_runs(flow_run_id) == [("select-scenes", "Failed", 1)]
     assert not child_flow_runs(flow_run_id), "the scenes' subflow (and its Dask cluster) started"
 
-    assert snapshot(out) == before
-    assert not (out / CACHE_DIR_NAME).exists()  # the earlier result is a CLI run: none there
+    after = snapshot(out)
+    assert cache_records(after) == cache_records(before), "the result cache changed"
+    assert after == before
     if run.out is not None:
         assert not run.out.exists()
     assert not trap_marker(inputs).exists(), "something unpickled the package"
