@@ -27,6 +27,7 @@ Run with ``-s`` to see each case's state message (lines starting with ``FLOW``).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -118,16 +119,29 @@ def inputs(tmp_path: Path, scene_256, demo_model: Path) -> GoodInputs:
 def flow_run_256(
     prefect_api: str, scene_256, demo_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The output folder of one good `segment_aoi` run on `scene_256`, cache records included."""
+    """The output folder of one good `segment_aoi` run on `scene_256`, cache records included.
+
+    Its Dask cluster is one worker thread in this process: seconds to start, where a cluster
+    of worker processes takes about 20 (each imports torch); the flow runs the same tasks.
+    """
+    from distributed import LocalCluster
+
     out = tmp_path_factory.mktemp("flow-run256") / "out"
-    state = segment_aoi(
-        aoi=scene_256.aoi_path,
-        scenes=[str(scene_256.image_path)],
-        out=out,
-        model=demo_model,
-        settings=SegmentSettings(device="cpu", dask_workers=1),
-        return_state=True,
-    )
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    ) as cluster:
+        state = segment_aoi(
+            aoi=scene_256.aoi_path,
+            scenes=[str(scene_256.image_path)],
+            out=out,
+            model=demo_model,
+            settings=SegmentSettings(device="cpu", dask_address=cluster.scheduler_address),
+            return_state=True,
+        )
     assert state.is_completed(), state.message
     assert (out / "run.json").is_file() and any((out / CACHE_DIR_NAME).iterdir())
     return out
