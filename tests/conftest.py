@@ -6,10 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.prefect_server import PrefectServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -54,6 +58,27 @@ def run_256(tmp_path_factory: pytest.TempPathFactory, scene_256, demo_model: Pat
         check=True,
     )  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One real Prefect server on loopback for the session, started by its first user."""
+    from tests.prefect_server import running_server
+
+    try:
+        with running_server(tmp_path_factory.mktemp("prefect-home")) as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="module")
+def prefect_api(prefect_server: PrefectServer) -> Iterator[str]:
+    """The session's Prefect server, used by this module: PREFECT_API_URL points at it."""
+    from tests.prefect_server import using_server
+
+    with using_server(prefect_server) as url:
+        yield url
 
 
 def geoseg_cli(

@@ -1,8 +1,9 @@
 """Prefect flows against a real Prefect server on loopback, with real Dask clusters.
 
-One server is started for the module (``prefect server start`` with a temp PREFECT_HOME);
-flows run in this process, in a subprocess that gets killed, and through a deployment picked
-up by a process worker. Scenes are small (256 px) so the module stays within minutes.
+They use the session's Prefect server (``prefect server start`` with a temp PREFECT_HOME,
+see `tests.prefect_server`); flows run in this process, in a subprocess that gets killed, and
+through a deployment picked up by a process worker. Scenes are small (256 px) so the module
+stays within minutes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,11 @@ from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
-    FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
     LogFilter,
     LogFilterFlowRunId,
 )
 from prefect.deployments import run_deployment
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.segment import SegmentSettings, segment_aoi
 from flows.tasks import IO_TASK_OPTIONS, KEY_FILE
@@ -50,94 +47,15 @@ from geoseg.package import load_package
 from geoseg.synthetic import write_synthetic_scene
 from geoseg.vectorize import VectorizeOptions, vectorize_file
 from tests.conftest import REPO, geoseg_cli
+from tests.prefect_server import BIN, stop_process_group, task_runs
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 SCENE_NAMES = ("a", "b", "c")
-SERVER_START_TIMEOUT_S = 180
 CPU = {"device": "cpu", "block_size": 128}  # 256 px scenes: 4 vectorize blocks each
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
-    """SIGTERM, then SIGINT, then SIGKILL to the process group (a worker may need all)."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
-        if proc.poll() is not None:
-            return
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _drain_prefect_clients() -> None:
-    """Send this process's queued logs and events while the server is still up (else they
-    are retried against a stopped server when the interpreter exits)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server on a free loopback port; PREFECT_API_URL points at it meanwhile."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    url = f"http://127.0.0.1:{_free_port()}/api"
-    port = url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
-    env_changes = {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        # subprocesses (flow runs, Dask workers) import the flows package from the repo
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    saved = {k: os.environ.get(k) for k in env_changes}
-    os.environ.update(env_changes)
-    log = (home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _healthy(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prefect server did not start:\n{(home / 'server.log').read_text()}")
-            time.sleep(0.5)
-        with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
-    finally:
-        _drain_prefect_clients()
-        _stop(server)
-        log.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -184,20 +102,6 @@ def reference_run(prefect_api: str, scenes, tmp_path_factory) -> tuple[Path, lis
 # --------------------------------------------------------------------------- helpers
 
 
-def _task_runs(flow_run_id: Any) -> list[Any]:
-    """The task runs of a flow run and of its subflow runs."""
-    with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
-            )
-        )
-        ids = [flow_run_id, *(c.id for c in children)]
-        return client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200
-        )
-
-
 def _log_messages(flow_run_id: Any, *, containing: str, timeout_s: float = 30) -> list[str]:
     """Log lines of a flow run and its subflows that contain ``containing`` (logs arrive in
     batches, so wait until there is one)."""
@@ -223,8 +127,8 @@ def _log_messages(flow_run_id: Any, *, containing: str, timeout_s: float = 30) -
 
 
 def _task_states(flow_run_id: Any) -> dict[str, str]:
-    """Task run name -> state name (Completed, Cached, Failed, ...) of `_task_runs`."""
-    return {r.name: r.state.name for r in _task_runs(flow_run_id) if r.state is not None}
+    """Task run name -> state name (Completed, Cached, Failed, ...) of `task_runs`."""
+    return {r.name: r.state.name for r in task_runs(flow_run_id) if r.state is not None}
 
 
 def _polygons(gpkg: Path) -> list[tuple[Any, ...]]:
@@ -308,7 +212,7 @@ def test_bad_input_fails_fast_with_the_geoseg_message(prefect_api, scenes, tmp_p
     assert stored is not None and stored.is_failed()
     assert "three_bands.tif" in stored.message and "band" in stored.message, stored.message
     # no retries for bad input: select-scenes ran once and the run failed within seconds
-    runs = _task_runs(state.state_details.flow_run_id)
+    runs = task_runs(state.state_details.flow_run_id)
     assert [(r.name.split("-")[0], r.state_name, r.run_count) for r in runs] == [
         ("select", "Failed", 1)
     ]
@@ -480,7 +384,7 @@ def test_deployment_runs_on_a_process_worker(prefect_api, scenes, tmp_path) -> N
                 "segment-aoi/nightly", timeout=300, poll_interval=1, as_subflow=False
             )
         finally:
-            _stop(worker)
+            stop_process_group(worker)
     assert flow_run.state is not None and flow_run.state.is_completed(), (
         f"{flow_run.state}\n{worker_log.read_text()[-4000:]}"
     )
