@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import GeosegError, SceneError
-from geoseg.grid import PixelWindow, check_tile_overlap
+from geoseg.grid import PixelWindow
 from geoseg.io.aoi import aoi_in_crs, read_aoi
 from geoseg.io.raster import open_scene
 from geoseg.package import ModelPackage, load_package
@@ -425,10 +425,9 @@ def select_scenes(
     files = expand_scenes(scenes, newest)
     run = run.model_copy(update={"aoi": aoi, "scenes": files})
     packages, planned = check_inputs(run)
+    # checks tile size against overlap, as `geoseg run` does before its output folder exists
+    # (else `predict` would find it on a Dask worker, after the cluster started)
     predict_settings = resolve_predict_settings(run, packages[0])
-    # as `geoseg run` does before its output folder exists (else `predict` would find it on
-    # a Dask worker, after the cluster started and the output folder was made)
-    check_tile_overlap(predict_settings.tile_px, predict_settings.overlap_px)
     prepare_output_dir(run.out)
     aoi_sha = file_sha256(aoi)
     jobs = []

@@ -7,9 +7,11 @@ Unset tile/overlap/batch values fall back to the model package's defaults, resol
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geoseg.grid import check_tile_overlap
 from geoseg.package import ModelPackage
 from geoseg.predict import PredictSettings
 from geoseg.stitch import BlendKind
@@ -61,13 +63,37 @@ class RunSettings(BaseModel):
     )
 
 
-def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> PredictSettings:
-    """Tile size, overlap and batch size: the run's values where given, else the package's."""
+def predict_settings_for(
+    package: ModelPackage,
+    *,
+    tile_size: int | None,
+    overlap: int | None,
+    batch_size: int | None,
+    **extra: Any,
+) -> PredictSettings:
+    """Tile size, overlap and batch size: the given values, else the package's defaults.
+
+    The tile size and overlap are checked here (`check_tile_overlap`), so every caller fails
+    on a bad pair before it writes anything. ``extra``: further `PredictSettings` fields.
+    """
     tile = package.metadata.tile
-    return PredictSettings(
-        tile_px=settings.tile_size or tile.size_px,
-        overlap_px=tile.overlap_px if settings.overlap is None else settings.overlap,
-        batch_size=settings.batch_size or tile.batch_size,
+    settings = PredictSettings(
+        tile_px=tile_size or tile.size_px,
+        overlap_px=tile.overlap_px if overlap is None else overlap,
+        batch_size=batch_size or tile.batch_size,
+        **extra,
+    )
+    check_tile_overlap(settings.tile_px, settings.overlap_px)
+    return settings
+
+
+def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> PredictSettings:
+    """The run's prediction settings: its values where given, else the package's."""
+    return predict_settings_for(
+        package,
+        tile_size=settings.tile_size,
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
         blend=settings.blend,
         reader_threads=settings.reader_threads,
     )

@@ -24,6 +24,7 @@ import rasterio
 import shapely
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
+from geoseg.config import predict_settings_for
 from geoseg.data import (
     IGNORE,
     LabelConfig,
@@ -37,7 +38,7 @@ from geoseg.grid import PixelWindow
 from geoseg.io.raster import open_scene
 from geoseg.metrics import Scores, confusion_matrix, scores
 from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package
-from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene, resolve_device
+from geoseg.predict import Predictor, SceneWindow, predict_scene, resolve_device
 
 REPORT_NAME = "report.json"
 CONFUSION_NAME = "confusion.png"
@@ -160,19 +161,14 @@ def evaluate(
     shown = preview_window(settings.preview_window, window, scene.shape)
     if settings.out is not None:
         _prepare(settings.out)
-    tile = package.metadata.tile
-    predict = PredictSettings(
-        tile_px=settings.tile_size or tile.size_px,
-        overlap_px=tile.overlap_px if settings.overlap is None else settings.overlap,
-        batch_size=settings.batch_size or tile.batch_size,
+    predict = predict_settings_for(
+        package,
+        tile_size=settings.tile_size,
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
     )
     predictor = Predictor(package, resolve_device(settings.device), tta=settings.tta)
-    transform = scene.window_transform(window)
-    x0, y0 = transform @ (0, 0)
-    x1, y1 = transform @ (window.width, window.height)
-    target = SceneWindow(
-        scene, window, shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-    )
+    target = SceneWindow(scene, window, shapely.box(*scene.window_bounds(window)))
     classes = package.metadata.class_infos()
     try:
         with tempfile.TemporaryDirectory(prefix="geoseg-evaluate-") as tmp:

@@ -28,7 +28,7 @@ import torch
 import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
-from geoseg.grid import TileGrid, check_tile_overlap
+from geoseg.grid import TileGrid
 from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
 from geoseg.io.outputs import disk_full_error, remove_stale_entries
 from geoseg.io.raster import (
@@ -185,8 +185,7 @@ def make_predictor(
 ) -> tuple[Predictor, PredictSettings]:
     """The models on their device and the resolved tile/overlap/batch settings of a run."""
     package = packages[0]
-    predict_settings = resolve_predict_settings(settings, package)
-    check_tile_overlap(predict_settings.tile_px, predict_settings.overlap_px)
+    predict_settings = resolve_predict_settings(settings, package)  # tile/overlap checked
     predictor = Predictor(
         packages,
         resolve_device(settings.device),

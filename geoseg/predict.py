@@ -303,15 +303,11 @@ class TileFilter:
         self._on_skipped = on_skipped
         self.skipped = 0
 
-    def _box(self, window: PixelWindow) -> shapely.Polygon:
-        transform = self._scene.window_transform(window)
-        x0, y0 = transform @ (0, 0)
-        x1, y1 = transform @ (window.width, window.height)
-        return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-
     def __call__(self, item: ReadTile) -> bool:
         rows, cols = item.tile.out_in_tile
-        keep = bool(item.valid[rows, cols].any()) and self._aoi.intersects(self._box(item.tile.out))
+        keep = bool(item.valid[rows, cols].any()) and self._aoi.intersects(
+            shapely.box(*self._scene.window_bounds(item.tile.out))
+        )
         if not keep:
             self.skipped += 1
             if self._on_skipped is not None:

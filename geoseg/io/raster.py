@@ -63,9 +63,14 @@ class SceneInfo:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
-        left, top = self.transform @ (0, 0)
-        right, bottom = self.transform @ (self.width, self.height)
-        return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+        return self.window_bounds(PixelWindow(0, 0, self.height, self.width))
+
+    def window_bounds(self, window: PixelWindow) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of a pixel window of this scene, in CRS units."""
+        transform = self.window_transform(window)
+        x0, y0 = transform @ (0, 0)
+        x1, y1 = transform @ (window.width, window.height)
+        return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
     @property
     def gsd_m(self) -> float:

@@ -200,9 +200,7 @@ def _executor_for(
     grid: BlockGrid, options: VectorizeOptions, client: Client | SharedClient | None
 ) -> Iterator[tuple[_Executor, int]]:
     """The executor for a raster and the number of Dask workers behind it (0 = none)."""
-    local = len(grid) == 1 or (
-        client is None and options.dask_address is None and options.workers == 0
-    )
+    local = len(grid) == 1 or (client is None and not options.uses_dask)
     if local:
         yield _LocalExecutor(), 0
         return
