@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from itertools import chain
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pyproj
-import rasterio
-import rasterio.errors
-import rasterio.features
 import shapely
 from affine import Affine
 from scipy import ndimage
@@ -18,6 +13,7 @@ from scipy import ndimage
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
 from geoseg.vectorize.options import Connectivity, PolygonTable
+from geoseg.vectorize.trace import trace_polygons
 
 
 def label_components(
@@ -49,47 +45,15 @@ def label_components(
     return labels, np.empty(0, dtype=classes.dtype)
 
 
-def _traced_polygons(
-    shapes: Iterator[tuple[dict[str, Any], float]],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Polygons and values from ``rasterio.features.shapes`` output, built in bulk.
-
-    One array of all vertices and two vectorized shapely calls instead of one shapely call per
-    polygon: several times faster for the many small polygons of a land-cover map.
-    """
-    values: list[float] = []
-    rings: list[list[tuple[float, float]]] = []
-    ring_owner: list[int] = []
-    for index, (geojson, value) in enumerate(shapes):
-        values.append(value)
-        coordinates = geojson["coordinates"]
-        rings.extend(coordinates)
-        ring_owner.extend([index] * len(coordinates))
-    if not values:
-        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
-    ring_sizes = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
-    n_vertices = int(ring_sizes.sum())
-    xy = np.fromiter(
-        chain.from_iterable(chain.from_iterable(rings)), dtype=np.float64, count=2 * n_vertices
-    ).reshape(n_vertices, 2)
-    linear_rings = shapely.linearrings(xy, indices=np.repeat(np.arange(len(rings)), ring_sizes))
-    polygons = shapely.polygons(linear_rings, indices=np.asarray(ring_owner))  # shell first
-    return np.asarray(polygons, dtype=object), np.asarray(values).astype(np.int64)
-
-
 def polygonize_labels(labels: np.ndarray, transform: Affine) -> np.ndarray:
     """Polygons of a 4-connected component-id image (0 = nothing): element ``i`` is id ``i+1``.
 
-    GDAL's polygonizer (``rasterio.features.shapes``) traces the rings; they are turned into
-    shapely polygons in bulk (`_traced_polygons`). Refuses ids that are not exactly 1..max,
-    one polygon each.
+    The rings are traced by `geoseg.vectorize.trace` (the rings of GDAL's polygonizer).
+    Refuses ids that are not exactly 1..max, one polygon each.
     """
     n = int(labels.max(initial=0))
-    polygons, ids = np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
-    if n:
-        polygons, ids = _traced_polygons(
-            rasterio.features.shapes(labels, mask=labels > 0, connectivity=4, transform=transform)
-        )
+    polygons, ids = trace_polygons(labels, 0, transform)
+    ids = np.asarray(ids).astype(np.int64)
     if not np.array_equal(np.sort(ids), np.arange(1, n + 1)):
         raise RuntimeError(
             f"polygonize: {len(ids)} polygons for {n} connected regions; the labelling and "

@@ -1,0 +1,341 @@
+"""Crack tracing: polygons of 4-connected regions of equal value, built with array operations.
+
+Each 4-connected region of equal value becomes one polygon whose rings run along the pixel
+edges ("cracks") with a vertex only where they turn: exactly the polygons of GDAL's
+polygonizer (``gdal_polygonize.py``, ``rasterio.features.shapes``), about twice as fast and
+with no Python object per feature on the way (GDAL's path builds a GeoJSON dict of tuples
+per polygon, which costs as much again as its tracing).
+
+How it works, on the lattice of pixel corners:
+
+1. A corner vertex is one where some boundary turns. The 2x2 pixels around it say, through a
+   lookup table of their equality pattern, which regions turn there and from which direction
+   to which: one *event* per turn. Boundaries are walked with their region on the right.
+2. The straight run that leaves an event along a lattice line ends at the next event on that
+   line that enters the same direction; as runs of one direction on one line never overlap,
+   the k-th start pairs with the k-th end. This links all events into cycles: the rings.
+3. Walking with the region on the right hugs it, so regions meeting only diagonally stay
+   apart (4-connectivity). A region that meets *itself* diagonally would get one ring through
+   that vertex twice; it is split there into a shell and a hole touching at the vertex, as
+   GDAL does, so every polygon is OGC-valid.
+4. Rings around their region are shells (positive area), the others holes; a hole belongs to
+   the smallest shell of the same value that holds one of the hole's own region pixels.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from affine import Affine
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components, depth_first_order
+
+# Directions of travel on the lattice (rows grow downwards) and the four pixels round a vertex.
+_E, _S, _W, _N = range(4)
+_TL, _TR, _BL, _BR = range(4)
+_NEIGHBOURS = {
+    _TL: (_TR, _BL, _BR),
+    _TR: (_TL, _BR, _BL),
+    _BL: (_BR, _TL, _TR),
+    _BR: (_BL, _TR, _TL),
+}
+# (enter, leave) of a boundary turning round the outer corner of a pixel (the pixel is the
+# region's only one of the four) and round an inner corner (the pixel's two neighbours are
+# the region's too, the diagonal one is not).
+_CONVEX = {_TL: (_S, _W), _TR: (_W, _N), _BR: (_N, _E), _BL: (_E, _S)}
+_CONCAVE = {_BR: (_E, _N), _BL: (_S, _E), _TL: (_W, _S), _TR: (_N, _W)}
+_PAIRS = ((_TL, _TR), (_TL, _BL), (_TL, _BR), (_TR, _BL), (_TR, _BR), (_BL, _BR))
+_DIAGONALS = ((_TL, _BR), (_TR, _BL))
+# Centre of each quadrant's pixel relative to the vertex.
+_QUADRANT_DX = np.array([-0.5, 0.5, -0.5, 0.5])
+_QUADRANT_DY = np.array([-0.5, -0.5, 0.5, 0.5])
+_N_CODES = 1 << (len(_PAIRS) + 4)
+
+
+@dataclass(frozen=True, eq=False)
+class _EventTable:
+    """Per 2x2 pattern code: its events (quadrant, enter, leave) and its diagonal pinches."""
+
+    count: np.ndarray  # (codes,) events at a vertex with this pattern, 0..4
+    quadrant: np.ndarray  # (codes, 4)
+    enter: np.ndarray  # (codes, 4)
+    leave: np.ndarray  # (codes, 4)
+    pinch: np.ndarray  # (codes, 2 diagonals, 2): slots of two same-value outer corners, or -1
+
+
+def _pattern_code(values: tuple[int, ...], valid: tuple[bool, ...]) -> int:
+    code = 0
+    for bit, (i, j) in enumerate(_PAIRS):
+        code |= int(values[i] == values[j]) << bit
+    for q in range(4):
+        code |= int(valid[q]) << (len(_PAIRS) + q)
+    return code
+
+
+def _build_event_table() -> _EventTable:
+    """Enumerate every equality pattern of four pixels (with nodata) once, at import."""
+    count = np.zeros(_N_CODES, np.int8)
+    quadrant, enter, leave = (np.zeros((_N_CODES, 4), np.int8) for _ in range(3))
+    pinch = np.full((_N_CODES, 2, 2), -1, np.int8)
+    for values in itertools.product(range(4), repeat=4):
+        for valid in itertools.product((False, True), repeat=4):
+            v = tuple(values[q] if valid[q] else -1 for q in range(4))
+            code = _pattern_code(v, valid)
+            events = []
+            for q in range(4):
+                if not valid[q]:
+                    continue
+                horizontal, vertical, diagonal = _NEIGHBOURS[q]
+                if v[q] != v[horizontal] and v[q] != v[vertical]:
+                    events.append((q, *_CONVEX[q]))
+                elif v[q] == v[horizontal] == v[vertical] != v[diagonal]:
+                    events.append((q, *_CONCAVE[q]))
+            count[code] = len(events)
+            for slot, (q, a, b) in enumerate(events):
+                quadrant[code, slot], enter[code, slot], leave[code, slot] = q, a, b
+            convex = [q for q, a, b in events if (a, b) == _CONVEX[q]]
+            for k, (a, b) in enumerate(_DIAGONALS):
+                if a in convex and b in convex and v[a] == v[b]:
+                    slots = [q for q, *_ in events]
+                    pinch[code, k] = (slots.index(a), slots.index(b))
+    return _EventTable(count, quadrant, enter, leave, pinch)
+
+
+_TABLE = _build_event_table()
+
+
+@dataclass(frozen=True, eq=False)
+class _Events:
+    """Every turn of every boundary: its vertex, direction in and out, and region value."""
+
+    row: np.ndarray
+    col: np.ndarray
+    quadrant: np.ndarray
+    enter: np.ndarray
+    leave: np.ndarray
+    value: np.ndarray
+    pinches: tuple[np.ndarray, np.ndarray]  # event pairs that may be one region's pinch
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+@dataclass(frozen=True, eq=False)
+class Rings:
+    """Traced rings in pixel (col, row) coordinates, vertices of ring k consecutive.
+
+    ``shell`` rings have their region inside; ``pixel_x``/``pixel_y`` is the centre of one of
+    the ring's region pixels.
+    """
+
+    xy: np.ndarray
+    ring_of_vertex: np.ndarray
+    value: np.ndarray
+    shell: np.ndarray
+    area: np.ndarray
+    pixel_x: np.ndarray
+    pixel_y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+def _padded(values: np.ndarray, nodata: int) -> np.ndarray:
+    out = np.full((values.shape[0] + 2, values.shape[1] + 2), nodata, dtype=values.dtype)
+    out[1:-1, 1:-1] = values
+    return out
+
+
+def _corner_vertices(padded: np.ndarray) -> np.ndarray:
+    """Flat indices (row-major over the (h+1) x (w+1) lattice) of vertices where rings turn.
+
+    A vertex is passed straight through when the cracks meeting there are none, or exactly
+    the two above and below it, or exactly the two left and right of it.
+    """
+    vertical = padded[:, 1:] != padded[:, :-1]
+    horizontal = padded[1:, :] != padded[:-1, :]
+    above, below = vertical[:-1, :], vertical[1:, :]
+    left, right = horizontal[:, :-1], horizontal[:, 1:]
+    return np.flatnonzero((above ^ below) | (left ^ right) | (above & left))
+
+
+def _events(padded: np.ndarray, vertices: np.ndarray, nodata: int) -> _Events:
+    """The events of the corner vertices, in vertex order (row-major), via the pattern table."""
+    width = padded.shape[1]
+    row, col = np.divmod(vertices, width - 1)
+    top_left = row * width + col
+    flat = padded.ravel()
+    quad = np.stack(
+        [flat[top_left], flat[top_left + 1], flat[top_left + width], flat[top_left + width + 1]]
+    )
+    code = np.zeros(len(vertices), np.int16)
+    for bit, (i, j) in enumerate(_PAIRS):
+        code |= (quad[i] == quad[j]).astype(np.int16) << bit
+    for q in range(4):
+        code |= (quad[q] != nodata).astype(np.int16) << (len(_PAIRS) + q)
+    count = _TABLE.count[code].astype(np.int64)
+    first = np.cumsum(count) - count
+    vertex = np.repeat(np.arange(len(vertices)), count)
+    slot = np.arange(len(vertex)) - first[vertex]
+    code_of = code[vertex]
+    quadrant = _TABLE.quadrant[code_of, slot]
+    pinch_a, pinch_b = [], []
+    for k in range(len(_DIAGONALS)):
+        at = np.flatnonzero(_TABLE.pinch[code, k, 0] >= 0)
+        pinch_a.append(first[at] + _TABLE.pinch[code[at], k, 0])
+        pinch_b.append(first[at] + _TABLE.pinch[code[at], k, 1])
+    return _Events(
+        row=row[vertex],
+        col=col[vertex],
+        quadrant=quadrant,
+        enter=_TABLE.enter[code_of, slot],
+        leave=_TABLE.leave[code_of, slot],
+        value=quad[quadrant, vertex],
+        pinches=(np.concatenate(pinch_a), np.concatenate(pinch_b)),
+    )
+
+
+def _link(events: _Events) -> np.ndarray:
+    """``next[i]``: the event where the straight run leaving event ``i`` ends.
+
+    Events come in row-major vertex order, so starts and ends of horizontal runs are already
+    sorted along their lines; vertical ones are sorted by column (stably, rows stay sorted).
+    """
+    following = np.empty(len(events), dtype=np.int64)
+    column = events.col.astype(np.uint16 if events.col.max(initial=0) < 2**16 else np.int64)
+    for direction in (_E, _W, _S, _N):
+        starts = np.flatnonzero(events.leave == direction)
+        ends = np.flatnonzero(events.enter == direction)
+        if direction in (_S, _N):
+            starts = starts[np.argsort(column[starts], kind="stable")]
+            ends = ends[np.argsort(column[ends], kind="stable")]
+        if len(starts) != len(ends):
+            raise RuntimeError("crack tracing: unbalanced runs; this is a bug in geoseg")
+        following[starts] = ends
+    return following
+
+
+def _cycles(following: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of cycles of the permutation ``following`` and each element's cycle label."""
+    n = len(following)
+    graph = csr_matrix((np.ones(n, np.int8), following, np.arange(n + 1)), shape=(n, n))
+    return connected_components(graph, directed=True, connection="weak")
+
+
+def _split_pinches(following: np.ndarray, events: _Events) -> tuple[int, np.ndarray]:
+    """Split rings that pass one vertex twice (a region meeting itself diagonally).
+
+    Swapping the successors of two events of one cycle splits it in two; two same-value
+    outer corners across a vertex are on one ring exactly when they are one region's.
+    """
+    n_rings, ring = _cycles(following)
+    a, b = events.pinches
+    same = ring[a] == ring[b]
+    if same.any():
+        a, b = a[same], b[same]
+        following[a], following[b] = following[b], following[a]
+        n_rings, ring = _cycles(following)
+    return n_rings, ring
+
+
+def _ring_order(
+    following: np.ndarray, ring: np.ndarray, n_rings: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Events in ring order, rings one after another, and whether each starts a ring.
+
+    Each cycle is cut at its first event and its last event is pointed at the next ring's
+    first, making one path through everything that a depth-first walk lists in order.
+    """
+    n = len(following)
+    head = np.empty(n_rings, np.int64)
+    head[ring[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: the smallest event
+    is_head = np.zeros(n, bool)
+    is_head[head] = True
+    path = following.copy()
+    tails = np.flatnonzero(is_head[following])
+    path[tails] = np.append(head[1:], n)[ring[tails]]
+    indptr = np.append(np.arange(n + 1), n)
+    graph = csr_matrix((np.ones(n, np.int8), path, indptr), shape=(n + 1, n + 1))
+    order = depth_first_order(graph, int(head[0]), directed=True, return_predecessors=False)
+    order = order[order < n]
+    return order, is_head[order]
+
+
+def trace_rings(values: np.ndarray, nodata: int) -> Rings:
+    """Every ring of every 4-connected region of equal value (``nodata`` pixels are none)."""
+    values = np.asarray(values)
+    padded = _padded(values, nodata)
+    events = _events(padded, _corner_vertices(padded), nodata)
+    if not len(events):
+        none = np.empty(0)
+        return Rings(
+            np.empty((0, 2)), none.astype(np.int64), events.value, none > 0, none, none, none
+        )
+    following = _link(events)
+    n_rings, ring = _split_pinches(following, events)
+    order, starts = _ring_order(following, ring, n_rings)
+    xy = np.column_stack([events.col, events.row]).astype(np.float64)
+    heads = order[starts]
+    cross = xy[:, 0] * xy[following, 1] - xy[following, 0] * xy[:, 1]
+    area = np.bincount(ring, weights=cross, minlength=n_rings)[ring[heads]] / 2
+    return Rings(
+        xy=xy[order],
+        ring_of_vertex=np.cumsum(starts) - 1,
+        value=events.value[heads],
+        shell=area > 0,
+        area=np.abs(area),
+        pixel_x=xy[heads, 0] + _QUADRANT_DX[events.quadrant[heads]],
+        pixel_y=xy[heads, 1] + _QUADRANT_DY[events.quadrant[heads]],
+    )
+
+
+def _hole_owners(rings: Rings, linear: np.ndarray, transform: Affine | None) -> np.ndarray:
+    """For every hole, the index (among shells) of the shell of its region.
+
+    The hole's region pixel lies inside its own shell and inside the shells of any region of
+    the same value that encloses that one (in one of its holes), which are all larger.
+    """
+    shells, holes = np.flatnonzero(rings.shell), np.flatnonzero(~rings.shell)
+    tree = shapely.STRtree(shapely.polygons(linear[shells]))
+    pixel = np.column_stack([rings.pixel_x[holes], rings.pixel_y[holes]])
+    points = shapely.points(pixel if transform is None else _to_map(pixel, transform))
+    hole, shell = tree.query(points, predicate="within")
+    same = rings.value[holes][hole] == rings.value[shells][shell]
+    hole, shell = hole[same], shell[same]
+    order = np.lexsort((rings.area[shells][shell], hole))
+    hole, shell = hole[order], shell[order]
+    first = np.r_[True, hole[1:] != hole[:-1]]
+    if not np.array_equal(hole[first], np.arange(len(holes))):
+        raise RuntimeError("crack tracing: a hole outside every shell; this is a bug in geoseg")
+    return shell[first]
+
+
+def _to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
+    """GDAL's formula and evaluation order (``x = c + a*col + b*row``), as `pixel_to_map`."""
+    a, b, c, d, e, f = tuple(transform)[:6]
+    col, row = xy[:, 0], xy[:, 1]
+    return np.column_stack((c + a * col + b * row, f + d * col + e * row))
+
+
+def trace_polygons(
+    values: np.ndarray, nodata: int, transform: Affine | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(polygons, value of each)``: one polygon per 4-connected region of equal value.
+
+    Coordinates are pixel (col, row) corners, mapped through ``transform`` when given.
+    """
+    rings = trace_rings(values, nodata)
+    if not len(rings):
+        return np.empty(0, dtype=object), rings.value
+    xy = rings.xy if transform is None else _to_map(rings.xy, transform)
+    linear = shapely.linearrings(xy, indices=rings.ring_of_vertex)
+    owner = np.empty(len(rings), np.int64)
+    owner[rings.shell] = np.arange(int(rings.shell.sum()))
+    if not rings.shell.all():
+        owner[~rings.shell] = _hole_owners(rings, linear, transform)
+    order = np.lexsort((~rings.shell, owner))  # each polygon's shell, then its holes
+    polygons = shapely.polygons(linear[order], indices=owner[order])
+    return np.asarray(polygons, dtype=object), rings.value[rings.shell]
