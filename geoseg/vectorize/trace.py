@@ -127,7 +127,8 @@ class _Events:
 class Rings:
     """Traced rings in pixel (col, row) coordinates, vertices of ring k consecutive.
 
-    ``shell`` rings have their region inside; ``pixel_x``/``pixel_y`` is the centre of one of
+    ``shell`` rings have their region inside; ``polygon`` numbers the regions (shells in
+    order) and gives each hole its region's; ``pixel_x``/``pixel_y`` is the centre of one of
     the ring's region pixels.
     """
 
@@ -136,6 +137,7 @@ class Rings:
     value: np.ndarray
     shell: np.ndarray
     area: np.ndarray
+    polygon: np.ndarray
     pixel_x: np.ndarray
     pixel_y: np.ndarray
 
@@ -264,6 +266,51 @@ def _ring_order(
     return order, is_head[order]
 
 
+def _hole_polygons(
+    padded: np.ndarray,
+    events: _Events,
+    ring_of_event: np.ndarray,
+    heads: np.ndarray,
+    shell: np.ndarray,
+) -> np.ndarray:
+    """Polygon number (shells in order) of every ring: holes go to their region's shell.
+
+    Above a hole's top-left pixel lies a pixel of its region; the crack where that pixel's
+    row of equal pixels begins, to its left, is on a ring of the same region whose top is
+    higher. Linking every hole so and following the links (connected components) ends at
+    the one shell of the region: no point-in-polygon tests.
+    """
+    n_rings = len(heads)
+    height, width = padded.shape[0] - 2, padded.shape[1] - 2
+    polygon = np.full(n_rings, -1, dtype=np.int64)
+    shells, holes = np.flatnonzero(shell), np.flatnonzero(~shell)
+    polygon[shells] = np.arange(len(shells))
+    if not len(holes):
+        return polygon
+    row = events.row[heads[holes]] - 1
+    col = events.col[heads[holes]]
+    cracks = np.flatnonzero(padded[:, 1:] != padded[:, :-1])  # lattice x in padded row y + 1
+    at = cracks[np.searchsorted(cracks, (row + 1) * (width + 1) + col, side="right") - 1]
+    crack_col = at % (width + 1)
+    # the northward run (its region on the east) along that crack
+    ends = np.flatnonzero(events.enter == _N)
+    key = events.col[ends] * (height + 1) + events.row[ends]
+    by_key = np.argsort(key, kind="stable")
+    run = by_key[np.searchsorted(key[by_key], crack_col * (height + 1) + row, side="right") - 1]
+    linked = ring_of_event[ends[run]]
+    graph = csr_matrix((np.ones(len(holes), np.int8), (holes, linked)), shape=(n_rings, n_rings))
+    n_regions, region = connected_components(graph, directed=True, connection="weak")
+    if np.bincount(region[shells], minlength=n_regions).max(initial=0) > 1:
+        raise RuntimeError("crack tracing: two shells in one region; this is a bug in geoseg")
+    shell_of = np.full(n_regions, -1, dtype=np.int64)
+    shell_of[region[shells]] = shells
+    owner = shell_of[region[holes]]
+    if (owner < 0).any():
+        raise RuntimeError("crack tracing: a hole outside every shell; this is a bug in geoseg")
+    polygon[holes] = polygon[owner]
+    return polygon
+
+
 def trace_rings(values: np.ndarray, nodata: int) -> Rings:
     """Every ring of every 4-connected region of equal value (``nodata`` pixels are none)."""
     values = np.asarray(values)
@@ -271,46 +318,36 @@ def trace_rings(values: np.ndarray, nodata: int) -> Rings:
     events = _events(padded, _corner_vertices(padded), nodata)
     if not len(events):
         none = np.empty(0)
-        return Rings(
-            np.empty((0, 2)), none.astype(np.int64), events.value, none > 0, none, none, none
-        )
+        index = none.astype(np.int64)
+        return Rings(np.empty((0, 2)), index, events.value, none > 0, none, index, none, none)
     following = _link(events)
-    n_rings, ring = _split_pinches(following, events)
-    order, starts = _ring_order(following, ring, n_rings)
-    xy = np.column_stack([events.col, events.row]).astype(np.float64)
+    n_rings, cycle = _split_pinches(following, events)
+    order, starts = _ring_order(following, cycle, n_rings)
     heads = order[starts]
+    ring_of_cycle = np.empty(n_rings, dtype=np.int64)
+    ring_of_cycle[cycle[heads]] = np.arange(n_rings)
+    xy = np.column_stack([events.col, events.row]).astype(np.float64)
     cross = xy[:, 0] * xy[following, 1] - xy[following, 0] * xy[:, 1]
-    area = np.bincount(ring, weights=cross, minlength=n_rings)[ring[heads]] / 2
+    area = np.bincount(cycle, weights=cross, minlength=n_rings)[cycle[heads]] / 2
+    shell = area > 0
+    # a pixel of each ring's region: at a shell's first vertex, the corner's own pixel; above
+    # a hole's first (top-left) vertex, the pixel the hole's top edge borders
+    pixel_x = np.where(
+        shell, xy[heads, 0] + _QUADRANT_DX[events.quadrant[heads]], xy[heads, 0] + 0.5
+    )
+    pixel_y = np.where(
+        shell, xy[heads, 1] + _QUADRANT_DY[events.quadrant[heads]], xy[heads, 1] - 0.5
+    )
     return Rings(
         xy=xy[order],
         ring_of_vertex=np.cumsum(starts) - 1,
         value=events.value[heads],
-        shell=area > 0,
+        shell=shell,
         area=np.abs(area),
-        pixel_x=xy[heads, 0] + _QUADRANT_DX[events.quadrant[heads]],
-        pixel_y=xy[heads, 1] + _QUADRANT_DY[events.quadrant[heads]],
+        polygon=_hole_polygons(padded, events, ring_of_cycle[cycle], heads, shell),
+        pixel_x=pixel_x,
+        pixel_y=pixel_y,
     )
-
-
-def _hole_owners(rings: Rings, linear: np.ndarray, transform: Affine | None) -> np.ndarray:
-    """For every hole, the index (among shells) of the shell of its region.
-
-    The hole's region pixel lies inside its own shell and inside the shells of any region of
-    the same value that encloses that one (in one of its holes), which are all larger.
-    """
-    shells, holes = np.flatnonzero(rings.shell), np.flatnonzero(~rings.shell)
-    tree = shapely.STRtree(shapely.polygons(linear[shells]))
-    pixel = np.column_stack([rings.pixel_x[holes], rings.pixel_y[holes]])
-    points = shapely.points(pixel if transform is None else _to_map(pixel, transform))
-    hole, shell = tree.query(points, predicate="within")
-    same = rings.value[holes][hole] == rings.value[shells][shell]
-    hole, shell = hole[same], shell[same]
-    order = np.lexsort((rings.area[shells][shell], hole))
-    hole, shell = hole[order], shell[order]
-    first = np.r_[True, hole[1:] != hole[:-1]]
-    if not np.array_equal(hole[first], np.arange(len(holes))):
-        raise RuntimeError("crack tracing: a hole outside every shell; this is a bug in geoseg")
-    return shell[first]
 
 
 def _to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
@@ -332,10 +369,6 @@ def trace_polygons(
         return np.empty(0, dtype=object), rings.value
     xy = rings.xy if transform is None else _to_map(rings.xy, transform)
     linear = shapely.linearrings(xy, indices=rings.ring_of_vertex)
-    owner = np.empty(len(rings), np.int64)
-    owner[rings.shell] = np.arange(int(rings.shell.sum()))
-    if not rings.shell.all():
-        owner[~rings.shell] = _hole_owners(rings, linear, transform)
-    order = np.lexsort((~rings.shell, owner))  # each polygon's shell, then its holes
-    polygons = shapely.polygons(linear[order], indices=owner[order])
+    order = np.lexsort((~rings.shell, rings.polygon))  # each polygon's shell, then its holes
+    polygons = shapely.polygons(linear[order], indices=rings.polygon[order])
     return np.asarray(polygons, dtype=object), rings.value[rings.shell]
