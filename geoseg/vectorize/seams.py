@@ -25,6 +25,7 @@ from geoseg.vectorize.blocks import (
     _Pieces,
 )
 from geoseg.vectorize.core import _cut_at_pixels, _group_parts
+from geoseg.vectorize.crackunion import union_crack_pieces
 from geoseg.vectorize.options import Connectivity
 
 
@@ -382,16 +383,26 @@ def _merge_pieces(
     order = np.argsort(group_of, kind="stable")
     counts = np.bincount(group_of, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    geometry = pieces.geometry[order[starts]].copy()
-    several = np.flatnonzero(counts > 1)
-    if len(several):
-        geometry[several] = _union_groups(
-            pieces.geometry, order=order, starts=starts, counts=counts, groups=several, job=job
+    if job.connectivity == Connectivity.FOUR and job.simplify_px == 0:
+        geometry = union_crack_pieces(
+            pieces.geometry,
+            group_of,
+            n_groups,
+            block_px=job.block_px,
+            width=job.width_px,
+            height=job.height_px,
         )
-    if job.simplify_px == 0:
-        geometry[several] = _drop_collinear(geometry[several])
-    elif nodes is not None:
-        geometry = _seam_vertices_at_nodes(geometry, job, nodes)
+    else:
+        geometry = pieces.geometry[order[starts]].copy()
+        several = np.flatnonzero(counts > 1)
+        if len(several):
+            geometry[several] = _union_groups(
+                pieces.geometry, order=order, starts=starts, counts=counts, groups=several, job=job
+            )
+        if job.simplify_px == 0:
+            geometry[several] = _drop_collinear(geometry[several])
+        elif nodes is not None:
+            geometry = _seam_vertices_at_nodes(geometry, job, nodes)
     if job.connectivity == Connectivity.FOUR and len(geometry):
         types = shapely.get_type_id(geometry)
         if not np.all(types == shapely.GeometryType.POLYGON):
