@@ -312,8 +312,15 @@ def _hole_polygons(
 
 
 def trace_rings(values: np.ndarray, nodata: int) -> Rings:
-    """Every ring of every 4-connected region of equal value (``nodata`` pixels are none)."""
+    """Every ring of every 4-connected region of equal value (``nodata`` pixels are none).
+
+    ``values`` must be integers: the tracer compares pixels for equality (NaN never equals).
+    """
     values = np.asarray(values)
+    if values.ndim != 2 or not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(
+            f"crack tracing needs a 2-D integer array, got {values.dtype} {values.shape}"
+        )
     padded = _padded(values, nodata)
     events = _events(padded, _corner_vertices(padded), nodata)
     if not len(events):
