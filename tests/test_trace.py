@@ -18,7 +18,14 @@ import shapely
 from affine import Affine
 from shapely.geometry import Polygon, shape
 
-from geoseg.vectorize.trace import Rings, trace_polygons, trace_rings
+from geoseg.vectorize.blocks import _label_strips
+from geoseg.vectorize.core import (
+    _region_sums,
+    _run_strips,
+    _run_sums,
+    label_components,
+)
+from geoseg.vectorize.trace import Rings, trace_polygons, trace_regions, trace_rings
 
 ND = 255
 NORTH_UP = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)
@@ -411,9 +418,13 @@ def test_rings_shell_flags_and_areas(make: Callable[[], np.ndarray]) -> None:
     assert keys(alone[rings.shell], rings.value[rings.shell]) == exteriors
     assert keys(alone[~rings.shell], rings.value[~rings.shell]) == interiors
 
-    n_shells = int(rings.shell.sum())
-    np.testing.assert_array_equal(rings.polygon[rings.shell], np.arange(n_shells))
-    shell_of = np.flatnonzero(rings.shell)[rings.polygon]
+    # shells are numbered 0..n-1 by value, then in ring (first pixel) order
+    shells = np.flatnonzero(rings.shell)
+    numbered = rings.polygon[shells]
+    np.testing.assert_array_equal(np.sort(numbered), np.arange(len(shells)))
+    by_number = shells[np.argsort(numbered)]
+    np.testing.assert_array_equal(by_number, shells[np.argsort(rings.value[shells], kind="stable")])
+    shell_of = by_number[rings.polygon]
     np.testing.assert_array_equal(rings.value, rings.value[shell_of])
     assert shapely.covers(alone[shell_of], alone).all()
 
@@ -438,3 +449,43 @@ def test_float_values_are_refused() -> None:
     """NaN never equals itself, so float rasters (NaN nodata) would trace wrong: refused."""
     with pytest.raises(TypeError, match="integer"):
         trace_polygons(np.array([[1.5, np.nan], [1.5, 2.0]], dtype=np.float32), np.nan)
+
+
+def _labels_from_runs(runs, shape: tuple[int, int]) -> np.ndarray:
+    labels = np.zeros(shape, dtype=np.int32)
+    for row, start, stop, region in zip(runs.row, runs.start, runs.stop, runs.region, strict=True):
+        labels[row, start:stop] = region + 1
+    return labels
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pixel_runs_label_every_pixel_with_its_polygon(seed: int) -> None:
+    """Runs cover each row in order; their ids are the 4-connected regions, and polygon k
+    holds the centres of the pixels with id k + 1 (so sums over runs are per-region sums)."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(x) for x in rng.integers(1, 40, 2))
+    values = rng.integers(0, int(rng.integers(1, 5)), (h, w)).astype(np.uint8)
+    values[rng.random((h, w)) < 0.15] = ND
+    polygons, value, runs = trace_regions(values, ND)
+    first = runs.row * w + runs.start
+    assert np.array_equal(first, np.sort(first)) and first[0] == 0
+    assert np.array_equal(np.append(first[1:], h * w), runs.row * w + runs.stop)
+    labels = _labels_from_runs(runs, (h, w))
+    assert np.array_equal(labels == 0, values == ND)
+    reference, _ = label_components(values, nodata=ND)
+    pairs = set(zip(labels[labels > 0].tolist(), reference[reference > 0].tolist(), strict=True))
+    assert len(pairs) == len(polygons) == int(reference.max(initial=0))  # a bijection
+    rows, cols = np.nonzero(labels)
+    k = labels[rows, cols] - 1
+    assert np.array_equal(value[k], values[rows, cols])
+    assert shapely.contains_xy(polygons[k], cols + 0.5, rows + 0.5).all()
+    confidence = rng.integers(0, 101, (h, w)).astype(np.float64)
+    confidence[rng.random((h, w)) < 0.2] = np.nan
+    for got, want in zip(
+        _run_sums(runs, len(polygons), confidence),
+        _region_sums(labels, len(polygons), confidence),
+        strict=True,
+    ):
+        assert np.array_equal(got, want)
+    for got, want in zip(_run_strips(runs, h, w), _label_strips(labels), strict=True):
+        assert np.array_equal(got, want)

@@ -13,7 +13,7 @@ from scipy import ndimage
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
 from geoseg.vectorize.options import Connectivity, PolygonTable
-from geoseg.vectorize.trace import trace_polygons
+from geoseg.vectorize.trace import PixelRuns, trace_polygons
 
 
 def label_components(
@@ -127,6 +127,42 @@ def _region_sums(
     sums = np.bincount(flat[has_value], weights=values[has_value], minlength=n + 1)[1:]
     counts = np.bincount(flat[has_value], minlength=n + 1)[1:].astype(np.int64)
     return pixel_count, sums, counts
+
+
+def _run_sums(
+    runs: PixelRuns, n: int, confidence: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_region_sums` from pixel runs instead of a label image (sums of each run's pixels)."""
+    valid = runs.region >= 0
+    region = runs.region[valid]
+    length = (runs.stop - runs.start)[valid]
+    pixel_count = np.bincount(region, weights=length, minlength=n).astype(np.int64)
+    if confidence is None:
+        return pixel_count, np.zeros(n), np.zeros(n, dtype=np.int64)
+    values = np.asarray(confidence, dtype=np.float64).ravel()
+    known = np.isfinite(values)
+    first = runs.row * confidence.shape[1] + runs.start  # runs cover every pixel, in order
+    run_sum = np.add.reduceat(np.where(known, values, 0.0), first)[valid]
+    run_count = np.add.reduceat(known.astype(np.int64), first)[valid]
+    sums = np.bincount(region, weights=run_sum, minlength=n)
+    counts = np.bincount(region, weights=run_count, minlength=n).astype(np.int64)
+    return pixel_count, sums, counts
+
+
+def _run_strips(
+    runs: PixelRuns, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Region ids (polygon + 1, 0 = nodata) along the top, bottom, left and right edges."""
+    ids = (runs.region + 1).astype(np.int32)
+    length = runs.stop - runs.start
+
+    def row_of(r: int) -> np.ndarray:
+        on = runs.row == r
+        return np.repeat(ids[on], length[on])
+
+    first_in_row = runs.start == 0
+    last_in_row = runs.stop == width
+    return row_of(0), row_of(height - 1), ids[first_in_row], ids[last_in_row]
 
 
 def _mean(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:

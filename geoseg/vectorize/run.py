@@ -29,6 +29,8 @@ from geoseg.vectorize.blocks import (
 from geoseg.vectorize.core import (
     _polygonize_regions,
     _region_sums,
+    _run_strips,
+    _run_sums,
 )
 from geoseg.vectorize.executors import _Executor
 from geoseg.vectorize.options import MERGE_BATCH_PIECES, Connectivity
@@ -41,16 +43,17 @@ from geoseg.vectorize.seams import (
     _SeamIndex,
 )
 from geoseg.vectorize.sieve import _plan_sieve, _sieve_block, _SievePlan
-from geoseg.vectorize.trace import trace_polygons
+from geoseg.vectorize.trace import trace_polygons, trace_regions
 
 
 def _polygonize_block(job: _Job, block: Block, sieve: _SievePlan | None) -> _BlockOutput:
     """Worker task: read, (sieve,) polygonize one block; finish the regions inside it.
 
-    4-connected regions without confidence are traced straight from the class values (what
-    gdal_polygonize does; pixel counts are the areas in pixel units, seam ids come from the
-    rings). With confidence or 8-connectivity the regions are labelled first, for the
-    per-region sums and the corner-joined parts.
+    4-connected regions are traced straight from the class values (`trace_polygons`: the
+    rings of gdal_polygonize). Without confidence, pixel counts are the areas in pixel
+    units and the seam ids come from the rings; with it, the rows' runs of equal pixels give
+    the per-region sums and edge ids. 8-connected regions are labelled first (scipy), for the
+    corner-joined parts.
     """
     classes = _read_block(job, block)
     if sieve is not None:
@@ -65,6 +68,11 @@ def _polygonize_block(job: _Job, block: Block, sieve: _SievePlan | None) -> _Blo
         pixel_count = np.rint(shapely.area(geometry)).astype(np.int64)
         sums, counts = np.zeros(n), np.zeros(n, dtype=np.int64)
         strips = _traced_strips(geometry, block)
+    elif job.connectivity == Connectivity.FOUR:
+        # with confidence: per-region sums over the rows' runs of equal pixels (no labels)
+        geometry, component_class, runs = trace_regions(classes, CLASS_NODATA, origin)
+        pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
+        strips = _run_strips(runs, block.height, block.width)
     else:
         geometry, component_class, labels = _polygonize_regions(
             classes, origin, nodata=CLASS_NODATA, connectivity=job.connectivity

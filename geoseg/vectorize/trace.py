@@ -266,6 +266,26 @@ def _ring_order(
     return order, is_head[order]
 
 
+def _run_east_of(events: _Events, col: np.ndarray, row: np.ndarray, height: int) -> np.ndarray:
+    """For cracks (lattice column, pixel row) with a region on their east: an event of the
+    northward run along each, i.e. of the ring that bounds that region there."""
+    ends = np.flatnonzero(events.enter == _N)
+    key = events.col[ends] * (height + 1) + events.row[ends]
+    by_key = np.argsort(key, kind="stable")
+    return ends[by_key[np.searchsorted(key[by_key], col * (height + 1) + row, side="right") - 1]]
+
+
+def _by_value(polygon: np.ndarray, shell: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Renumber polygons by value, then by first pixel (row-major), as `label_components`.
+
+    Shells come in the order of their first vertex, the top-left corner of their region's
+    first pixel; a stable sort by value keeps that order within a value.
+    """
+    rank = np.empty(int(shell.sum()), dtype=np.int64)
+    rank[np.argsort(value[shell], kind="stable")] = np.arange(len(rank))
+    return rank[polygon]
+
+
 def _hole_polygons(
     padded: np.ndarray,
     events: _Events,
@@ -291,13 +311,7 @@ def _hole_polygons(
     col = events.col[heads[holes]]
     cracks = np.flatnonzero(padded[:, 1:] != padded[:, :-1])  # lattice x in padded row y + 1
     at = cracks[np.searchsorted(cracks, (row + 1) * (width + 1) + col, side="right") - 1]
-    crack_col = at % (width + 1)
-    # the northward run (its region on the east) along that crack
-    ends = np.flatnonzero(events.enter == _N)
-    key = events.col[ends] * (height + 1) + events.row[ends]
-    by_key = np.argsort(key, kind="stable")
-    run = by_key[np.searchsorted(key[by_key], crack_col * (height + 1) + row, side="right") - 1]
-    linked = ring_of_event[ends[run]]
+    linked = ring_of_event[_run_east_of(events, at % (width + 1), row, height)]
     graph = csr_matrix((np.ones(len(holes), np.int8), (holes, linked)), shape=(n_rings, n_rings))
     n_regions, region = connected_components(graph, directed=True, connection="weak")
     if np.bincount(region[shells], minlength=n_regions).max(initial=0) > 1:
@@ -311,11 +325,53 @@ def _hole_polygons(
     return polygon
 
 
+@dataclass(frozen=True, eq=False)
+class PixelRuns:
+    """Every row cut into runs of equal pixels, in row-major order: ``[start, stop)`` of
+    ``row``, and the polygon number of the run's region (-1 for nodata)."""
+
+    row: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    region: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class _Traced:
+    rings: Rings
+    padded: np.ndarray
+    events: _Events
+    ring_of_event: np.ndarray
+
+
+def _pixel_runs(traced: _Traced, nodata: int) -> PixelRuns:
+    """Runs start at column 0 and at every crack inside a row; a run's region is that of the
+    ring along its starting crack (none for nodata runs)."""
+    padded = traced.padded
+    height, width = padded.shape[0] - 2, padded.shape[1] - 2
+    inner = np.flatnonzero(padded[1:-1, 2:-1] != padded[1:-1, 1:-2])  # (h, w - 1) cracks
+    inner = inner + inner // max(width - 1, 1) + 1  # flat (h, w) index of the crack's pixel
+    starts = np.sort(np.concatenate([np.arange(height) * width, inner]))
+    row, start = np.divmod(starts, width)
+    stop = np.append(start[1:], width)
+    stop[np.append(row[1:] != row[:-1], True)] = width
+    valid = padded[row + 1, start + 1] != nodata
+    region = np.full(len(starts), -1, dtype=np.int64)
+    if len(traced.rings):
+        ring = traced.ring_of_event[_run_east_of(traced.events, start[valid], row[valid], height)]
+        region[valid] = traced.rings.polygon[ring]
+    return PixelRuns(row, start, stop, region)
+
+
 def trace_rings(values: np.ndarray, nodata: int) -> Rings:
     """Every ring of every 4-connected region of equal value (``nodata`` pixels are none).
 
     ``values`` must be integers: the tracer compares pixels for equality (NaN never equals).
     """
+    return _trace(values, nodata).rings
+
+
+def _trace(values: np.ndarray, nodata: int) -> _Traced:
     values = np.asarray(values)
     if values.ndim != 2 or not np.issubdtype(values.dtype, np.integer):
         raise TypeError(
@@ -326,7 +382,8 @@ def trace_rings(values: np.ndarray, nodata: int) -> Rings:
     if not len(events):
         none = np.empty(0)
         index = none.astype(np.int64)
-        return Rings(np.empty((0, 2)), index, events.value, none > 0, none, index, none, none)
+        rings = Rings(np.empty((0, 2)), index, events.value, none > 0, none, index, none, none)
+        return _Traced(rings, padded, events, index)
     following = _link(events)
     n_rings, cycle = _split_pinches(following, events)
     order, starts = _ring_order(following, cycle, n_rings)
@@ -345,16 +402,21 @@ def trace_rings(values: np.ndarray, nodata: int) -> Rings:
     pixel_y = np.where(
         shell, xy[heads, 1] + _QUADRANT_DY[events.quadrant[heads]], xy[heads, 1] - 0.5
     )
-    return Rings(
+    ring_of_event = ring_of_cycle[cycle]
+    value = events.value[heads]
+    rings = Rings(
         xy=xy[order],
         ring_of_vertex=np.cumsum(starts) - 1,
-        value=events.value[heads],
+        value=value,
         shell=shell,
         area=np.abs(area),
-        polygon=_hole_polygons(padded, events, ring_of_cycle[cycle], heads, shell),
+        polygon=_by_value(
+            _hole_polygons(padded, events, ring_of_event, heads, shell), shell, value
+        ),
         pixel_x=pixel_x,
         pixel_y=pixel_y,
     )
+    return _Traced(rings, padded, events, ring_of_event)
 
 
 def _to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
@@ -364,6 +426,18 @@ def _to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
     return np.column_stack((c + a * col + b * row, f + d * col + e * row))
 
 
+def _polygons(rings: Rings, transform: Affine | None) -> tuple[np.ndarray, np.ndarray]:
+    if not len(rings):
+        return np.empty(0, dtype=object), rings.value
+    xy = rings.xy if transform is None else _to_map(rings.xy, transform)
+    linear = shapely.linearrings(xy, indices=rings.ring_of_vertex)
+    order = np.lexsort((~rings.shell, rings.polygon))  # each polygon's shell, then its holes
+    polygons = shapely.polygons(linear[order], indices=rings.polygon[order])
+    value = np.empty(int(rings.shell.sum()), dtype=rings.value.dtype)
+    value[rings.polygon[rings.shell]] = rings.value[rings.shell]
+    return np.asarray(polygons, dtype=object), value
+
+
 def trace_polygons(
     values: np.ndarray, nodata: int, transform: Affine | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -371,11 +445,16 @@ def trace_polygons(
 
     Coordinates are pixel (col, row) corners, mapped through ``transform`` when given.
     """
-    rings = trace_rings(values, nodata)
-    if not len(rings):
-        return np.empty(0, dtype=object), rings.value
-    xy = rings.xy if transform is None else _to_map(rings.xy, transform)
-    linear = shapely.linearrings(xy, indices=rings.ring_of_vertex)
-    order = np.lexsort((~rings.shell, rings.polygon))  # each polygon's shell, then its holes
-    polygons = shapely.polygons(linear[order], indices=rings.polygon[order])
-    return np.asarray(polygons, dtype=object), rings.value[rings.shell]
+    return _polygons(trace_rings(values, nodata), transform)
+
+
+def trace_regions(
+    values: np.ndarray, nodata: int, transform: Affine | None = None
+) -> tuple[np.ndarray, np.ndarray, PixelRuns]:
+    """`trace_polygons` plus which polygon every pixel belongs to, as runs along the rows.
+
+    Per-region sums (pixel counts, confidence) then need no label image.
+    """
+    traced = _trace(values, nodata)
+    polygons, value = _polygons(traced.rings, transform)
+    return polygons, value, _pixel_runs(traced, nodata)
