@@ -13,7 +13,7 @@ from scipy import ndimage
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
 from geoseg.vectorize.options import Connectivity, PolygonTable
-from geoseg.vectorize.trace import PixelRuns, trace_polygons
+from geoseg.vectorize.trace import PixelRuns, trace_polygons, trace_regions
 
 
 def label_components(
@@ -141,7 +141,7 @@ def _run_sums(
         return pixel_count, np.zeros(n), np.zeros(n, dtype=np.int64)
     values = np.asarray(confidence, dtype=np.float64).ravel()
     known = np.isfinite(values)
-    first = runs.row * confidence.shape[1] + runs.start  # runs cover every pixel, in order
+    first = runs.row * np.shape(confidence)[1] + runs.start  # runs cover every pixel, in order
     run_sum = np.add.reduceat(np.where(known, values, 0.0), first)[valid]
     run_count = np.add.reduceat(known.astype(np.int64), first)[valid]
     sums = np.bincount(region, weights=run_sum, minlength=n)
@@ -203,10 +203,14 @@ def polygonize_array(
             f"polygonize: confidence shape {np.shape(confidence)} differs from the class "
             f"array's {classes.shape}; pass the confidence raster of the same scene"
         )
-    geometry, component_class, labels = _polygonize_regions(
-        classes, transform, nodata=nodata, connectivity=connectivity
-    )
-    pixel_count, sums, counts = _region_sums(labels, len(component_class), confidence)
+    if connectivity == Connectivity.FOUR:
+        geometry, component_class, runs = trace_regions(classes, nodata, transform)
+        pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
+    else:
+        geometry, component_class, labels = _polygonize_regions(
+            classes, transform, nodata=nodata, connectivity=connectivity
+        )
+        pixel_count, sums, counts = _region_sums(labels, len(component_class), confidence)
     return PolygonTable(
         geometry=geometry,
         class_id=component_class.astype(np.int32),
