@@ -503,7 +503,7 @@ def predict_scene(
                     cls_t, conf_t = classes_and_confidence_torch(
                         done.probs, done.valid, device_class_ids
                     )
-                    cls, conf = cls_t.cpu().numpy(), conf_t.cpu().numpy()
+                    cls, conf = torch.stack([cls_t, conf_t]).cpu().numpy()  # one copy back
                     outside = ~aoi_inside(done.row_off, cls.shape[0])
                     cls[outside] = CLASS_NODATA
                     conf[outside] = 0
