@@ -258,7 +258,7 @@ class Predictor:
         np.copyto(pinned.numpy(), array)
         out = pinned.to(self.device, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(self.device))
         self._staging[key] = (pinned, done)
         return out
 
@@ -558,9 +558,9 @@ def predict_scene(
                 if gpu_timed:
                     # the model runs asynchronously: time it on the GPU, read out when blending
                     start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-                    start.record()
+                    start.record(torch.cuda.current_stream(predictor.device))
                     probs_t, valid_t = predictor.probabilities(raw, valid)
-                    end.record()
+                    end.record(torch.cuda.current_stream(predictor.device))
                     blender.submit((batch, probs_t, valid_t, (start, end)))
                 elif on_device:
                     probs_t, valid_t = predictor.probabilities(raw, valid)
