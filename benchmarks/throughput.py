@@ -87,7 +87,7 @@ def main() -> None:
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=2048, help="synthetic scene side in px")
-    p.add_argument("--readers", type=int, default=2)
+    p.add_argument("--readers", type=int, default=None, help="default: one per core, 2 to 8")
     p.add_argument("--seconds", type=float, default=10.0, help="bare forward timing length")
     p.add_argument("--tta", action="store_true")
     args = p.parse_args()

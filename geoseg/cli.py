@@ -142,8 +142,12 @@ def run(
     ] = 4,
     tta: TtaOption = False,
     reader_threads: Annotated[
-        int, typer.Option(min=1, help="Threads reading tiles (one GDAL handle each).")
-    ] = 2,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads reading tiles (one GDAL handle each); default one per CPU core, 2 to 8.",
+        ),
+    ] = None,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (slow start, faster run).")
     ] = False,

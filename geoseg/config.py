@@ -39,7 +39,12 @@ class RunSettings(BaseModel):
     )
     blend: BlendKind = BlendKind.HANN
     tta: bool = Field(False, description="average the 8 flips/rotations of every tile")
-    reader_threads: int = Field(2, ge=1, description="threads reading tiles, one GDAL handle each")
+    reader_threads: int | None = Field(
+        None,
+        ge=1,
+        description="threads reading tiles, one GDAL handle each (default: one per CPU core, "
+        "2 to 8)",
+    )
     compile: bool = Field(False, description="torch.compile the model(s)")
     connectivity: int = Field(4, description="polygon connectivity: 4 or 8")
     vectorize: bool = Field(True, description="write polygons.gpkg")
@@ -95,7 +100,7 @@ def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> Pr
         overlap=settings.overlap,
         batch_size=settings.batch_size,
         blend=settings.blend,
-        reader_threads=settings.reader_threads,
+        **({} if settings.reader_threads is None else {"reader_threads": settings.reader_threads}),
     )
 
 

@@ -8,6 +8,7 @@ disk. Nothing is scene-sized.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -41,8 +42,18 @@ from geoseg.stitch import (
     blend_weights,
     classes_and_confidence,
 )
+from geoseg.stitch_torch import TorchRowBandAccumulator, classes_and_confidence_torch
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+def default_reader_threads() -> int:
+    """Tile reader threads when none are asked for: one per CPU core, at least 2, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(2, min(8, cores))
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,20 @@ class PredictSettings:
     overlap_px: int
     batch_size: int
     blend: BlendKind = BlendKind.HANN
-    reader_threads: int = 2
+    reader_threads: int = field(default_factory=default_reader_threads)
+    """Threads reading tiles, one GDAL handle each; default `default_reader_threads`."""
     prefetch_tiles: int | None = None
     """Tiles read ahead of the model; default two batches (memory: tiles x bands x t^2 x 4 B)."""
     skip_empty_tiles: bool = True
     """Do not run the model on tiles without valid input inside the AOI (same outputs)."""
+    blend_on_device: bool | None = None
+    """Blend and compute class/confidence with torch on the predictor's device, so only uint8
+    rows come back to the host; None: on CUDA only (the numpy path is faster on a CPU)."""
+
+    def blends_on_device(self, device: torch.device) -> bool:
+        if self.blend_on_device is None:
+            return device.type == "cuda"
+        return self.blend_on_device
 
 
 @dataclass
@@ -153,6 +173,9 @@ class Predictor:
             std = torch.tensor(norm.std, dtype=torch.float32, device=device)
             self._stats.append((mean[:, None, None], std[:, None, None]))
         self.multiple = max(required_multiple(m) for m in self.models)
+        # CUDA: one pinned host buffer per (shape, dtype) of batch, reused across batches,
+        # with the event of its last host-to-device copy (wait for it before refilling)
+        self._staging: dict[tuple[tuple[int, ...], str], tuple[torch.Tensor, Any]] = {}
 
     @property
     def package(self) -> ModelPackage:
@@ -196,8 +219,16 @@ class Predictor:
 
     def __call__(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """(B, bands, t, t) raw values + (B, t, t) valid mask -> (B, classes, t, t) float32."""
-        x = self._to_device(torch.from_numpy(raw))
-        v = self._to_device(torch.from_numpy(valid))
+        return self.probabilities(raw, valid)[0].cpu().numpy()
+
+    def probabilities(
+        self, raw: np.ndarray, valid: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `__call__`, but the probabilities stay on the device, returned with the valid
+        mask (B, t, t) bool as transferred there. On CUDA the work may still be queued: use
+        the tensors on the current stream (or synchronize) before reading them."""
+        x = self._to_device(raw)
+        v = self._to_device(valid)
         total: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast():
             for model, (mean, std) in zip(self.models, self._stats, strict=True):
@@ -205,13 +236,31 @@ class Predictor:
                 for t in self.transforms:
                     probs = t.inverse(torch.softmax(model(t.forward(xn)).float(), dim=1))
                     total = probs if total is None else total + probs
-        n = len(self.models) * len(self.transforms)
-        return (total / n).cpu().numpy() if n > 1 else total.cpu().numpy()  # type: ignore[union-attr]
+            n = len(self.models) * len(self.transforms)
+            assert total is not None
+            return (total / n if n > 1 else total), v
 
-    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """The array as a tensor on the device; on CUDA through a reused pinned buffer."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(array)
+        key = (array.shape, array.dtype.str)
+        entry = self._staging.get(key)
+        if entry is None:
+            if len(self._staging) >= 4:  # other tile or batch sizes: drop the old buffers
+                for _, done in self._staging.values():
+                    done.synchronize()
+                self._staging.clear()
+            pinned = torch.from_numpy(np.empty_like(array)).pin_memory()
+        else:
+            pinned, done = entry
+            done.synchronize()  # the previous copy out of this buffer has finished
+        np.copyto(pinned.numpy(), array)
+        out = pinned.to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(self.device))
+        self._staging[key] = (pinned, done)
+        return out
 
     def _autocast(self) -> torch.autocast:
         if self.device.type == "cuda":
@@ -395,9 +444,11 @@ def predict_scene(
 ) -> PredictStats:
     """Predict ``target`` and write the class and confidence rasters (tiled GeoTIFFs).
 
-    Three stages overlap: reader threads fill a bounded look-ahead of tiles, the calling
-    thread runs the model, blends and turns finished rows into uint8 class/confidence rows,
-    and a writer thread compresses and writes them.
+    Four stages overlap: reader threads fill a bounded look-ahead of tiles, the calling
+    thread runs the model, a blending thread adds tile probabilities into the row band and
+    turns finished rows into uint8 class/confidence rows, and a writer thread compresses and
+    writes them. With ``settings.blend_on_device`` (default: on CUDA) the band and the
+    class/confidence step live on the model's device and only uint8 rows come back.
     """
     t0 = time.perf_counter()
     predictor.check_tile_size(settings.tile_px)
@@ -408,7 +459,16 @@ def predict_scene(
     classes = package.metadata.class_infos()
     class_ids = package.class_ids
     weights = blend_weights(settings.tile_px, settings.blend)
-    acc = RowBandAccumulator(target.window, len(class_ids), settings.tile_px, weights)
+    on_device = settings.blends_on_device(predictor.device)
+    gpu_timed = on_device and predictor.device.type == "cuda"
+    acc: RowBandAccumulator | TorchRowBandAccumulator
+    if on_device:
+        acc = TorchRowBandAccumulator(
+            target.window, len(class_ids), settings.tile_px, weights, predictor.device
+        )
+        device_class_ids = torch.as_tensor(class_ids.astype(np.uint8), device=predictor.device)
+    else:
+        acc = RowBandAccumulator(target.window, len(class_ids), settings.tile_px, weights)
     stats = PredictStats(tiles=len(grid), window_px=target.window.size_px)
     histogram = np.zeros(256, dtype=np.int64)
     out_grid = target.output_grid
@@ -427,31 +487,55 @@ def predict_scene(
             cw.write_rows(row_in_out, cls)
             fw.write_rows(row_in_out, conf)
 
+        def aoi_inside(row_off: int, n_rows: int) -> np.ndarray:
+            rows = PixelWindow(row_off, target.window.col_off, n_rows, target.window.width)
+            return aoi_mask(target.aoi, target.scene.window_transform(rows), rows.shape)
+
+        def emit(row_off: int, cls: np.ndarray, conf: np.ndarray) -> None:
+            histogram[:] += np.bincount(cls.ravel(), minlength=256)
+            writer.submit((row_off - target.window.row_off, cls, conf))
+
         def finish(until_row: int) -> None:
             """Classes and confidence of the finished rows, masked by the AOI, to the writer."""
+            if isinstance(acc, TorchRowBandAccumulator):
+                # larger chunks on the device: fewer small kernels and host round trips
+                for done in acc.release(until_row, chunk_rows=256):
+                    cls_t, conf_t = classes_and_confidence_torch(
+                        done.probs, done.valid, device_class_ids
+                    )
+                    cls, conf = torch.stack([cls_t, conf_t]).cpu().numpy()  # one copy back
+                    outside = ~aoi_inside(done.row_off, cls.shape[0])
+                    cls[outside] = CLASS_NODATA
+                    conf[outside] = 0
+                    emit(done.row_off, cls, conf)
+                return
             for finished in acc.release(until_row):
-                n_rows = finished.probs.shape[1]
-                rows = PixelWindow(
-                    finished.row_off, target.window.col_off, n_rows, target.window.width
-                )
-                inside = aoi_mask(target.aoi, target.scene.window_transform(rows), rows.shape)
+                inside = aoi_inside(finished.row_off, finished.probs.shape[1])
                 cls, conf = classes_and_confidence(
                     finished.probs, finished.valid & inside, class_ids
                 )
-                histogram[:] += np.bincount(cls.ravel(), minlength=256)
-                writer.submit((finished.row_off - target.window.row_off, cls, conf))
+                emit(finished.row_off, cls, conf)
 
         current_row = 0
 
-        def blend(item: tuple[list[ReadTile], np.ndarray]) -> None:
-            """Add a batch's probabilities to the band, releasing rows that became final."""
+        def blend(item: tuple[list[ReadTile], Any, Any, Any]) -> None:
+            """Add a batch's probabilities to the band, releasing rows that became final.
+
+            ``probs`` and ``valid``: numpy arrays, or tensors on the device when blending there
+            (queued on the same CUDA stream as the model, so no synchronization is needed);
+            ``timing``: CUDA events around the model's work, or None.
+            """
             nonlocal current_row
-            batch, probs = item
-            for read, tile_probs in zip(batch, probs, strict=True):
-                if read.tile.row != current_row:
-                    finish(grid.rows_final_before(read.tile.row))
-                    current_row = read.tile.row
-                acc.add(read.tile, tile_probs, read.valid)
+            batch, probs, valid, timing = item
+            with torch.inference_mode():
+                for read, tile_probs, tile_valid in zip(batch, probs, valid, strict=True):
+                    if read.tile.row != current_row:
+                        finish(grid.rows_final_before(read.tile.row))
+                        current_row = read.tile.row
+                    acc.add(read.tile, tile_probs, tile_valid)
+            if timing is not None:
+                timing[1].synchronize()
+                stats.model_seconds += timing[0].elapsed_time(timing[1]) / 1000.0
 
         # blending and class/confidence rows run in their own thread, overlapping the model
         writer = BackgroundWorker(write, depth=4)
@@ -470,14 +554,28 @@ def predict_scene(
             for batch in batched(tiles, settings.batch_size):
                 tm = time.perf_counter()
                 raw = np.stack([b.data for b in batch])
-                probs = predictor(raw, np.stack([b.valid for b in batch]))
-                stats.model_seconds += time.perf_counter() - tm
-                blender.submit((batch, probs))
+                valid = np.stack([b.valid for b in batch])
+                if gpu_timed:
+                    # the model runs asynchronously: time it on the GPU, read out when blending
+                    start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+                    start.record(torch.cuda.current_stream(predictor.device))
+                    probs_t, valid_t = predictor.probabilities(raw, valid)
+                    end.record(torch.cuda.current_stream(predictor.device))
+                    blender.submit((batch, probs_t, valid_t, (start, end)))
+                elif on_device:
+                    probs_t, valid_t = predictor.probabilities(raw, valid)
+                    stats.model_seconds += time.perf_counter() - tm
+                    blender.submit((batch, probs_t, valid_t, None))
+                else:
+                    probs = predictor(raw, valid)
+                    stats.model_seconds += time.perf_counter() - tm
+                    blender.submit((batch, probs, [b.valid for b in batch], None))
                 if on_tiles is not None:
                     on_tiles(len(batch))
             stats.skipped_tiles = needed.skipped
             blender.close()
-            finish(target.window.row_end)
+            with torch.inference_mode():
+                finish(target.window.row_end)
         finally:
             try:
                 blender.close()

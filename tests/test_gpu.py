@@ -1,4 +1,5 @@
-"""GPU path (bf16 autocast, channels_last, pinned copies): run where CUDA exists, skipped here."""
+"""GPU path (bf16 autocast, channels_last, pinned copies, blending on the device): run where CUDA
+exists, skipped here."""
 
 from __future__ import annotations
 
@@ -38,3 +39,50 @@ def test_batch_size_fills_the_device(demo_model: Path) -> None:
         Predictor(load_package(demo_model), torch.device("cpu")).fill_device_batch_size(512, 4)
         is None
     )
+
+
+def test_predict_scene_blending_on_cuda_agrees_with_the_cpu_numpy_path(
+    scene_512, demo_model: Path, tmp_path: Path
+) -> None:
+    """predict_scene on CUDA with the band and class/confidence on the device (the default
+    there) against the CPU float32 numpy path, and against the numpy path on CUDA."""
+    import rasterio
+
+    from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
+    from geoseg.io.raster import open_scene
+    from geoseg.predict import PredictSettings, SceneWindow, predict_scene
+
+    scene = open_scene(scene_512.image_path)
+    geom = aoi_in_crs(read_aoi(scene_512.aoi_path), scene.crs)
+    target = SceneWindow(scene, aoi_window(geom, scene), geom)
+    package = load_package(demo_model)
+
+    def predict(device: str, name: str, **extra) -> tuple[np.ndarray, np.ndarray]:
+        settings = PredictSettings(tile_px=128, overlap_px=32, batch_size=8, **extra)
+        predict_scene(
+            target,
+            Predictor(package, torch.device(device)),
+            settings,
+            classes_path=tmp_path / f"{name}_c.tif",
+            confidence_path=tmp_path / f"{name}_p.tif",
+        )
+        with (
+            rasterio.open(tmp_path / f"{name}_c.tif") as c,
+            rasterio.open(tmp_path / f"{name}_p.tif") as p,
+        ):
+            return c.read(1), p.read(1).astype(int)
+
+    cpu_cls, cpu_conf = predict("cpu", "cpu")
+    gpu_cls, gpu_conf = predict("cuda", "gpu")  # blend_on_device None: on the device
+    host_cls, host_conf = predict("cuda", "host", blend_on_device=False)
+    inside = cpu_cls != 255
+    assert inside.mean() > 0.3
+    # where a pixel is nodata depends only on the input mask and the AOI, not on the model
+    np.testing.assert_array_equal(gpu_cls == 255, ~inside)
+    assert (gpu_cls[inside] == cpu_cls[inside]).mean() > 0.99
+    assert np.abs(gpu_conf - cpu_conf).max() <= 10  # bf16: probabilities within 0.1
+    assert (gpu_conf[~inside] == 0).all()
+    # same model outputs on the GPU: device blending and host blending nearly agree (cuDNN may
+    # pick other algorithms per run, so not bit for bit)
+    assert (gpu_cls[inside] == host_cls[inside]).mean() > 0.999
+    assert np.percentile(np.abs(gpu_conf - host_conf), 99.9) <= 1

@@ -205,3 +205,61 @@ def test_skipping_tiles_without_valid_aoi_pixels_changes_nothing(
         ):
             np.testing.assert_array_equal(a.read(1), b.read(1))
     assert stats_skip.valid_px == stats_all.valid_px > 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"tile_px": 128, "overlap_px": 16, "batch_size": 3},
+        {"tile_px": 64, "overlap_px": 24, "batch_size": 4, "prefetch_tiles": 2},
+    ],
+    ids=["128-16", "64-24"],
+)
+def test_blending_on_the_device_path_equals_the_numpy_path(
+    scene_512, demo_model: Path, tmp_path: Path, settings: dict
+) -> None:
+    """The torch band + class/confidence (as on CUDA), forced on the CPU, writes the numpy
+    path's rasters. Same model outputs and the same float32 operations in the same order
+    (multiply then add, one tile at a time, division by the same weight sums, round half to
+    even), so on the CPU both rasters are identical, confidence included. (On CUDA the
+    kernels may round differently; tests/test_gpu.py allows for that.)"""
+    import shapely
+
+    scene = open_scene(scene_512.image_path)
+    left, bottom, right, top = scene.bounds
+    # a triangle AOI: skipped tiles, AOI masking on the host and the nodata margin
+    tri = shapely.Polygon([(left, top), (right, top), (left, bottom)])
+    target = SceneWindow(scene, aoi_window(tri, scene), tri)
+    predictor = Predictor(load_package(demo_model), torch.device("cpu"))
+    numpy_path = predict(target, predictor, tmp_path / "n", **settings, blend_on_device=False)
+    torch_path = predict(target, predictor, tmp_path / "t", **settings, blend_on_device=True)
+    assert (numpy_path[0] != 255).sum() > 0.2 * numpy_path[0].size
+    assert (numpy_path[0] == 255).sum() > 0.2 * numpy_path[0].size
+    np.testing.assert_array_equal(torch_path[0], numpy_path[0])
+    np.testing.assert_array_equal(torch_path[1], numpy_path[1])
+    assert (torch_path[1][numpy_path[0] == 255] == 0).all()
+
+
+def test_blend_on_device_defaults_to_cuda_only() -> None:
+    settings = PredictSettings(tile_px=64, overlap_px=0, batch_size=1)
+    assert settings.blends_on_device(torch.device("cuda")) is True
+    assert settings.blends_on_device(torch.device("cpu")) is False
+    forced = PredictSettings(tile_px=64, overlap_px=0, batch_size=1, blend_on_device=True)
+    assert forced.blends_on_device(torch.device("cpu")) is True
+
+
+def test_reader_threads_default_follows_the_cpu_count(monkeypatch) -> None:
+    import os
+
+    from geoseg import predict as predict_module
+
+    for cores, expected in [(1, 2), (2, 2), (6, 6), (64, 8)]:
+        monkeypatch.setattr(
+            os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False
+        )
+        assert predict_module.default_reader_threads() == expected
+        assert PredictSettings(tile_px=64, overlap_px=0, batch_size=1).reader_threads == expected
+    assert (
+        PredictSettings(tile_px=64, overlap_px=0, batch_size=1, reader_threads=3).reader_threads
+        == 3
+    )
