@@ -9,6 +9,8 @@
 # .whl/extra/typing_extensions is installed into GPU_CHECK_SITE only if the machine's is older
 # than pydantic's minimum (so a newer one there is never shadowed).
 # Local dry run on CPU: GPU_CHECK_DEVICE=cpu GPU_CHECK_SIZE=1024 bash benchmarks/gpu_check.sh
+# GPU_CHECK_STEPS="02_pytest_gpu 03_throughput_smp_unet" runs only the steps named (default:
+# all but 06_vectorize, the 10k x 10k vectorize benchmark on 8 Dask workers).
 set -u
 
 OUT=${OUT:-$PWD/gpu_check_out}
@@ -24,10 +26,13 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 START=$(date +%s)
 declare -a SUMMARY=()
 
+STEPS=${GPU_CHECK_STEPS:-01_env 02_pytest_gpu 03_throughput_smp_unet 04_throughput_demo 05_demo_run}
+
 # step NAME LIMIT_S CMD...: run CMD under `timeout`, tee its output into $OUT/NAME.log
 step() {
     local name=$1 limit=$2
     shift 2
+    [[ " $STEPS " == *" $name "* ]] || return 0
     local t0=$SECONDS rc left=$((BUDGET - $(date +%s) + START))
     if ((left < 20)); then
         echo "=== [$name] SKIPPED: ${left}s of the ${BUDGET}s budget left" | tee "$OUT/$name.log"
@@ -82,6 +87,8 @@ step 05_demo_run 120 "$PY" -c "from geoseg.cli import main; main()" demo --devic
     --out "$WORK/demo_out"
 # the run's record (settings, versions, timings) of the demo, when it got that far
 cp "$WORK/demo_out/run.json" "$OUT/05_demo_run.json" 2>/dev/null
+
+step 06_vectorize 200 "$PY" benchmarks/vectorize.py --size 10000 --workers 8 --keep "$WORK/vec"
 
 rm -rf "$WORK"
 printf '%s\n' "=== summary (total $(($(date +%s) - START))s)" "${SUMMARY[@]}" | tee "$OUT/00_summary.log"
