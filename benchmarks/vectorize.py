@@ -14,6 +14,8 @@ same GeoPackage:
   with pyogrio (spatial index, style) -- the strong single-pass baseline;
 - ``geoseg``: `geoseg.vectorize.vectorize_raster` on a LocalCluster of ``--workers``
   processes (blocks of ``--block-size``); timed with and without starting the cluster;
+- ``geoseg-local``: the same in one process, blocks one after another (``--workers 0``): the
+  share of the speed-up that comes from geoseg's crack tracer rather than from Dask;
 - ``gdal``: ``gdal_polygonize.py -f GPKG`` (Debian's GDAL CLI), class value only.
 
 Printed: wall times and ratios, peak RSS and CPU time of every process (sampled every 50 ms
@@ -60,6 +62,7 @@ from geoseg.vectorize import (
 
 GENERATE_BLOCK_PX = 1024
 LAYER = "landcover"
+CONTENDERS = ("shapes", "geoseg", "geoseg-local")
 
 
 # --------------------------------------------------------------------------- the raster
@@ -174,11 +177,26 @@ def geoseg_dask(raster: Path, out: Path, workers: int, block_px: int) -> dict[st
     }
 
 
+def geoseg_local(raster: Path, out: Path, block_px: int) -> dict[str, float]:
+    """geoseg in this process, no Dask: blocks one after another, then the seam merge."""
+    t0 = time.perf_counter()
+    vectorize_raster(
+        raster,
+        out,
+        classes=SYNTHETIC_CLASSES,
+        options=VectorizeOptions(block_size_px=block_px, workers=0),
+        layer=LAYER,
+    )
+    return {"wall_s": time.perf_counter() - t0}
+
+
 def _child(args: argparse.Namespace) -> None:
     """Run one contender in this (child) process and print its timings as JSON."""
     raster, out = Path(args.raster), Path(args.out)
     if args.run == "shapes":
         result = single_pass_shapes(raster, out)
+    elif args.run == "geoseg-local":
+        result = geoseg_local(raster, out, args.block_size)
     else:
         result = geoseg_dask(raster, out, args.workers, args.block_size)
     print(json.dumps(result))
@@ -269,7 +287,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=2048, help="geoseg block size (px)")
     parser.add_argument("--seed", type=int, default=3, help="seed of the synthetic landscape")
     parser.add_argument("--keep", type=Path, help="folder to keep (and reuse) the raster in")
-    parser.add_argument("--run", choices=["shapes", "geoseg"], help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--raster", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -291,11 +309,11 @@ def main() -> None:
         print(f"        {src.width} x {src.height} px, {src.crs}, {src.res[0]:g} m pixels")
 
     script = [sys.executable, str(Path(__file__).resolve())]
-    outputs = {name: work / f"{name}.gpkg" for name in ("shapes", "geoseg", "gdal")}
+    outputs = {name: work / f"{name}.gpkg" for name in (*CONTENDERS, "gdal")}
     for path in outputs.values():
         path.unlink(missing_ok=True)
     runs: dict[str, tuple[float, dict[str, tuple[int, float]], dict[str, float]]] = {}
-    for name in ("shapes", "geoseg"):
+    for name in CONTENDERS:
         command = [*script, "--run", name, "--raster", str(raster), "--out", str(outputs[name])]
         command += ["--workers", str(args.workers), "--block-size", str(args.block_size)]
         wall, peaks, stdout = run_measured(command)
@@ -315,6 +333,7 @@ def main() -> None:
         ("shapes: single pass", shapes_s),
         (f"geoseg: {args.workers} workers, cluster start+stop included", geoseg_timing["wall_s"]),
         (f"geoseg: {args.workers} workers, cluster already up", geoseg_timing["vectorize_s"]),
+        ("geoseg: one process, no Dask (--workers 0)", runs["geoseg-local"][2]["wall_s"]),
     ]
     if "gdal" in runs:
         rows.append(("gdal_polygonize.py", runs["gdal"][2]["wall_s"]))
@@ -325,20 +344,17 @@ def main() -> None:
     for name, (_, peaks, _) in runs.items():
         listed = ", ".join(f"{role} {_mb(rss)} / {cpu:.1f} s" for role, (rss, cpu) in peaks.items())
         total_cpu = sum(cpu for _, cpu in peaks.values())
-        print(f"  {name:<7} {listed}; CPU total {total_cpu:.1f} s")
+        print(f"  {name:<12} {listed}; CPU total {total_cpu:.1f} s")
 
     print("\nsame polygons?")
-    summaries = {
-        "shapes": summarize(outputs["shapes"], LAYER, "class_id"),
-        "geoseg": summarize(outputs["geoseg"], LAYER, "class_id"),
-    }
+    summaries = {name: summarize(outputs[name], LAYER, "class_id") for name in CONTENDERS}
     if "gdal" in runs:
         summaries["gdal"] = summarize(outputs["gdal"], LAYER, "DN")
     for name, summary in summaries.items():
         per_class = ", ".join(
             f"{c}: {n} / {a / 1e6:,.3f} km²" for c, (n, a) in sorted(summary["per_class"].items())
         )
-        print(f"  {name:<7} {summary['n']:>8} polygons  ({per_class})")
+        print(f"  {name:<12} {summary['n']:>8} polygons  ({per_class})")
     reference = summaries["shapes"]
     for name in [n for n in summaries if n != "shapes"]:
         summary = summaries[name]
