@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -61,11 +62,29 @@ class RowBandAccumulator:
     def __init__(self, window: PixelWindow, n_classes: int, tile_px: int, weights: np.ndarray):
         self.window = window
         self.n_classes = n_classes
-        self._weights = weights
+        self._weights = self._array(weights)
         self._band_rows = min(tile_px, window.height)
         self._top = window.row_off
-        self._prob_sum = np.zeros((n_classes, self._band_rows, window.width), dtype=np.float32)
-        self._weight_sum = np.zeros((self._band_rows, window.width), dtype=np.float32)
+        self._prob_sum = self._zeros((n_classes, self._band_rows, window.width))
+        self._weight_sum = self._zeros((self._band_rows, window.width))
+
+    # The array operations a subclass may swap (`geoseg.stitch_torch`: torch on a device).
+
+    def _array(self, values: np.ndarray) -> Any:
+        return np.asarray(values, dtype=np.float32)
+
+    def _zeros(self, shape: tuple[int, ...], *, boolean: bool = False) -> Any:
+        return np.zeros(shape, dtype=bool if boolean else np.float32)
+
+    def _where(self, condition: Any, values: Any, other: float) -> Any:
+        return np.where(condition, values, other)
+
+    def _copy(self, values: Any) -> Any:
+        """A copy where source and destination of a shift overlap (numpy copies by itself)."""
+        return values
+
+    def _finished(self, row_off: int, probs: Any, valid: Any) -> Any:
+        return FinishedRows(row_off, probs, valid)
 
     @property
     def top(self) -> int:
@@ -94,7 +113,7 @@ class RowBandAccumulator:
         self._prob_sum[:, band_r0:band_r1, c0:c1] += probs[:, rows, cols] * weights
         self._weight_sum[band_r0:band_r1, c0:c1] += weights
 
-    def release(self, until_row: int, chunk_rows: int = 64) -> Iterator[FinishedRows]:
+    def release(self, until_row: int, chunk_rows: int = 64) -> Iterator[Any]:
         """Normalize and hand out rows ``[top, until_row)`` in chunks, then drop them.
 
         Chunks keep the temporaries small (``chunk_rows`` x width); the band shifts up once
@@ -113,20 +132,20 @@ class RowBandAccumulator:
                 continue
             wsum = self._weight_sum[r0:r1]
             valid = wsum > 0
-            probs = self._prob_sum[:, r0:r1] / np.where(valid, wsum, 1.0)
-            yield FinishedRows(self._top + r0, probs, valid)
+            probs = self._prob_sum[:, r0:r1] / self._where(valid, wsum, 1.0)
+            yield self._finished(self._top + r0, probs, valid)
         self._shift(n)
 
-    def _empty_rows(self, row_off: int, n_rows: int) -> FinishedRows:
+    def _empty_rows(self, row_off: int, n_rows: int) -> Any:
         width = self.window.width
-        probs = np.zeros((self.n_classes, n_rows, width), dtype=np.float32)
-        return FinishedRows(row_off, probs, np.zeros((n_rows, width), dtype=bool))
+        probs = self._zeros((self.n_classes, n_rows, width))
+        return self._finished(row_off, probs, self._zeros((n_rows, width), boolean=True))
 
     def _shift(self, n: int) -> None:
         keep = self._band_rows - n
         if keep > 0:
-            self._prob_sum[:, :keep] = self._prob_sum[:, n:]
-            self._weight_sum[:keep] = self._weight_sum[n:]
+            self._prob_sum[:, :keep] = self._copy(self._prob_sum[:, n:])
+            self._weight_sum[:keep] = self._copy(self._weight_sum[n:])
         self._prob_sum[:, max(keep, 0) :] = 0.0
         self._weight_sum[max(keep, 0) :] = 0.0
         self._top += n
