@@ -20,11 +20,14 @@ from shapely.geometry import Polygon, shape
 
 from geoseg.vectorize.blocks import _label_strips
 from geoseg.vectorize.core import (
+    _polygonize_regions,
     _region_sums,
     _run_strips,
     _run_sums,
+    _traced_regions,
     label_components,
 )
+from geoseg.vectorize.options import Connectivity
 from geoseg.vectorize.trace import Rings, trace_polygons, trace_regions, trace_rings
 
 ND = 255
@@ -466,7 +469,7 @@ def test_pixel_runs_label_every_pixel_with_its_polygon(seed: int) -> None:
     h, w = (int(x) for x in rng.integers(1, 40, 2))
     values = rng.integers(0, int(rng.integers(1, 5)), (h, w)).astype(np.uint8)
     values[rng.random((h, w)) < 0.15] = ND
-    polygons, value, runs = trace_regions(values, ND)
+    polygons, value, runs, _ = trace_regions(values, ND)
     first = runs.row * w + runs.start
     assert np.array_equal(first, np.sort(first)) and first[0] == 0
     assert np.array_equal(np.append(first[1:], h * w), runs.row * w + runs.stop)
@@ -489,3 +492,25 @@ def test_pixel_runs_label_every_pixel_with_its_polygon(seed: int) -> None:
         assert np.array_equal(got, want)
     for got, want in zip(_run_strips(runs, h, w), _label_strips(labels), strict=True):
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("connectivity", [Connectivity.FOUR, Connectivity.EIGHT], ids=["4", "8"])
+def test_traced_regions_equal_the_labelled_ones(seed: int, connectivity: Connectivity) -> None:
+    """Regions from the tracer (8-connected: parts joined at corner contacts) are those of
+    scipy's labelling, in the same order, with the same geometry and pixel ids."""
+    rng = np.random.default_rng(100 + seed)
+    h, w = (int(x) for x in rng.integers(1, 30, 2))
+    values = rng.integers(0, int(rng.integers(1, 4)), (h, w)).astype(np.uint8)
+    values[rng.random((h, w)) < 0.1] = ND
+    geometry, classes, runs = _traced_regions(
+        values, Affine.identity(), nodata=ND, connectivity=connectivity
+    )
+    ref_geometry, ref_classes, ref_labels = _polygonize_regions(
+        values, Affine.identity(), nodata=ND, connectivity=connectivity
+    )
+    assert np.array_equal(classes, ref_classes)
+    assert np.array_equal(_labels_from_runs(runs, (h, w)), ref_labels)
+    assert len(geometry) == len(ref_geometry)
+    assert shapely.equals(geometry, ref_geometry).all()
+    assert shapely.is_valid(geometry).all()

@@ -9,6 +9,8 @@ import pyproj
 import shapely
 from affine import Affine
 from scipy import ndimage
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
@@ -111,6 +113,35 @@ def _polygonize_regions(
     return geometry, component_class, labels
 
 
+def _traced_regions(
+    classes: np.ndarray, transform: Affine, *, nodata: int, connectivity: Connectivity
+) -> tuple[np.ndarray, np.ndarray, PixelRuns]:
+    """``(geometry, class per region, pixel runs)``, runs naming regions by row number.
+
+    4-connected regions come straight from the tracer. An 8-connected region is the union
+    of 4-connected parts joined at corners (connected components of the tracer's corner
+    contacts): one MultiPolygon of valid parts. Regions keep the tracer's order, by class
+    and then first pixel, as `label_components` numbers them.
+    """
+    parts, part_class, runs, (a, b) = trace_regions(classes, nodata, transform)
+    if connectivity == Connectivity.FOUR or not len(a):
+        return parts, part_class, runs
+    n = len(parts)
+    graph = csr_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    n_regions, region = connected_components(graph, directed=False)
+    first = np.empty(n_regions, dtype=np.int64)
+    first[region[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: the first part
+    rank = np.empty(n_regions, dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(n_regions)
+    region = rank[region]
+    geometry = _group_parts(parts, region, n_regions)
+    named = runs.region >= 0
+    runs = PixelRuns(
+        runs.row, runs.start, runs.stop, np.where(named, region[np.maximum(runs.region, 0)], -1)
+    )
+    return geometry, part_class[np.sort(first)], runs
+
+
 def _region_sums(
     labels: np.ndarray, n: int, confidence: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -203,14 +234,10 @@ def polygonize_array(
             f"polygonize: confidence shape {np.shape(confidence)} differs from the class "
             f"array's {classes.shape}; pass the confidence raster of the same scene"
         )
-    if connectivity == Connectivity.FOUR:
-        geometry, component_class, runs = trace_regions(classes, nodata, transform)
-        pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
-    else:
-        geometry, component_class, labels = _polygonize_regions(
-            classes, transform, nodata=nodata, connectivity=connectivity
-        )
-        pixel_count, sums, counts = _region_sums(labels, len(component_class), confidence)
+    geometry, component_class, runs = _traced_regions(
+        classes, transform, nodata=nodata, connectivity=connectivity
+    )
+    pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
     return PolygonTable(
         geometry=geometry,
         class_id=component_class.astype(np.int32),

@@ -18,7 +18,6 @@ from geoseg.vectorize.blocks import (
     _Features,
     _finish,
     _Job,
-    _label_strips,
     _Pieces,
     _read_block,
     _read_block_confidence,
@@ -27,10 +26,9 @@ from geoseg.vectorize.blocks import (
     _traced_strips,
 )
 from geoseg.vectorize.core import (
-    _polygonize_regions,
-    _region_sums,
     _run_strips,
     _run_sums,
+    _traced_regions,
 )
 from geoseg.vectorize.executors import _Executor
 from geoseg.vectorize.options import MERGE_BATCH_PIECES, Connectivity
@@ -43,7 +41,7 @@ from geoseg.vectorize.seams import (
     _SeamIndex,
 )
 from geoseg.vectorize.sieve import _plan_sieve, _sieve_block, _SievePlan
-from geoseg.vectorize.trace import trace_polygons, trace_regions
+from geoseg.vectorize.trace import trace_polygons
 
 
 def _polygonize_block(job: _Job, block: Block, sieve: _SievePlan | None) -> _BlockOutput:
@@ -68,17 +66,13 @@ def _polygonize_block(job: _Job, block: Block, sieve: _SievePlan | None) -> _Blo
         pixel_count = np.rint(shapely.area(geometry)).astype(np.int64)
         sums, counts = np.zeros(n), np.zeros(n, dtype=np.int64)
         strips = _traced_strips(geometry, block)
-    elif job.connectivity == Connectivity.FOUR:
-        # with confidence: per-region sums over the rows' runs of equal pixels (no labels)
-        geometry, component_class, runs = trace_regions(classes, CLASS_NODATA, origin)
-        pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
-        strips = _run_strips(runs, block.height, block.width)
     else:
-        geometry, component_class, labels = _polygonize_regions(
+        # per-region sums over the rows' runs of equal pixels (no label image)
+        geometry, component_class, runs = _traced_regions(
             classes, origin, nodata=CLASS_NODATA, connectivity=job.connectivity
         )
-        pixel_count, sums, counts = _region_sums(labels, len(component_class), confidence)
-        strips = _label_strips(labels)
+        pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
+        strips = _run_strips(runs, block.height, block.width)
     if job.simplify_px > 0 and len(geometry):
         geometry = _simplify_coverage(geometry, classes, block, job.simplify_px)
     pieces = _Pieces(geometry, component_class.astype(np.int32), pixel_count, sums, counts)

@@ -448,13 +448,28 @@ def trace_polygons(
     return _polygons(trace_rings(values, nodata), transform)
 
 
+def _corner_contacts(traced: _Traced) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of polygons of one value that meet only at a corner (diagonal pixels).
+
+    They are the two outer corners across a vertex that the tracer kept apart; a region
+    meeting itself there has been split into shell + hole of one polygon instead.
+    """
+    if not len(traced.rings):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    a, b = traced.events.pinches
+    polygon = traced.rings.polygon[traced.ring_of_event]
+    apart = polygon[a] != polygon[b]
+    return polygon[a][apart], polygon[b][apart]
+
+
 def trace_regions(
     values: np.ndarray, nodata: int, transform: Affine | None = None
-) -> tuple[np.ndarray, np.ndarray, PixelRuns]:
-    """`trace_polygons` plus which polygon every pixel belongs to, as runs along the rows.
+) -> tuple[np.ndarray, np.ndarray, PixelRuns, tuple[np.ndarray, np.ndarray]]:
+    """`trace_polygons` plus which polygon every pixel belongs to, as runs along the rows,
+    and the pairs of polygons that touch at corners (the 8-connected joints).
 
     Per-region sums (pixel counts, confidence) then need no label image.
     """
     traced = _trace(values, nodata)
     polygons, value = _polygons(traced.rings, transform)
-    return polygons, value, _pixel_runs(traced, nodata)
+    return polygons, value, _pixel_runs(traced, nodata), _corner_contacts(traced)
