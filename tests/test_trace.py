@@ -26,6 +26,7 @@ from geoseg.vectorize.core import (
     _run_sums,
     _traced_regions,
     label_components,
+    label_regions,
 )
 from geoseg.vectorize.options import Connectivity
 from geoseg.vectorize.trace import Rings, trace_polygons, trace_regions, trace_rings
@@ -514,3 +515,17 @@ def test_traced_regions_equal_the_labelled_ones(seed: int, connectivity: Connect
     assert len(geometry) == len(ref_geometry)
     assert shapely.equals(geometry, ref_geometry).all()
     assert shapely.is_valid(geometry).all()
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("connectivity", [Connectivity.FOUR, Connectivity.EIGHT], ids=["4", "8"])
+def test_label_regions_equal_label_components(seed: int, connectivity: Connectivity) -> None:
+    """The label image from pixel runs (what the block-wise sieve uses) is scipy's, id for id."""
+    rng = np.random.default_rng(200 + seed)
+    h, w = (int(x) for x in rng.integers(1, 30, 2))
+    values = rng.integers(0, int(rng.integers(1, 4)), (h, w)).astype(np.uint8)
+    values[rng.random((h, w)) < 0.1] = ND
+    labels, classes = label_regions(values, nodata=ND, connectivity=connectivity)
+    ref_labels, ref_classes = label_components(values, nodata=ND, connectivity=connectivity)
+    assert np.array_equal(labels, ref_labels)
+    assert np.array_equal(classes, ref_classes)

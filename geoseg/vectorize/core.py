@@ -15,7 +15,7 @@ from scipy.sparse.csgraph import connected_components
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
 from geoseg.vectorize.options import Connectivity, PolygonTable
-from geoseg.vectorize.trace import PixelRuns, trace_polygons, trace_regions
+from geoseg.vectorize.trace import PixelRuns, trace_polygons, trace_regions, trace_runs
 
 
 def label_components(
@@ -113,6 +113,44 @@ def _polygonize_regions(
     return geometry, component_class, labels
 
 
+def _eight_connected(
+    n: int, contacts: tuple[np.ndarray, np.ndarray]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Join 4-connected parts at their corner contacts: ``(n regions, region of each part,
+    first part of each region)``, regions numbered in the order of their first part."""
+    a, b = contacts
+    graph = csr_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    n_regions, region = connected_components(graph, directed=False)
+    first = np.empty(n_regions, dtype=np.int64)
+    first[region[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: the first part
+    rank = np.empty(n_regions, dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(n_regions)
+    return n_regions, rank[region], np.sort(first)
+
+
+def _renamed(runs: PixelRuns, region: np.ndarray) -> PixelRuns:
+    named = runs.region >= 0
+    ids = np.where(named, region[np.maximum(runs.region, 0)], -1)
+    return PixelRuns(runs.row, runs.start, runs.stop, ids)
+
+
+def label_regions(
+    classes: np.ndarray,
+    *,
+    nodata: int = CLASS_NODATA,
+    connectivity: Connectivity = Connectivity.FOUR,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`label_components` from the crack tracer's pixel runs: the same ids, several times
+    faster (no labelling pass per class)."""
+    runs, value, contacts = trace_runs(np.asarray(classes), nodata)
+    if connectivity == Connectivity.EIGHT and len(contacts[0]):
+        _, region, first = _eight_connected(len(value), contacts)
+        runs, value = _renamed(runs, region), value[first]
+    ids = (runs.region + 1).astype(np.int32)
+    labels = np.repeat(ids, runs.stop - runs.start).reshape(np.shape(classes))
+    return labels, value
+
+
 def _traced_regions(
     classes: np.ndarray, transform: Affine, *, nodata: int, connectivity: Connectivity
 ) -> tuple[np.ndarray, np.ndarray, PixelRuns]:
@@ -126,20 +164,9 @@ def _traced_regions(
     parts, part_class, runs, (a, b) = trace_regions(classes, nodata, transform)
     if connectivity == Connectivity.FOUR or not len(a):
         return parts, part_class, runs
-    n = len(parts)
-    graph = csr_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    n_regions, region = connected_components(graph, directed=False)
-    first = np.empty(n_regions, dtype=np.int64)
-    first[region[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: the first part
-    rank = np.empty(n_regions, dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(n_regions)
-    region = rank[region]
+    n_regions, region, first = _eight_connected(len(parts), (a, b))
     geometry = _group_parts(parts, region, n_regions)
-    named = runs.region >= 0
-    runs = PixelRuns(
-        runs.row, runs.start, runs.stop, np.where(named, region[np.maximum(runs.region, 0)], -1)
-    )
-    return geometry, part_class[np.sort(first)], runs
+    return geometry, part_class[first], _renamed(runs, region)
 
 
 def _region_sums(

@@ -20,7 +20,7 @@ from geoseg.vectorize.blocks import (
     _read_block,
     _seam_labels,
 )
-from geoseg.vectorize.core import label_components
+from geoseg.vectorize.core import label_regions
 from geoseg.vectorize.executors import _Executor
 from geoseg.vectorize.options import _NO_VALUE, Connectivity
 from geoseg.vectorize.seams import _cross_pairs, _seam_groups, _SeamIndex
@@ -102,7 +102,7 @@ class _Regions:
 def _sieve_census(job: _Job, block: Block) -> _Census:
     """Worker task, sieve phase 1: regions of a block, sizes of those on its seams."""
     classes = _read_block(job, block)
-    labels, component_class = label_components(classes, connectivity=job.connectivity)
+    labels, component_class = label_regions(classes, connectivity=job.connectivity)
     sizes = np.bincount(labels.ravel(), minlength=len(component_class) + 1)
     strips = _label_strips(labels)
     seam_ids = _seam_labels(strips, block)
@@ -116,7 +116,7 @@ def _sieve_census(job: _Job, block: Block) -> _Census:
 
 
 def _sieve_regions(job: _Job, block: Block, classes: np.ndarray, plan: _SievePlan) -> _Regions:
-    labels, component_class = label_components(classes, connectivity=job.connectivity)
+    labels, component_class = label_regions(classes, connectivity=job.connectivity)
     if not np.array_equal(_seam_labels(_label_strips(labels), block), plan.seam_ids):
         raise SceneError(
             f"{job.classes_path}: the class raster changed while it was being vectorized; "

@@ -462,6 +462,17 @@ def _corner_contacts(traced: _Traced) -> tuple[np.ndarray, np.ndarray]:
     return polygon[a][apart], polygon[b][apart]
 
 
+def trace_runs(
+    values: np.ndarray, nodata: int
+) -> tuple[PixelRuns, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """`trace_regions` without building polygons: runs, value per region, corner contacts."""
+    traced = _trace(values, nodata)
+    rings = traced.rings
+    value = np.empty(int(rings.shell.sum()), dtype=values.dtype)
+    value[rings.polygon[rings.shell]] = rings.value[rings.shell]
+    return _pixel_runs(traced, nodata), value, _corner_contacts(traced)
+
+
 def trace_regions(
     values: np.ndarray, nodata: int, transform: Affine | None = None
 ) -> tuple[np.ndarray, np.ndarray, PixelRuns, tuple[np.ndarray, np.ndarray]]:
