@@ -15,7 +15,13 @@ from scipy.sparse.csgraph import connected_components
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
 from geoseg.vectorize.options import Connectivity, PolygonTable
-from geoseg.vectorize.trace import PixelRuns, trace_polygons, trace_regions, trace_runs
+from geoseg.vectorize.trace import (
+    PixelRuns,
+    first_index,
+    trace_polygons,
+    trace_regions,
+    trace_runs,
+)
 
 
 def label_components(
@@ -121,8 +127,7 @@ def _eight_connected(
     a, b = contacts
     graph = csr_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
     n_regions, region = connected_components(graph, directed=False)
-    first = np.empty(n_regions, dtype=np.int64)
-    first[region[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: the first part
+    first = first_index(region, n_regions)
     rank = np.empty(n_regions, dtype=np.int64)
     rank[np.argsort(first)] = np.arange(n_regions)
     return n_regions, rank[region], np.sort(first)

@@ -151,8 +151,9 @@ def _padded(values: np.ndarray, nodata: int) -> np.ndarray:
     return out
 
 
-def _corner_vertices(padded: np.ndarray) -> np.ndarray:
-    """Flat indices (row-major over the (h+1) x (w+1) lattice) of vertices where rings turn.
+def _corner_vertices(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (row-major over the (h+1) x (w+1) lattice) of vertices where rings turn,
+    and of the vertical cracks (row-major over padded rows x lattice columns).
 
     A vertex is passed straight through when the cracks meeting there are none, or exactly
     the two above and below it, or exactly the two left and right of it.
@@ -161,7 +162,15 @@ def _corner_vertices(padded: np.ndarray) -> np.ndarray:
     horizontal = padded[1:, :] != padded[:-1, :]
     above, below = vertical[:-1, :], vertical[1:, :]
     left, right = horizontal[:, :-1], horizontal[:, 1:]
-    return np.flatnonzero((above ^ below) | (left ^ right) | (above & left))
+    corners = np.flatnonzero((above ^ below) | (left ^ right) | (above & left))
+    return corners, np.flatnonzero(vertical)
+
+
+def first_index(labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """The first position of each label 0..n_labels-1 in ``labels`` (each must occur)."""
+    first = np.empty(n_labels, dtype=np.int64)
+    first[labels[::-1]] = np.arange(len(labels) - 1, -1, -1)  # the last write wins
+    return first
 
 
 def _events(padded: np.ndarray, vertices: np.ndarray, nodata: int) -> _Events:
@@ -252,8 +261,7 @@ def _ring_order(
     first, making one path through everything that a depth-first walk lists in order.
     """
     n = len(following)
-    head = np.empty(n_rings, np.int64)
-    head[ring[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: the smallest event
+    head = first_index(ring, n_rings)  # the smallest event of each cycle
     is_head = np.zeros(n, bool)
     is_head[head] = True
     path = following.copy()
@@ -287,11 +295,13 @@ def _by_value(polygon: np.ndarray, shell: np.ndarray, value: np.ndarray) -> np.n
 
 
 def _hole_polygons(
-    padded: np.ndarray,
     events: _Events,
     ring_of_event: np.ndarray,
     heads: np.ndarray,
     shell: np.ndarray,
+    *,
+    cracks: np.ndarray,
+    shape: tuple[int, int],
 ) -> np.ndarray:
     """Polygon number (shells in order) of every ring: holes go to their region's shell.
 
@@ -301,7 +311,7 @@ def _hole_polygons(
     the one shell of the region: no point-in-polygon tests.
     """
     n_rings = len(heads)
-    height, width = padded.shape[0] - 2, padded.shape[1] - 2
+    height, width = shape
     polygon = np.full(n_rings, -1, dtype=np.int64)
     shells, holes = np.flatnonzero(shell), np.flatnonzero(~shell)
     polygon[shells] = np.arange(len(shells))
@@ -309,7 +319,7 @@ def _hole_polygons(
         return polygon
     row = events.row[heads[holes]] - 1
     col = events.col[heads[holes]]
-    cracks = np.flatnonzero(padded[:, 1:] != padded[:, :-1])  # lattice x in padded row y + 1
+    # the vertical cracks are at lattice x in padded row y + 1
     at = cracks[np.searchsorted(cracks, (row + 1) * (width + 1) + col, side="right") - 1]
     linked = ring_of_event[_run_east_of(events, at % (width + 1), row, height)]
     graph = csr_matrix((np.ones(len(holes), np.int8), (holes, linked)), shape=(n_rings, n_rings))
@@ -340,6 +350,7 @@ class PixelRuns:
 class _Traced:
     rings: Rings
     padded: np.ndarray
+    cracks: np.ndarray  # flat indices of the vertical cracks, (h + 2) x (w + 1), row-major
     events: _Events
     ring_of_event: np.ndarray
 
@@ -349,8 +360,9 @@ def _pixel_runs(traced: _Traced, nodata: int) -> PixelRuns:
     ring along its starting crack (none for nodata runs)."""
     padded = traced.padded
     height, width = padded.shape[0] - 2, padded.shape[1] - 2
-    inner = np.flatnonzero(padded[1:-1, 2:-1] != padded[1:-1, 1:-2])  # (h, w - 1) cracks
-    inner = inner + inner // max(width - 1, 1) + 1  # flat (h, w) index of the crack's pixel
+    padded_row, col = np.divmod(traced.cracks, width + 1)
+    inside = (col > 0) & (col < width)  # not the cracks on the raster's left or right edge
+    inner = (padded_row[inside] - 1) * width + col[inside]  # flat (h, w) index of its pixel
     starts = np.sort(np.concatenate([np.arange(height) * width, inner]))
     row, start = np.divmod(starts, width)
     stop = np.append(start[1:], width)
@@ -378,12 +390,13 @@ def _trace(values: np.ndarray, nodata: int) -> _Traced:
             f"crack tracing needs a 2-D integer array, got {values.dtype} {values.shape}"
         )
     padded = _padded(values, nodata)
-    events = _events(padded, _corner_vertices(padded), nodata)
+    corners, cracks = _corner_vertices(padded)
+    events = _events(padded, corners, nodata)
     if not len(events):
         none = np.empty(0)
         index = none.astype(np.int64)
         rings = Rings(np.empty((0, 2)), index, events.value, none > 0, none, index, none, none)
-        return _Traced(rings, padded, events, index)
+        return _Traced(rings, padded, cracks, events, index)
     following = _link(events)
     n_rings, cycle = _split_pinches(following, events)
     order, starts = _ring_order(following, cycle, n_rings)
@@ -411,12 +424,14 @@ def _trace(values: np.ndarray, nodata: int) -> _Traced:
         shell=shell,
         area=np.abs(area),
         polygon=_by_value(
-            _hole_polygons(padded, events, ring_of_event, heads, shell), shell, value
+            _hole_polygons(events, ring_of_event, heads, shell, cracks=cracks, shape=values.shape),
+            shell,
+            value,
         ),
         pixel_x=pixel_x,
         pixel_y=pixel_y,
     )
-    return _Traced(rings, padded, events, ring_of_event)
+    return _Traced(rings, padded, cracks, events, ring_of_event)
 
 
 def _to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
