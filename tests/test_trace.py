@@ -20,13 +20,14 @@ from shapely.geometry import Polygon, shape
 
 from geoseg.vectorize.blocks import _label_strips
 from geoseg.vectorize.core import (
-    _polygonize_regions,
-    _region_sums,
+    _group_parts,
+    _repair_if_invalid,
     _run_strips,
     _run_sums,
     _traced_regions,
     label_components,
     label_regions,
+    polygonize_labels,
 )
 from geoseg.vectorize.options import Connectivity
 from geoseg.vectorize.trace import Rings, trace_polygons, trace_regions, trace_rings
@@ -453,6 +454,42 @@ def test_float_values_are_refused() -> None:
     """NaN never equals itself, so float rasters (NaN nodata) would trace wrong: refused."""
     with pytest.raises(TypeError, match="integer"):
         trace_polygons(np.array([[1.5, np.nan], [1.5, 2.0]], dtype=np.float32), np.nan)
+
+
+# --------------------------------------------------------------------------- label references
+# What the vectorizer did before the tracer gave pixel runs: scipy labels, class by class.
+
+
+def _polygonize_regions(
+    classes: np.ndarray, transform: Affine, *, nodata: int, connectivity: Connectivity
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(geometry, class per region, label image)``; label ``i + 1`` is row ``i``."""
+    labels, component_class = label_components(classes, nodata=nodata)
+    geometry = _repair_if_invalid(polygonize_labels(labels, transform))
+    if connectivity == Connectivity.EIGHT:
+        labels8, component_class = label_components(
+            classes, nodata=nodata, connectivity=Connectivity.EIGHT
+        )
+        part_of = np.zeros(len(geometry) + 1, dtype=np.int64)
+        part_of[labels.ravel()] = labels8.ravel()  # every pixel of a 4-part has one 8-id
+        geometry = _group_parts(geometry, part_of[1:] - 1, len(component_class))
+        labels = labels8
+    return geometry, component_class, labels
+
+
+def _region_sums(
+    labels: np.ndarray, n: int, confidence: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per region from a label image: pixel count, sum and count of known confidences."""
+    flat = labels.ravel()
+    pixel_count = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
+    if confidence is None:
+        return pixel_count, np.zeros(n), np.zeros(n, dtype=np.int64)
+    values = np.asarray(confidence, dtype=np.float64).ravel()
+    has_value = (flat > 0) & np.isfinite(values)
+    sums = np.bincount(flat[has_value], weights=values[has_value], minlength=n + 1)[1:]
+    counts = np.bincount(flat[has_value], minlength=n + 1)[1:].astype(np.int64)
+    return pixel_count, sums, counts
 
 
 def _labels_from_runs(runs, shape: tuple[int, int]) -> np.ndarray:

@@ -102,23 +102,6 @@ def _repair_if_invalid(geometries: np.ndarray) -> np.ndarray:
     return geometries
 
 
-def _polygonize_regions(
-    classes: np.ndarray, transform: Affine, *, nodata: int, connectivity: Connectivity
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(geometry, class per region, label image)``; label ``i + 1`` is row ``i``."""
-    labels, component_class = label_components(classes, nodata=nodata)
-    geometry = _repair_if_invalid(polygonize_labels(labels, transform))
-    if connectivity == Connectivity.EIGHT:
-        labels8, component_class = label_components(
-            classes, nodata=nodata, connectivity=Connectivity.EIGHT
-        )
-        part_of = np.zeros(len(geometry) + 1, dtype=np.int64)
-        part_of[labels.ravel()] = labels8.ravel()  # every pixel of a 4-part has one 8-id
-        geometry = _group_parts(geometry, part_of[1:] - 1, len(component_class))
-        labels = labels8
-    return geometry, component_class, labels
-
-
 def _eight_connected(
     n: int, contacts: tuple[np.ndarray, np.ndarray]
 ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -174,28 +157,14 @@ def _traced_regions(
     return geometry, part_class[first], _renamed(runs, region)
 
 
-def _region_sums(
-    labels: np.ndarray, n: int, confidence: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per region: pixel count, sum and count of the confidence pixels that have a value.
-
-    Sums, not means, so that pieces of one region from several blocks add up exactly.
-    """
-    flat = labels.ravel()
-    pixel_count = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
-    if confidence is None:
-        return pixel_count, np.zeros(n), np.zeros(n, dtype=np.int64)
-    values = np.asarray(confidence, dtype=np.float64).ravel()
-    has_value = (flat > 0) & np.isfinite(values)
-    sums = np.bincount(flat[has_value], weights=values[has_value], minlength=n + 1)[1:]
-    counts = np.bincount(flat[has_value], minlength=n + 1)[1:].astype(np.int64)
-    return pixel_count, sums, counts
-
-
 def _run_sums(
     runs: PixelRuns, n: int, confidence: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_region_sums` from pixel runs instead of a label image (sums of each run's pixels)."""
+    """Per region: pixel count, sum and count of the confidence pixels that have a value.
+
+    Sums over the pixel runs, not means, so that pieces of one region from several blocks
+    add up exactly.
+    """
     valid = runs.region >= 0
     region = runs.region[valid]
     length = (runs.stop - runs.start)[valid]
