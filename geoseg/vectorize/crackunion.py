@@ -15,7 +15,16 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from geoseg.vectorize.trace import _E, _N, _S, _W, _cycles, _ring_order
+from geoseg.vectorize.trace import (
+    _E,
+    _N,
+    _S,
+    _W,
+    _cycles,
+    _ring_order,
+    assemble_polygons,
+    ring_areas,
+)
 
 
 def _directions(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,9 +100,10 @@ def union_crack_pieces(
         ints = p.astype(np.int64)
         return (owner * (height + 1) + ints[:, 1]) * (width + 1) + ints[:, 0]
 
-    starts = np.lexsort((direction, vertex(a)))
-    ends = np.lexsort(((direction + 3) % 4, vertex(b)))
-    if not np.array_equal(vertex(a)[starts], vertex(b)[ends]):
+    at_start, at_end = vertex(a), vertex(b)
+    starts = np.lexsort((direction, at_start))
+    ends = np.lexsort(((direction + 3) % 4, at_end))
+    if not np.array_equal(at_start[starts], at_end[ends]):
         raise RuntimeError("seam merge: the pieces' edges do not close up; this is a bug in geoseg")
     following = np.empty(len(a), dtype=np.int64)
     following[ends] = starts
@@ -104,13 +114,10 @@ def union_crack_pieces(
     turn = direction != direction[previous]
     kept = turn[order]
     ring = (np.cumsum(ring_start) - 1)[kept]
-    cross = a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1]
     heads = order[ring_start]
-    shell = np.bincount(cycle, weights=cross, minlength=n_rings)[cycle[heads]] > 0
+    shell = ring_areas(a, b, cycle, heads) > 0
     ring_group = owner[heads]
     if not np.array_equal(np.sort(ring_group[shell]), np.arange(n_groups)):
         raise RuntimeError("seam merge: a region without exactly one outer ring; a bug in geoseg")
     linear = shapely.linearrings(a[order][kept], indices=ring)
-    by_polygon = np.lexsort((~shell, ring_group))
-    polygons = shapely.polygons(linear[by_polygon], indices=ring_group[by_polygon])
-    return np.asarray(polygons, dtype=object)
+    return assemble_polygons(linear, shell, ring_group)

@@ -144,6 +144,12 @@ class Rings:
     def __len__(self) -> int:
         return len(self.value)
 
+    def polygon_values(self) -> np.ndarray:
+        """The value of each polygon (region), by polygon number: its shell's value."""
+        value = np.empty(int(self.shell.sum()), dtype=self.value.dtype)
+        value[self.polygon[self.shell]] = self.value[self.shell]
+        return value
+
 
 def _padded(values: np.ndarray, nodata: int) -> np.ndarray:
     out = np.full((values.shape[0] + 2, values.shape[1] + 2), nodata, dtype=values.dtype)
@@ -250,6 +256,21 @@ def _split_pinches(following: np.ndarray, events: _Events) -> tuple[int, np.ndar
         following[a], following[b] = following[b], following[a]
         n_rings, ring = _cycles(following)
     return n_rings, ring
+
+
+def ring_areas(
+    start: np.ndarray, end: np.ndarray, cycle: np.ndarray, heads: np.ndarray
+) -> np.ndarray:
+    """Signed area of each ring (in the order of ``heads``) from its edges ``start -> end``
+    and their cycle labels: positive for rings with their region inside (shells)."""
+    cross = start[:, 0] * end[:, 1] - end[:, 0] * start[:, 1]
+    return np.bincount(cycle, weights=cross, minlength=len(heads))[cycle[heads]] / 2
+
+
+def assemble_polygons(linear: np.ndarray, shell: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Polygons from linear rings: ring k goes to polygon ``polygon[k]``, shells first."""
+    order = np.lexsort((~shell, polygon))
+    return np.asarray(shapely.polygons(linear[order], indices=polygon[order]), dtype=object)
 
 
 def _ring_order(
@@ -404,8 +425,7 @@ def _trace(values: np.ndarray, nodata: int) -> _Traced:
     ring_of_cycle = np.empty(n_rings, dtype=np.int64)
     ring_of_cycle[cycle[heads]] = np.arange(n_rings)
     xy = np.column_stack([events.col, events.row]).astype(np.float64)
-    cross = xy[:, 0] * xy[following, 1] - xy[following, 0] * xy[:, 1]
-    area = np.bincount(cycle, weights=cross, minlength=n_rings)[cycle[heads]] / 2
+    area = ring_areas(xy, xy[following], cycle, heads)
     shell = area > 0
     # a pixel of each ring's region: at a shell's first vertex, the corner's own pixel; above
     # a hole's first (top-left) vertex, the pixel the hole's top edge borders
@@ -446,11 +466,7 @@ def _polygons(rings: Rings, transform: Affine | None) -> tuple[np.ndarray, np.nd
         return np.empty(0, dtype=object), rings.value
     xy = rings.xy if transform is None else _to_map(rings.xy, transform)
     linear = shapely.linearrings(xy, indices=rings.ring_of_vertex)
-    order = np.lexsort((~rings.shell, rings.polygon))  # each polygon's shell, then its holes
-    polygons = shapely.polygons(linear[order], indices=rings.polygon[order])
-    value = np.empty(int(rings.shell.sum()), dtype=rings.value.dtype)
-    value[rings.polygon[rings.shell]] = rings.value[rings.shell]
-    return np.asarray(polygons, dtype=object), value
+    return assemble_polygons(linear, rings.shell, rings.polygon), rings.polygon_values()
 
 
 def trace_polygons(
@@ -482,9 +498,7 @@ def trace_runs(
 ) -> tuple[PixelRuns, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """`trace_regions` without building polygons: runs, value per region, corner contacts."""
     traced = _trace(values, nodata)
-    rings = traced.rings
-    value = np.empty(int(rings.shell.sum()), dtype=values.dtype)
-    value[rings.polygon[rings.shell]] = rings.value[rings.shell]
+    value = traced.rings.polygon_values()
     return _pixel_runs(traced, nodata), value, _corner_contacts(traced)
 
 
