@@ -30,7 +30,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from geoseg.evaluate import EvaluateSettings, EvaluationReport, evaluate
 from geoseg.synthetic import (
     BUILT_UP,
     SYNTHETIC_CLASSES,
@@ -38,7 +37,8 @@ from geoseg.synthetic import (
     make_landscape,
     write_synthetic_scene,
 )
-from geoseg.train import TrainResult, TrainSettings, load_train_settings, train
+from geoseg.training.evaluate import EvaluateSettings, EvaluationReport, evaluate
+from geoseg.training.loop import TrainResult, TrainSettings, load_train_settings, train
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SEEDS = (59, 66)

@@ -28,9 +28,10 @@ import shapely
 import torch
 
 from geoseg.config import RunSettings
-from geoseg.grid import PixelWindow, TileGrid
-from geoseg.models.registry import build_model
-from geoseg.package import (
+from geoseg.geo.grid import TileGrid
+from geoseg.geo.window import PixelWindow
+from geoseg.inference.predict import Predictor, resolve_device
+from geoseg.models.package import (
     Architecture,
     BandSpec,
     ClassSpec,
@@ -39,8 +40,8 @@ from geoseg.package import (
     load_package,
     save_package,
 )
-from geoseg.pipeline import run
-from geoseg.predict import Predictor, resolve_device
+from geoseg.models.registry import build_model
+from geoseg.pipeline.run import run
 from geoseg.synthetic import SYNTHETIC_CLASSES, make_spec, write_aoi_geojson, write_scene
 
 REPO = Path(__file__).resolve().parents[1]

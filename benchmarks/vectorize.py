@@ -50,15 +50,11 @@ from pyogrio.raw import read as ogr_read
 from rasterio.windows import Window
 
 from geoseg.classes import CLASS_NODATA
-from geoseg.io.raster import classes_tags
+from geoseg.geo.scene import measure_m
+from geoseg.io.outputs import classes_tags
 from geoseg.io.vector import write_polygons_gpkg
 from geoseg.synthetic import SYNTHETIC_CLASSES, LandscapeSpec, make_spec, render
-from geoseg.vectorize import (
-    VectorizeOptions,
-    dask_client,
-    measure_m,
-    vectorize_raster,
-)
+from geoseg.vectorize import VectorizeOptions, dask_client, vectorize_raster
 
 GENERATE_BLOCK_PX = 1024
 LAYER = "landcover"

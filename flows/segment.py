@@ -32,7 +32,7 @@ from flows.tasks import (
     write_run_record,
 )
 from geoseg.config import RunSettings
-from geoseg.stitch import BlendKind
+from geoseg.inference.stitch import BlendKind
 from geoseg.vectorize import DEFAULT_BLOCK_PX
 
 DASK_ADDRESS_ENV = "GEOSEG_DASK_ADDRESS"

@@ -41,14 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field
 import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import GeosegError, SceneError
-from geoseg.grid import PixelWindow
+from geoseg.geo.window import PixelWindow
+from geoseg.inference.predict import Predictor, PredictSettings, PredictStats, SceneWindow
 from geoseg.io.aoi import aoi_in_crs, read_aoi
+from geoseg.io.outputs import CLASSES_NAME, CONFIDENCE_NAME, POLYGONS_NAME
 from geoseg.io.raster import open_scene
-from geoseg.package import ModelPackage, load_package
-from geoseg.pipeline import (
-    CLASSES_NAME,
-    CONFIDENCE_NAME,
-    POLYGONS_NAME,
+from geoseg.models.package import ModelPackage, load_package
+from geoseg.pipeline.run import (
     SceneResult,
     check_inputs,
     find_scene_files,
@@ -59,7 +58,6 @@ from geoseg.pipeline import (
     scene_result,
     vectorize_folder,
 )
-from geoseg.predict import Predictor, PredictSettings, PredictStats, SceneWindow
 from geoseg.vectorize import Connectivity, VectorizeOptions
 
 if TYPE_CHECKING:
@@ -315,7 +313,7 @@ def packages_for(run: RunSettings) -> list[ModelPackage]:
 def scene_window(job: SceneJob) -> SceneWindow:
     """The job's scene, window and AOI geometry, re-read from the paths it carries."""
     scene = open_scene(job.scene)
-    geometry = aoi_in_crs(read_aoi(job.aoi), scene.crs)
+    geometry = aoi_in_crs(read_aoi(job.aoi), scene.grid.crs)
     return SceneWindow(scene, PixelWindow(*job.window), geometry)
 
 
@@ -536,7 +534,7 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
 @task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
     """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
-    from geoseg.pipeline import write_mosaics, write_run_json
+    from geoseg.pipeline.run import write_mosaics, write_run_json
 
     predictor, predict_settings = predictor_for(plan.run)
     results = [p.result for p in published]

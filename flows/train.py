@@ -14,8 +14,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from geoseg.train import EpochReport, TrainSettings, load_train_settings
-from geoseg.train import train as train_package
+from geoseg.training.loop import EpochReport, TrainSettings, load_train_settings
+from geoseg.training.loop import train as train_package
 
 
 class LogTrainProgress:

@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from geoseg.grid import check_tile_overlap
-from geoseg.package import ModelPackage
-from geoseg.predict import PredictSettings
-from geoseg.stitch import BlendKind
+from geoseg.geo.grid import check_tile_overlap
+from geoseg.inference.predict import PredictSettings
+from geoseg.inference.stitch import BlendKind
+from geoseg.models.package import ModelPackage
 from geoseg.vectorize import DEFAULT_BLOCK_PX, VectorizeOptions
 
 DEFAULT_OUT = Path("geoseg_out")

@@ -17,11 +17,11 @@ from rasterio.windows import from_bounds
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.config import RunSettings
-from geoseg.metrics import confusion_matrix, scores
-from geoseg.package import load_package
-from geoseg.pipeline import RunReport, run
+from geoseg.models.package import load_package
+from geoseg.pipeline.run import RunReport, run
 from geoseg.progress import Progress
 from geoseg.synthetic import SyntheticScene, write_synthetic_scene
+from geoseg.training.metrics import confusion_matrix, scores
 
 DEMO_MODEL = Path(__file__).parent / "data" / "demo.geoseg"
 

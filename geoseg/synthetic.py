@@ -34,7 +34,7 @@ from shapely.geometry.polygon import orient
 
 from geoseg.classes import CLASS_NODATA, ClassInfo, colormap
 from geoseg.errors import ConfigError, OutputError
-from geoseg.io.raster import classes_tags
+from geoseg.io.outputs import classes_tags
 
 BAND_NAMES: tuple[str, ...] = ("blue", "green", "red", "nir")
 """Band order of synthetic images (surface reflectance x 10000)."""

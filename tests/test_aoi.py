@@ -10,20 +10,18 @@ import shapely
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoseg.grid import PixelWindow
+from geoseg.geo.scene import SceneGrid
+from geoseg.geo.window import PixelWindow
 from geoseg.io.aoi import aoi_in_crs, aoi_mask, aoi_window, read_aoi
 from geoseg.io.raster import SceneInfo
 from geoseg.synthetic import aoi_polygon, make_spec
-from tests.conftest import write_geojson
+from tests.support.cli import write_geojson
 
 
 def scene(width: int = 100, height: int = 80) -> SceneInfo:
     return SceneInfo(
         path=Path("s.tif"),
-        crs=CRS.from_epsg(32633),
-        transform=Affine(10, 0, 500000, 0, -10, 5000800),
-        height=height,
-        width=width,
+        grid=SceneGrid(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5000800), height, width),
         band_count=4,
         dtypes=("uint16",) * 4,
         nodata=0,
@@ -53,19 +51,21 @@ def test_reprojection_round_trips_the_synthetic_aoi(tmp_path: Path) -> None:
 def test_window_holds_exactly_the_pixel_centres_in_the_bounds() -> None:
     s = scene()
     geom = shapely.box(500000 + 14, 5000800 - 97, 500000 + 56, 5000800 - 26)  # x 1.4..5.6 px
-    window = aoi_window(geom, s)
+    window = aoi_window(geom, s.grid)
     # centres at col + 0.5: cols 1..5 (1.5..5.5) and rows 3..9 (3.5..9.5) lie inside 2.6..9.7
     assert window == PixelWindow(3, 1, 7, 5)
-    mask = aoi_mask(geom, s.window_transform(window), window.shape)
+    mask = aoi_mask(geom, s.grid.window_transform(window), window.shape)
     assert mask.all()
 
 
 def test_window_is_clipped_to_the_scene_and_none_outside() -> None:
     s = scene()
-    assert aoi_window(shapely.box(499000, 4999000, 500054, 5000800), s) == PixelWindow(0, 0, 80, 5)
-    assert aoi_window(shapely.box(0, 0, 10, 10), s) is None
+    assert aoi_window(shapely.box(499000, 4999000, 500054, 5000800), s.grid) == PixelWindow(
+        0, 0, 80, 5
+    )
+    assert aoi_window(shapely.box(0, 0, 10, 10), s.grid) is None
     # between pixel centres: touches the scene, covers no centre
-    assert aoi_window(shapely.box(500001, 5000791, 500004, 5000799), s) is None
+    assert aoi_window(shapely.box(500001, 5000791, 500004, 5000799), s.grid) is None
 
 
 def test_aoi_mask_is_pixel_centre_inside() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import geoseg_cli
+from tests.support.cli import geoseg_cli
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from geoseg.cli import app
-from tests.conftest import geoseg_cli, write_geojson
+from tests.support.cli import geoseg_cli, write_geojson
 
 runner = CliRunner()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.cli import REPO
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:

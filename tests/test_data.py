@@ -15,7 +15,11 @@ import shapely
 from affine import Affine
 
 from geoseg.classes import ClassInfo
-from geoseg.data import (
+from geoseg.errors import ConfigError, TrainingDataError
+from geoseg.geo.grid import BlockGrid, stride_starts
+from geoseg.geo.window import PixelWindow, format_window, parse_window
+from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
+from geoseg.training.data import (
     IGNORE,
     Augmentation,
     LabelConfig,
@@ -24,16 +28,9 @@ from geoseg.data import (
     TileRef,
     TrainingData,
     TrainingScene,
-    blocks,
-    format_window,
-    parse_window,
     read_class_list,
     split_blocks,
-    tile_starts,
 )
-from geoseg.errors import ConfigError, TrainingDataError
-from geoseg.grid import PixelWindow
-from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
 
 CRS = "EPSG:32633"
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 5001000)
@@ -106,11 +103,11 @@ def test_parse_window() -> None:
 def test_blocks_cover_the_region_once() -> None:
     region = PixelWindow(10, 20, 300, 130)
     cover = np.zeros((400, 200), dtype=int)
-    for b in blocks(region, 64):
+    for b in BlockGrid.covering(region, 64).windows():
         cover[b.row_off : b.row_end, b.col_off : b.col_end] += 1
     assert cover[10:310, 20:150].min() == 1 and cover.sum() == 300 * 130
-    assert tile_starts(0, 100, 64, 32) == [0, 32, 36]
-    assert tile_starts(0, 50, 64, 32) == [0]
+    assert stride_starts(0, 100, 64, 32) == [0, 32, 36]
+    assert stride_starts(0, 50, 64, 32) == [0]
 
 
 def test_split_is_spatial_seeded_and_disjoint() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import rasterio
 
 from geoseg.synthetic import SYNTHETIC_CLASSES
-from tests.conftest import geoseg_cli
+from tests.support.cli import geoseg_cli
 
 
 def test_demo_writes_inputs_and_results_like_run(tmp_path: Path) -> None:

@@ -45,8 +45,7 @@ from prefect.states import State
 from flows.segment import SegmentSettings, segment_aoi
 from flows.tasks import CACHE_DIR_NAME
 from geoseg.errors import GeosegError
-from tests.prefect_server import child_flow_runs, task_runs
-from tests.test_bad_inputs import (
+from tests.support.battery import (
     CASES,
     BadRun,
     Case,
@@ -56,6 +55,7 @@ from tests.test_bad_inputs import (
     snapshot,
     trap_marker,
 )
+from tests.support.prefect_server import child_flow_runs, task_runs
 
 pytestmark = pytest.mark.slow
 

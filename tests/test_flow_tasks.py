@@ -23,7 +23,7 @@ from flows.tasks import (
 )
 from geoseg.config import RunSettings, resolve_predict_settings
 from geoseg.errors import IncompatibleSceneError, SceneError
-from geoseg.package import load_package
+from geoseg.models.package import load_package
 
 
 def _touch(path: Path, mtime_s: int) -> Path:

@@ -1,9 +1,9 @@
 """Prefect flows against a real Prefect server on loopback, with real Dask clusters.
 
 They use the session's Prefect server (``prefect server start`` with a temp PREFECT_HOME,
-see `tests.prefect_server`); flows run in this process, in a subprocess that gets killed, and
-through a deployment picked up by a process worker. Scenes are small (256 px) so the module
-stays within minutes.
+see `tests.support.prefect_server`); flows run in this process, in a subprocess that gets
+killed, and through a deployment picked up by a process worker. Scenes are small (256 px) so
+the module stays within minutes.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ from flows.segment import SegmentSettings, segment_aoi
 from flows.tasks import IO_TASK_OPTIONS, KEY_FILE
 from flows.train import train_model
 from geoseg.errors import SceneError
-from geoseg.package import load_package
+from geoseg.models.package import load_package
 from geoseg.synthetic import write_synthetic_scene
 from geoseg.vectorize import VectorizeOptions, vectorize_file
-from tests.conftest import REPO, geoseg_cli
-from tests.prefect_server import BIN, stop_process_group, task_runs
+from tests.support.cli import REPO, geoseg_cli
+from tests.support.prefect_server import BIN, stop_process_group, task_runs
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from geoseg.package import load_package
-from geoseg.predict import Predictor
+from geoseg.inference.predict import Predictor
+from geoseg.models.package import load_package
 
 pytestmark = [
     pytest.mark.gpu,
@@ -48,13 +48,13 @@ def test_predict_scene_blending_on_cuda_agrees_with_the_cpu_numpy_path(
     there) against the CPU float32 numpy path, and against the numpy path on CUDA."""
     import rasterio
 
+    from geoseg.inference.predict import PredictSettings, SceneWindow, predict_scene
     from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
     from geoseg.io.raster import open_scene
-    from geoseg.predict import PredictSettings, SceneWindow, predict_scene
 
     scene = open_scene(scene_512.image_path)
-    geom = aoi_in_crs(read_aoi(scene_512.aoi_path), scene.crs)
-    target = SceneWindow(scene, aoi_window(geom, scene), geom)
+    geom = aoi_in_crs(read_aoi(scene_512.aoi_path), scene.grid.crs)
+    target = SceneWindow(scene, aoi_window(geom, scene.grid), geom)
     package = load_package(demo_model)
 
     def predict(device: str, name: str, **extra) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoseg.errors import ConfigError
-from geoseg.grid import PixelWindow, TileGrid, axis_starts
+from geoseg.geo.grid import TileGrid, axis_starts
+from geoseg.geo.window import PixelWindow
 
 
 def coverage(grid: TileGrid) -> np.ndarray:

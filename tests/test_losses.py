@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from geoseg.errors import ConfigError
-from geoseg.losses import (
+from geoseg.training.losses import (
     IGNORE_INDEX,
     ClassWeighting,
     CrossEntropy,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoseg.metrics import confusion_matrix, scores
+from geoseg.training.metrics import confusion_matrix, scores
 
 
 def test_confusion_matrix_skips_ignored_and_nodata() -> None:

@@ -10,9 +10,7 @@ import torch.nn.functional as F
 
 from geoseg.errors import ConfigError
 from geoseg.models.fcn import FCN, bilinear_kernel, upsampler
-from geoseg.models.registry import MODELS, build_model, count_parameters, required_multiple
-from geoseg.models.unet import UNet
-from geoseg.package import (
+from geoseg.models.package import (
     Architecture,
     BandSpec,
     ClassSpec,
@@ -21,6 +19,8 @@ from geoseg.package import (
     load_package,
     save_package,
 )
+from geoseg.models.registry import MODELS, build_model, count_parameters, required_multiple
+from geoseg.models.unet import UNet
 
 ODD_SIZES = [(250, 333), (31, 17), (1, 1), (64, 97)]
 

@@ -22,7 +22,7 @@ import rasterio
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from tests.conftest import REPO
+from tests.support.cli import REPO
 
 NOTEBOOKS = REPO / "notebooks"
 KERNEL_NAME = "geoseg-tests"

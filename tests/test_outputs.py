@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from geoseg.errors import OutputError, SceneError
-from geoseg.io.outputs import disk_full_error, pid_alive, remove_stale_entries
+from geoseg.io.faults import disk_full_error, pid_alive, remove_stale_entries
 
 
 def dead_pid() -> int:

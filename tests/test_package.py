@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from geoseg.errors import IncompatibleSceneError, ModelPackageError
-from geoseg.models.registry import build_model
-from geoseg.package import (
+from geoseg.models.package import (
     Architecture,
     BandSpec,
     ClassSpec,
@@ -23,6 +22,7 @@ from geoseg.package import (
     looks_like_pickle,
     save_package,
 )
+from geoseg.models.registry import build_model
 
 ARCH = Architecture(
     name="smp-unet",

@@ -9,18 +9,18 @@ import pytest
 import rasterio
 import torch
 
-from geoseg.grid import PixelWindow
+from geoseg.geo.window import PixelWindow
+from geoseg.inference.predict import Predictor, PredictSettings, SceneWindow, predict_scene
 from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
 from geoseg.io.raster import open_scene
-from geoseg.package import load_package
-from geoseg.predict import Predictor, PredictSettings, SceneWindow, predict_scene
+from geoseg.models.package import load_package
 
 
 @pytest.fixture(scope="module")
 def target(scene_512) -> SceneWindow:
     scene = open_scene(scene_512.image_path)
-    geom = aoi_in_crs(read_aoi(scene_512.aoi_path), scene.crs)
-    return SceneWindow(scene, aoi_window(geom, scene), geom)
+    geom = aoi_in_crs(read_aoi(scene_512.aoi_path), scene.grid.crs)
+    return SceneWindow(scene, aoi_window(geom, scene.grid), geom)
 
 
 def predict(target: SceneWindow, predictor: Predictor, tmp: Path, **settings) -> np.ndarray:
@@ -129,7 +129,7 @@ def test_tta_and_ensembles(target: SceneWindow, demo_model: Path, tmp_path: Path
 
 
 def test_dihedral_transforms_invert() -> None:
-    from geoseg.predict import DIHEDRAL_8
+    from geoseg.inference.predict import DIHEDRAL_8
 
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     outputs = {tuple(t.forward(x).flatten().tolist()) for t in DIHEDRAL_8}
@@ -156,7 +156,7 @@ def test_window_smaller_than_a_tile_in_a_tiny_scene(demo_model: Path, tmp_path: 
 
     small = write_synthetic_scene(tmp_path / "in", size_px=(60, 100), seed=12)
     scene = open_scene(small.image_path)
-    geom = aoi_in_crs(read_aoi(small.aoi_path), scene.crs)
+    geom = aoi_in_crs(read_aoi(small.aoi_path), scene.grid.crs)
     window = PixelWindow(0, 0, 60, 100)
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     out = predict(SceneWindow(scene, window, geom), predictor, tmp_path / "o",
@@ -176,10 +176,10 @@ def test_skipping_tiles_without_valid_aoi_pixels_changes_nothing(
     import shapely
 
     scene = open_scene(scene_512.image_path)
-    left, bottom, right, top = scene.bounds
+    left, bottom, right, top = scene.grid.bounds
     # a triangle over part of the scene: many tiles of its bounding window lie outside it
     tri = shapely.Polygon([(left, top), (right, top), (left, bottom)])
-    target = SceneWindow(scene, aoi_window(tri, scene), tri)
+    target = SceneWindow(scene, aoi_window(tri, scene.grid), tri)
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     kw = {"tile_px": 64, "overlap_px": 16, "batch_size": 4}
     stats_skip = predict_scene(
@@ -226,10 +226,10 @@ def test_blending_on_the_device_path_equals_the_numpy_path(
     import shapely
 
     scene = open_scene(scene_512.image_path)
-    left, bottom, right, top = scene.bounds
+    left, bottom, right, top = scene.grid.bounds
     # a triangle AOI: skipped tiles, AOI masking on the host and the nodata margin
     tri = shapely.Polygon([(left, top), (right, top), (left, bottom)])
-    target = SceneWindow(scene, aoi_window(tri, scene), tri)
+    target = SceneWindow(scene, aoi_window(tri, scene.grid), tri)
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     numpy_path = predict(target, predictor, tmp_path / "n", **settings, blend_on_device=False)
     torch_path = predict(target, predictor, tmp_path / "t", **settings, blend_on_device=True)
@@ -251,7 +251,7 @@ def test_blend_on_device_defaults_to_cuda_only() -> None:
 def test_reader_threads_default_follows_the_cpu_count(monkeypatch) -> None:
     import os
 
-    from geoseg import predict as predict_module
+    from geoseg.inference import predict as predict_module
 
     for cores, expected in [(1, 2), (2, 2), (6, 6), (64, 8)]:
         monkeypatch.setattr(

@@ -14,17 +14,16 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from geoseg.classes import colormap
-from geoseg.io.raster import classes_tags
-from geoseg.preview import (
+from geoseg.geo.scene import SceneGrid
+from geoseg.io.outputs import PREVIEW_NAME, classes_tags
+from geoseg.render.preview import (
     AOI_RGB,
     LEGEND_ROW_PX,
     MARGIN_PX,
-    PREVIEW_NAME,
     TITLE_PX,
     choose_overview,
     colorize,
     format_length,
-    metres_per_pixel,
     preview_size,
     scale_bar_length_m,
     write_preview,
@@ -56,11 +55,11 @@ def from_origin(west: float, north: float, xsize: float, ysize: float) -> Affine
 
 
 def test_pixel_width_in_metres_for_projected_and_geographic_crs() -> None:
-    utm = metres_per_pixel(CRS.from_epsg(32633), from_origin(500000, 5e6, 10, 10), 100)
-    assert utm == pytest.approx(10.0)
+    utm = SceneGrid(CRS.from_epsg(32633), from_origin(500000, 5e6, 10, 10), 100, 100)
+    assert utm.res_m[1] == pytest.approx(10.0)
     # 0.001 degree at 60 deg N: 111.195 km per degree * cos(60) = 55.6 m
-    geo = metres_per_pixel(CRS.from_epsg(4326), from_origin(10, 60.05, 0.001, 0.001), 100)
-    assert geo == pytest.approx(55.6, abs=0.1)
+    geo = SceneGrid(CRS.from_epsg(4326), from_origin(10, 60.05, 0.001, 0.001), 100, 100)
+    assert geo.res_m[1] == pytest.approx(55.6, abs=0.1)
 
 
 def class_raster_with_stale_overviews(path: Path) -> Path:

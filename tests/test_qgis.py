@@ -1,9 +1,9 @@
 """The outputs of a demo run open styled in real QGIS (PyQGIS from Debian's python3-qgis).
 
-`tests/qgis_check.py` runs under /usr/bin/python3 (where PyQGIS lives), headless, and reports
-what QGIS made of classes.tif and polygons.gpkg; this test runs a small demo, then the check,
-and looks at the PNGs QGIS rendered. Skipped when PyQGIS is not importable: `make qgis-check`
-installs it and runs this test.
+`tests/support/qgis_check.py` runs under /usr/bin/python3 (where PyQGIS lives), headless, and
+reports what QGIS made of classes.tif and polygons.gpkg; this test runs a small demo, then the
+check, and looks at the PNGs QGIS rendered. Skipped when PyQGIS is not importable: `make
+qgis-check` installs it and runs this test.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import rasterio
 from PIL import Image
 
 from geoseg.demo import run_demo
-from geoseg.io.raster import write_mosaic_vrt
-from geoseg.package import load_package
-from tests.conftest import REPO
+from geoseg.io.outputs import write_mosaic_vrt
+from geoseg.models.package import load_package
+from tests.support.cli import REPO
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-CHECK_SCRIPT = REPO / "tests" / "qgis_check.py"
+CHECK_SCRIPT = REPO / "tests" / "support" / "qgis_check.py"
 PNG_DIR_ENV = "GEOSEG_QGIS_PNG_DIR"
 """If set, the rendered PNGs and the check's JSON are also copied into this folder."""
 

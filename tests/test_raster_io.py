@@ -10,7 +10,7 @@ import rasterio
 from affine import Affine
 
 from geoseg.classes import CLASS_NODATA, ClassInfo, colormap
-from geoseg.io.raster import classes_from_tags, write_mosaic_vrt
+from geoseg.io.outputs import classes_from_tags, write_mosaic_vrt
 
 CLASSES = (
     ClassInfo(0, "water", "#2b6cb0"),

@@ -15,9 +15,9 @@ from pyproj import Transformer
 
 from geoseg.demo import agreement
 from geoseg.io.aoi import aoi_in_crs, aoi_mask, read_aoi
-from geoseg.metrics import scores
 from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
-from tests.conftest import geoseg_cli, write_geojson
+from geoseg.training.metrics import scores
+from tests.support.cli import geoseg_cli, write_geojson
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoseg.grid import PixelWindow, TileGrid
-from geoseg.stitch import (
+from geoseg.geo.grid import TileGrid
+from geoseg.geo.window import PixelWindow
+from geoseg.inference.stitch import (
     BlendKind,
     RowBandAccumulator,
     blend_weights,
@@ -118,7 +119,7 @@ def test_tiles_out_of_order_are_refused(backend: str) -> None:
     if backend == "torch":
         import torch
 
-        from geoseg.stitch_torch import TorchRowBandAccumulator
+        from geoseg.inference.stitch_torch import TorchRowBandAccumulator
 
         acc = TorchRowBandAccumulator(window, 1, 64, blend_weights(64))
         probs = torch.from_numpy(probs)
@@ -183,7 +184,7 @@ def test_torch_accumulator_releases_the_same_rows_as_the_numpy_one(
     operations in the same order)."""
     import torch
 
-    from geoseg.stitch_torch import TorchRowBandAccumulator
+    from geoseg.inference.stitch_torch import TorchRowBandAccumulator
 
     rng = np.random.default_rng(tile + overlap)
     window = PixelWindow(11, 5, 333, 197)
@@ -222,7 +223,7 @@ def test_torch_accumulator_releases_the_same_rows_as_the_numpy_one(
 def test_classes_and_confidence_torch_equals_numpy() -> None:
     import torch
 
-    from geoseg.stitch_torch import classes_and_confidence_torch
+    from geoseg.inference.stitch_torch import classes_and_confidence_torch
 
     rng = np.random.default_rng(5)
     probs = rng.dirichlet(np.ones(5), size=(40, 50)).transpose(2, 0, 1).astype(np.float32)

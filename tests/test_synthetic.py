@@ -14,7 +14,7 @@ from shapely.geometry import box, shape
 
 from geoseg.classes import CLASS_NODATA, colormap
 from geoseg.errors import ConfigError
-from geoseg.io.raster import classes_from_tags
+from geoseg.io.outputs import classes_from_tags
 from geoseg.synthetic import (
     BAND_NAMES,
     BUILT_UP,

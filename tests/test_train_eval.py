@@ -13,10 +13,10 @@ import yaml
 from PIL import Image
 
 from geoseg.errors import ConfigError
-from geoseg.package import load_package
+from geoseg.models.package import load_package
 from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
-from geoseg.train import TrainSettings, load_train_settings, train
-from tests.conftest import REPO, SHARED_DATA, geoseg_cli
+from geoseg.training.loop import TrainSettings, load_train_settings, train
+from tests.support.cli import REPO, SHARED_DATA, geoseg_cli
 
 ZION = SHARED_DATA / "zion"
 needs_zion = pytest.mark.skipif(
@@ -114,8 +114,8 @@ def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path) -> N
 
     from geoseg.config import RunSettings
     from geoseg.demo import agreement
-    from geoseg.evaluate import EvaluateSettings, evaluate
-    from geoseg.pipeline import run
+    from geoseg.pipeline.run import run
+    from geoseg.training.evaluate import EvaluateSettings, evaluate
 
     torch.set_num_threads(1)
     model = train(tiny_settings(scenes, tmp_path / "m.geoseg", epochs=1, steps_per_epoch=2))
@@ -163,8 +163,8 @@ def test_evaluate_draws_prediction_next_to_labels(
     """side_by_side.png: where both panels are scored, they agree exactly as often as the
     report's overall accuracy says, and the right panel is the label raster."""
     from geoseg.errors import ConfigError
-    from geoseg.evaluate import EvaluateSettings, evaluate, side_by_side_panels
-    from geoseg.preview import NODATA_RGB, colorize
+    from geoseg.render.preview import NODATA_RGB, colorize
+    from geoseg.training.evaluate import EvaluateSettings, evaluate, side_by_side_panels
 
     torch.set_num_threads(1)
     with pytest.raises(ConfigError, match="--preview-window"):

@@ -20,11 +20,11 @@ from scipy import ndimage
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import ConfigError, SceneError
+from geoseg.geo.scene import measure_m
 from geoseg.vectorize import (
     BUILTIN_FIELDS,
     Connectivity,
     label_components,
-    measure_m,
     polygonize_array,
     polygonize_labels,
     vectorize_raster,

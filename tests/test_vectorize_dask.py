@@ -25,16 +25,16 @@ from pyogrio.raw import read as ogr_read
 from scipy import ndimage
 from typer.testing import CliRunner
 
+import geoseg.vectorize.blockwise as run_module
 import geoseg.vectorize.executors as executors_module
-import geoseg.vectorize.run as run_module
 from geoseg.classes import ClassInfo
 from geoseg.cli import app
 from geoseg.errors import ConfigError, SceneError
-from geoseg.io.raster import classes_tags, write_category_names
+from geoseg.geo.grid import BlockGrid
+from geoseg.io.outputs import classes_tags, write_category_names
 from geoseg.synthetic import make_landscape
 from geoseg.vectorize import (
     BUILTIN_FIELDS,
-    BlockGrid,
     Connectivity,
     SharedClient,
     VectorizeOptions,
@@ -46,7 +46,7 @@ from geoseg.vectorize import (
 from geoseg.vectorize.blocks import _Job, _read_block
 from geoseg.vectorize.executors import _LocalExecutor
 from geoseg.vectorize.sieve import _plan_sieve, _sieve_block
-from tests.conftest import DEMO_MODEL
+from tests.support.cli import DEMO_MODEL
 from tests.test_vectorize import (
     CLASSES,
     ND,
@@ -629,7 +629,7 @@ def test_cli_vectorize_refuses_bad_input_in_one_line(tifs, tmp_path: Path) -> No
 
 @pytest.mark.skipif(not DEMO_MODEL.exists(), reason="demo model not built (make demo-model)")
 def test_cli_vectorize_with_model_package(tifs, tmp_path: Path) -> None:
-    from geoseg.package import load_package
+    from geoseg.models.package import load_package
 
     tif, _ = tifs["noise"]
     out = tmp_path / "p.gpkg"

@@ -22,8 +22,8 @@ from rasterio.features import geometry_mask
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.errors import AoiError
-from geoseg.grid import PixelWindow
-from geoseg.io.raster import SceneInfo
+from geoseg.geo.scene import SceneGrid
+from geoseg.geo.window import PixelWindow
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
@@ -123,24 +123,24 @@ def aoi_in_crs(aoi: Aoi, crs: CRS) -> BaseGeometry:
     return shapely.make_valid(projected) if not projected.is_valid else projected
 
 
-def aoi_window(geometry: BaseGeometry, scene: SceneInfo) -> PixelWindow | None:
-    """The smallest pixel window of ``scene`` holding every pixel centre in the AOI's bounds.
+def aoi_window(geometry: BaseGeometry, grid: SceneGrid) -> PixelWindow | None:
+    """The smallest pixel window of ``grid`` holding every pixel centre in the AOI's bounds.
 
     None if the AOI misses the scene or lies between pixel centres.
     """
-    footprint = shapely.box(*scene.bounds)
+    footprint = shapely.box(*grid.bounds)
     part = geometry.intersection(footprint)
     if part.is_empty:
         return None
-    inverse = ~scene.transform
+    inverse = ~grid.transform
     minx, miny, maxx, maxy = part.bounds
     corners = [inverse @ xy for xy in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))]
     cols, rows = [c for c, _ in corners], [r for _, r in corners]
     # pixel (r, c) has its centre at r + 0.5: keep the centres inside the bounding box
     r0 = max(0, math.ceil(min(rows) - 0.5))
     c0 = max(0, math.ceil(min(cols) - 0.5))
-    r1 = min(scene.height, math.floor(max(rows) - 0.5) + 1)
-    c1 = min(scene.width, math.floor(max(cols) - 0.5) + 1)
+    r1 = min(grid.height, math.floor(max(rows) - 0.5) + 1)
+    c1 = min(grid.width, math.floor(max(cols) - 0.5) + 1)
     if r1 <= r0 or c1 <= c0:
         return None
     return PixelWindow(r0, c0, r1 - r0, c1 - c0)

@@ -1,135 +1,188 @@
-"""Output folders after faults: temp entries left by killed runs, and full disks.
+"""What geoseg writes, by name: output file names and the class metadata of class rasters.
 
-A run writes each result under a hidden temp name (``.NAME.partial-PID``) and renames it when
-complete, so a crash never leaves a half result under a final name. Two faults still need
-handling here:
-
-- a run killed outright (SIGKILL, power loss) cannot remove its temp entries; the next run in
-  the folder removes those whose process is gone (`remove_stale_entries`);
-- a full disk (or a file-size limit) makes GDAL, SQLite or Python fail with messages that often
-  do not say why (libtiff: "Write error at scanline 0"); `disk_full_error` recognizes the
-  condition from the exception chain or by writing a probe, so the user reads "disk full"
-  and the output path instead of a driver's guess.
+A class raster carries its classes three ways, all written and read here: the GEOSEG_CLASSES
+tag (names and colours, for geoseg itself), the colour table (written with the raster) and
+GDAL category names in a PAM sidecar ``<tif>.aux.xml`` (what QGIS labels the palette with).
+`classes_for_raster` reads them back in that order of trust.
 """
 
 from __future__ import annotations
 
-import errno
+import json
 import os
-import re
-import resource
-import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
-from geoseg.errors import GeosegError, OutputError
+import numpy as np
+import rasterio
+import rasterio.errors
 
-_TEMP_ENTRY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
-_FULL_TEXTS = ("no space left", "file too large", "disk is full", "disk quota")
-_PROBE_BYTES = 1 << 20
+from geoseg.classes import CLASS_NODATA, ClassInfo, colormap, validate_classes
+from geoseg.errors import OutputError
+from geoseg.io.raster import open_scene, unreadable_raster
 
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (it may belong to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+CLASSES_NAME = "classes.tif"
+CONFIDENCE_NAME = "confidence.tif"
+POLYGONS_NAME = "polygons.gpkg"
+PREVIEW_NAME = "preview.png"
+RUN_JSON = "run.json"
 
 
-def remove_stale_entries(out: Path) -> list[Path]:
-    """Remove ``.NAME.partial-PID`` / ``.NAME.old-PID`` entries of processes that are gone.
-
-    A ``.NAME.old-PID`` folder is the previous result a killed run was replacing; it is put
-    back under ``NAME`` when that name is free, else removed. Entries of live processes (another
-    run writing into the same folder) are left alone. Returns the paths removed or restored.
-    """
-    handled = []
-    for entry in sorted(out.iterdir()):
-        match = _TEMP_ENTRY.match(entry.name)
-        if match is None or pid_alive(int(match["pid"])):
-            continue
-        final = out / match["name"]
-        if match["kind"] == "old" and not final.exists():
-            entry.replace(final)
-        elif entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        handled.append(entry)
-    return handled
+def classes_tags(classes: Sequence[ClassInfo]) -> dict[str, str]:
+    """GeoTIFF metadata tags that let `geoseg vectorize` recover class names and colours."""
+    return {
+        "GEOSEG_CLASSES": json.dumps(
+            [{"id": c.id, "name": c.name, "color": c.color} for c in classes]
+        )
+    }
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def _reason_from_exception(exc: BaseException) -> str | None:
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
-            return os.strerror(e.errno)
-        text = str(e).lower()
-        for needle in _FULL_TEXTS:
-            if needle in text:
-                return needle
-    return None
-
-
-def _probe_write(folder: Path, size_bytes: int = _PROBE_BYTES) -> OSError | None:
-    """Write and remove ``size_bytes`` in ``folder``; the error if that fails, else None.
-
-    The surest test of "is the disk full?" is to write: it sees free blocks, quotas and the
-    process's file-size limit (RLIMIT_FSIZE) alike. Synced, so a delayed ENOSPC shows too.
-    """
-    probe = folder / f".geoseg-space-probe-{os.getpid()}"
-    chunk = bytes(1 << 16)
-    try:
-        with probe.open("wb") as f:
-            for _ in range(size_bytes // len(chunk)):
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        return exc
-    finally:
-        probe.unlink(missing_ok=True)
-    return None
-
-
-def _reason_from_filesystem(folder: Path) -> str | None:
-    """A full file system, a quota, or the file-size limit, found by writing a probe."""
-    error = _probe_write(folder)
-    if error is None or error.errno not in _FULL_ERRNOS:
+def classes_from_tags(path: Path) -> list[ClassInfo] | None:
+    """Classes stored by `classes_tags` in a class raster, or None if it has none."""
+    with rasterio.open(path) as ds:
+        raw = ds.tags().get("GEOSEG_CLASSES")
+    if raw is None:
         return None
-    if error.errno == errno.EFBIG:
-        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        return f"file too large: the file size limit is {limit} bytes (ulimit -f)"
-    return os.strerror(error.errno or 0)
+    return [ClassInfo(int(c["id"]), str(c["name"]), str(c["color"])) for c in json.loads(raw)]
 
 
-def disk_full_error(exc: BaseException, *, final: Path) -> OutputError | None:
-    """An `OutputError` naming ``final`` if ``exc`` came from a full disk, else None.
+def write_category_names(tif: Path, classes: Sequence[ClassInfo]) -> Path:
+    """Class names as GDAL category names in a PAM sidecar (``<tif>.aux.xml``).
 
-    Recognized from errno or message anywhere in the exception chain, else by writing a
-    probe next to ``final`` (GDAL and SQLite often report only "Write error at scanline 0"
-    or "Failed to commit transaction").
+    GeoTIFF has no slot for category names; GDAL and QGIS read them from this sidecar, which
+    travels with the file like a .prj would.
     """
-    if not isinstance(exc, Exception) or (
-        isinstance(exc, GeosegError) and not isinstance(exc, OutputError)
-    ):
-        return None  # Ctrl-C, or a diagnosed input problem
-    reason = _reason_from_exception(exc) or _reason_from_filesystem(final.parent)
-    if reason is None:
-        return None
-    return OutputError(
-        f"{final}: disk full or file too large while writing ({reason}); nothing was kept "
-        "under that name: free space (or raise the limit) and run again, or pass another --out"
+    names = {c.id: c.name for c in classes}
+    entries = "".join(
+        f"<Category>{escape(names.get(i, ''))}</Category>" for i in range(max(names) + 1)
     )
+    xml = (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n'
+        f"    <CategoryNames>{entries}</CategoryNames>\n"
+        "  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+    sidecar = tif.with_name(tif.name + ".aux.xml")
+    sidecar.write_text(xml, encoding="utf-8")
+    return sidecar
+
+
+def classes_for_raster(path: str | os.PathLike[str]) -> tuple[ClassInfo, ...]:
+    """Class names and colours stored with a class raster, for vectorizing it alone.
+
+    In order: the GEOSEG_CLASSES tag geoseg writes; else the colour table, with names from
+    GDAL category names (``<file>.aux.xml``) or ``class <id>`` (entries still at GDAL's
+    default opaque black are skipped: they are unused slots); else nothing (every value found
+    is then named ``class <id>``).
+    """
+    path = Path(path)
+    try:
+        tagged = classes_from_tags(path)
+        if tagged:
+            return validate_classes(tagged)
+        with rasterio.open(path) as src:
+            try:
+                table = src.colormap(1)
+            except ValueError:
+                return ()
+    except rasterio.errors.RasterioError as exc:
+        raise unreadable_raster(path, exc) from exc
+    names = read_category_names(path)
+    found = []
+    for value, rgba in sorted(table.items()):
+        if value >= CLASS_NODATA or rgba[3] == 0:
+            continue
+        name = names.get(value, "")
+        if not name and tuple(rgba) == (0, 0, 0, 255):
+            continue
+        color = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+        found.append(ClassInfo(int(value), name or f"class {value}", color))
+    return tuple(found)
+
+
+def read_category_names(path: Path) -> dict[int, str]:
+    """GDAL category names of band 1 from the PAM sidecar, if there is one."""
+    sidecar = path.with_name(path.name + ".aux.xml")
+    try:
+        root = ET.parse(sidecar).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    for band in root.iter("PAMRasterBand"):
+        if band.get("band", "1") == "1":
+            names = band.find("CategoryNames")
+            if names is not None:
+                return {i: (c.text or "") for i, c in enumerate(names.findall("Category"))}
+    return {}
+
+
+def raster_scene_name(path: str | os.PathLike[str]) -> str:
+    """Scene id of a class raster: its folder for geoseg's ``<scene>/classes.tif``, else stem."""
+    path = Path(path)
+    return path.parent.resolve().name if path.stem == "classes" else path.stem
+
+
+def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[ClassInfo]) -> Path:
+    """A VRT mosaic of single-band class rasters that share one CRS and pixel size.
+
+    Written by hand (no gdalbuildvrt needed). Source paths are stored relative to the VRT. It
+    carries the classes like a class raster does, inline: the colour table (entries up to the
+    largest class id only: unlike a GeoTIFF's, a VRT palette may be short, and QGIS lists
+    every entry in its legend; nodata needs no entry), the class names as GDAL category names
+    (QGIS labels the palette with them) and the GEOSEG_CLASSES tag.
+    """
+    infos = [open_scene(p) for p in sources]
+    grids = [i.grid for i in infos]
+    crs = grids[0].crs
+    rx, ry = abs(grids[0].transform.a), abs(grids[0].transform.e)
+    for info, grid in zip(infos[1:], grids[1:], strict=True):
+        res = (abs(grid.transform.a), abs(grid.transform.e))
+        if grid.crs != crs or not np.allclose(res, (rx, ry)):
+            raise OutputError(f"{info.path}: CRS or pixel size differs; cannot join the mosaic")
+    left = min(g.bounds[0] for g in grids)
+    top = max(g.bounds[3] for g in grids)
+    right = max(g.bounds[2] for g in grids)
+    bottom = min(g.bounds[1] for g in grids)
+    width, height = round((right - left) / rx), round((top - bottom) / ry)
+    colours = colormap(classes)
+    names = {c.id: c.name for c in classes}
+    values = range(max(names) + 1)
+    entries = "".join(
+        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
+        for i in values
+    )
+    categories = "".join(f"<Category>{escape(names.get(i, ''))}</Category>" for i in values)
+    tags = "".join(
+        f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in classes_tags(classes).items()
+    )
+    simple = []
+    for info, grid in zip(infos, grids, strict=True):
+        x_off = round((grid.bounds[0] - left) / rx)
+        y_off = round((top - grid.bounds[3]) / ry)
+        rel = os.path.relpath(info.path.resolve(), dst.parent.resolve())
+        size = f'xSize="{grid.width}" ySize="{grid.height}"'
+        simple.append(
+            f'    <ComplexSource><SourceFilename relativeToVRT="1">{escape(str(rel))}'
+            "</SourceFilename><SourceBand>1</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" {size}/>'
+            f'<DstRect xOff="{x_off}" yOff="{y_off}" {size}/>'
+            f"<NODATA>{CLASS_NODATA}</NODATA></ComplexSource>\n"
+        )
+    xml = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
+        f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
+        f"  <GeoTransform>{left}, {rx}, 0, {top}, 0, {-ry}</GeoTransform>\n"
+        f"  <Metadata>{tags}</Metadata>\n"
+        '  <VRTRasterBand dataType="Byte" band="1">\n'
+        f"    <NoDataValue>{CLASS_NODATA}</NoDataValue>\n"
+        "    <ColorInterp>Palette</ColorInterp>\n"
+        f"    <CategoryNames>{categories}</CategoryNames>\n"
+        f"    <ColorTable>{entries}</ColorTable>\n"
+        f"{''.join(simple)}"
+        "  </VRTRasterBand>\n</VRTDataset>\n"
+    )
+    try:
+        dst.write_text(xml, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write the mosaic ({exc.strerror or exc})") from exc
+    return dst

@@ -7,41 +7,32 @@ that file by GDAL's COG driver, which works block by block.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 import rasterio.shutil
-from affine import Affine
 from rasterio._err import CPLE_BaseError
-from rasterio.crs import CRS
 from rasterio.enums import Interleaving
 from rasterio.errors import RasterioIOError
 
-from geoseg.classes import CLASS_NODATA, ClassInfo, colormap
+from geoseg.classes import ClassInfo, colormap
 from geoseg.errors import OutputError, SceneError
-from geoseg.grid import PixelWindow
-
-_EARTH_RADIUS_M = 6_371_008.8
+from geoseg.geo.scene import SceneGrid
+from geoseg.geo.window import PixelWindow
 
 
 @dataclass(frozen=True)
 class SceneInfo:
-    """What geoseg needs to know about a scene, read once from its header."""
+    """What geoseg needs to know about a scene file, read once from its header."""
 
     path: Path
-    crs: CRS
-    transform: Affine
-    height: int
-    width: int
+    grid: SceneGrid
     band_count: int
     dtypes: tuple[str, ...]
     nodata: float | None
@@ -50,46 +41,6 @@ class SceneInfo:
     def name(self) -> str:
         """Output folder name for this scene: the file name without its suffix."""
         return self.path.stem
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.height, self.width)
-
-    @property
-    def res(self) -> tuple[float, float]:
-        """Pixel size (x, y) in CRS units, positive."""
-        return (abs(self.transform.a), abs(self.transform.e))
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in CRS units."""
-        return self.window_bounds(PixelWindow(0, 0, self.height, self.width))
-
-    def window_bounds(self, window: PixelWindow) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) of a pixel window of this scene, in CRS units."""
-        transform = self.window_transform(window)
-        x0, y0 = transform @ (0, 0)
-        x1, y1 = transform @ (window.width, window.height)
-        return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-
-    @property
-    def gsd_m(self) -> float:
-        """Ground sample distance in metres (mean of x/y; approximated for geographic CRSs)."""
-        return pixel_size_m(self.crs, self.transform, self.bounds)
-
-    def window_transform(self, window: PixelWindow) -> Affine:
-        """Affine transform of a pixel window of this scene (same grid, shifted origin)."""
-        return self.transform @ Affine.translation(window.col_off, window.row_off)
-
-
-def pixel_size_m(crs: CRS, transform: Affine, bounds: tuple[float, float, float, float]) -> float:
-    """Mean pixel size in metres: CRS linear units, or degrees scaled at the mid-latitude."""
-    rx, ry = abs(transform.a), abs(transform.e)
-    if crs.is_geographic:
-        lat = math.radians((bounds[1] + bounds[3]) / 2)
-        metres_per_deg = math.pi * _EARTH_RADIUS_M / 180
-        return (rx * metres_per_deg * math.cos(lat) + ry * metres_per_deg) / 2
-    return (rx + ry) / 2 * crs.linear_units_factor[1]
 
 
 def open_scene(path: Path | str) -> SceneInfo:
@@ -100,10 +51,7 @@ def open_scene(path: Path | str) -> SceneInfo:
             check_complete(ds, path)
             info = SceneInfo(
                 path=path,
-                crs=ds.crs,
-                transform=ds.transform,
-                height=ds.height,
-                width=ds.width,
+                grid=SceneGrid(ds.crs, ds.transform, ds.height, ds.width),
                 band_count=ds.count,
                 dtypes=tuple(ds.dtypes),
                 nodata=ds.nodata,
@@ -113,18 +61,26 @@ def open_scene(path: Path | str) -> SceneInfo:
         raise SceneError(
             f"{path}: cannot read the scene ({reason}); pass GeoTIFF/COG/VRT files with --scenes"
         ) from None
-    if info.crs is None:
+    if info.grid.crs is None:
         raise SceneError(
             f"{path}: the scene has no CRS; georeference it first (e.g. gdal_edit.py -a_srs)"
         )
-    if info.transform.b != 0 or info.transform.d != 0:
-        t = info.transform
+    if info.grid.transform.b != 0 or info.grid.transform.d != 0:
+        t = info.grid.transform
         raise SceneError(
             f"{path}: the scene grid is rotated or sheared (geotransform terms {t.b:g}, {t.d:g} "
             "are not 0); geoseg needs north-up pixels: warp it first, e.g. "
             "gdalwarp in.tif north_up.tif"
         )
     return info
+
+
+def unreadable_raster(path: Path | str, exc: Exception) -> SceneError:
+    """The one-line error for a raster GDAL cannot open or read."""
+    return SceneError(
+        f"{path}: cannot be read as a raster ({exc}); check the path and that the file is a "
+        "complete GeoTIFF"
+    )
 
 
 def check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
@@ -172,23 +128,13 @@ def read_window(
     return data, np.all(masks > 0, axis=0)
 
 
-@dataclass(frozen=True)
-class OutputGrid:
-    """Georeferencing of an output raster: the AOI window on the scene grid."""
-
-    crs: CRS
-    transform: Affine
-    height: int
-    width: int
-
-
 class RowBandWriter:
     """A single-band uint8 tiled GeoTIFF written in whole-row bands (memory: one band)."""
 
     def __init__(
         self,
         path: Path,
-        grid: OutputGrid,
+        grid: SceneGrid,
         *,
         nodata: int | None,
         classes: Sequence[ClassInfo] | None = None,
@@ -276,103 +222,3 @@ def write_cog(src: Path, dst: Path, *, resampling: str) -> None:
         )
     except RasterioIOError as exc:
         raise OutputError(f"{dst}: cannot write the COG ({exc})") from None
-
-
-def write_category_names(tif: Path, classes: Sequence[ClassInfo]) -> Path:
-    """Class names as GDAL category names in a PAM sidecar (``<tif>.aux.xml``).
-
-    GeoTIFF has no slot for category names; GDAL and QGIS read them from this sidecar, which
-    travels with the file like a .prj would.
-    """
-    names = {c.id: c.name for c in classes}
-    entries = "".join(
-        f"<Category>{escape(names.get(i, ''))}</Category>" for i in range(max(names) + 1)
-    )
-    xml = (
-        '<PAMDataset>\n  <PAMRasterBand band="1">\n'
-        f"    <CategoryNames>{entries}</CategoryNames>\n"
-        "  </PAMRasterBand>\n</PAMDataset>\n"
-    )
-    sidecar = tif.with_name(tif.name + ".aux.xml")
-    sidecar.write_text(xml, encoding="utf-8")
-    return sidecar
-
-
-def classes_tags(classes: Sequence[ClassInfo]) -> dict[str, str]:
-    """GeoTIFF metadata tags that let `geoseg vectorize` recover class names and colours."""
-    return {
-        "GEOSEG_CLASSES": json.dumps(
-            [{"id": c.id, "name": c.name, "color": c.color} for c in classes]
-        )
-    }
-
-
-def classes_from_tags(path: Path) -> list[ClassInfo] | None:
-    """Classes stored by `classes_tags` in a class raster, or None if it has none."""
-    with rasterio.open(path) as ds:
-        raw = ds.tags().get("GEOSEG_CLASSES")
-    if raw is None:
-        return None
-    return [ClassInfo(int(c["id"]), str(c["name"]), str(c["color"])) for c in json.loads(raw)]
-
-
-def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[ClassInfo]) -> Path:
-    """A VRT mosaic of single-band class rasters that share one CRS and pixel size.
-
-    Written by hand (no gdalbuildvrt needed). Source paths are stored relative to the VRT. It
-    carries the classes like a class raster does, inline: the colour table (entries up to the
-    largest class id only: unlike a GeoTIFF's, a VRT palette may be short, and QGIS lists
-    every entry in its legend; nodata needs no entry), the class names as GDAL category names
-    (QGIS labels the palette with them) and the GEOSEG_CLASSES tag.
-    """
-    infos = [open_scene(p) for p in sources]
-    crs, (rx, ry) = infos[0].crs, infos[0].res
-    for info in infos[1:]:
-        if info.crs != crs or not np.allclose(info.res, (rx, ry)):
-            raise OutputError(f"{info.path}: CRS or pixel size differs; cannot join the mosaic")
-    left = min(i.bounds[0] for i in infos)
-    top = max(i.bounds[3] for i in infos)
-    right = max(i.bounds[2] for i in infos)
-    bottom = min(i.bounds[1] for i in infos)
-    width, height = round((right - left) / rx), round((top - bottom) / ry)
-    colours = colormap(classes)
-    names = {c.id: c.name for c in classes}
-    values = range(max(names) + 1)
-    entries = "".join(
-        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
-        for i in values
-    )
-    categories = "".join(f"<Category>{escape(names.get(i, ''))}</Category>" for i in values)
-    tags = "".join(
-        f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in classes_tags(classes).items()
-    )
-    simple = []
-    for info in infos:
-        x_off = round((info.bounds[0] - left) / rx)
-        y_off = round((top - info.bounds[3]) / ry)
-        rel = os.path.relpath(info.path.resolve(), dst.parent.resolve())
-        simple.append(
-            f'    <ComplexSource><SourceFilename relativeToVRT="1">{escape(str(rel))}'
-            "</SourceFilename><SourceBand>1</SourceBand>"
-            f'<SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>'
-            f'<DstRect xOff="{x_off}" yOff="{y_off}" xSize="{info.width}" ySize="{info.height}"/>'
-            f"<NODATA>{CLASS_NODATA}</NODATA></ComplexSource>\n"
-        )
-    xml = (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
-        f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
-        f"  <GeoTransform>{left}, {rx}, 0, {top}, 0, {-ry}</GeoTransform>\n"
-        f"  <Metadata>{tags}</Metadata>\n"
-        '  <VRTRasterBand dataType="Byte" band="1">\n'
-        f"    <NoDataValue>{CLASS_NODATA}</NoDataValue>\n"
-        "    <ColorInterp>Palette</ColorInterp>\n"
-        f"    <CategoryNames>{categories}</CategoryNames>\n"
-        f"    <ColorTable>{entries}</ColorTable>\n"
-        f"{''.join(simple)}"
-        "  </VRTRasterBand>\n</VRTDataset>\n"
-    )
-    try:
-        dst.write_text(xml, encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{dst}: cannot write the mosaic ({exc.strerror or exc})") from exc
-    return dst

@@ -47,23 +47,10 @@ Modules, in dependency order: `options` (plain data), `core` (pure polygonize), 
 (exact block-wise sieve), `run` (the block-wise run), `files` (`vectorize_raster`).
 """
 
-from geoseg.vectorize.blocks import Block, BlockGrid
-from geoseg.vectorize.core import (
-    label_components,
-    measure_m,
-    pixel_to_map,
-    polygonize_array,
-    polygonize_labels,
-)
+from geoseg.io.outputs import classes_for_raster, raster_scene_name
+from geoseg.vectorize.api import sieve_threshold_px, vectorize_file, vectorize_raster
+from geoseg.vectorize.core import label_components, polygonize_array, polygonize_labels
 from geoseg.vectorize.executors import SharedClient, dask_client, default_workers
-from geoseg.vectorize.files import (
-    classes_for_raster,
-    pixel_area_m2,
-    raster_scene_name,
-    sieve_threshold_px,
-    vectorize_file,
-    vectorize_raster,
-)
 from geoseg.vectorize.options import (
     BUILTIN_FIELDS,
     DEFAULT_BLOCK_PX,
@@ -76,8 +63,6 @@ from geoseg.vectorize.options import (
 __all__ = [
     "BUILTIN_FIELDS",
     "DEFAULT_BLOCK_PX",
-    "Block",
-    "BlockGrid",
     "Connectivity",
     "PolygonTable",
     "SharedClient",
@@ -87,9 +72,6 @@ __all__ = [
     "dask_client",
     "default_workers",
     "label_components",
-    "measure_m",
-    "pixel_area_m2",
-    "pixel_to_map",
     "polygonize_array",
     "polygonize_labels",
     "raster_scene_name",

@@ -14,93 +14,18 @@ import rasterio.errors
 import rasterio.features
 import shapely
 from affine import Affine
-from rasterio.windows import Window
 from scipy import ndimage
 
 from geoseg.classes import CLASS_NODATA
-from geoseg.errors import ConfigError, SceneError
+from geoseg.errors import SceneError
+from geoseg.geo.grid import Block
+from geoseg.geo.scene import map_xy, measure_m
+from geoseg.io.raster import unreadable_raster
 from geoseg.io.vector import as_multipolygons
-from geoseg.vectorize.core import (
-    _cut_at_pixels,
-    _mean,
-    _repair_if_invalid,
-    measure_m,
-    pixel_to_map,
-    polygonize_labels,
-)
+from geoseg.vectorize.core import _cut_at_pixels, _mean, _repair_if_invalid, polygonize_labels
 from geoseg.vectorize.options import DEFAULT_BLOCK_PX, Connectivity
 
 _TOP, _BOTTOM, _LEFT, _RIGHT = range(4)
-
-
-@dataclass(frozen=True)
-class Block:
-    """One block of a `BlockGrid`: its pixel window and which of its edges are seams.
-
-    A seam is an edge shared with another block; the raster's own outline is not one.
-    """
-
-    index: int
-    grid_row: int
-    grid_col: int
-    row_off: int
-    col_off: int
-    height: int
-    width: int
-    seam_top: bool
-    seam_bottom: bool
-    seam_left: bool
-    seam_right: bool
-
-    @property
-    def window(self) -> Window:
-        return Window(self.col_off, self.row_off, self.width, self.height)
-
-
-@dataclass(frozen=True)
-class BlockGrid:
-    """A raster of ``height_px`` x ``width_px`` cut into ``block_px`` squares, row-major.
-
-    The last row and column of blocks are smaller when ``block_px`` does not divide the size.
-    """
-
-    height_px: int
-    width_px: int
-    block_px: int
-
-    def __post_init__(self) -> None:
-        if min(self.height_px, self.width_px, self.block_px) < 1:
-            raise ConfigError(f"block grid: sizes must be positive, got {self}")
-
-    @property
-    def n_rows(self) -> int:
-        return -(-self.height_px // self.block_px)
-
-    @property
-    def n_cols(self) -> int:
-        return -(-self.width_px // self.block_px)
-
-    def __len__(self) -> int:
-        return self.n_rows * self.n_cols
-
-    def block(self, grid_row: int, grid_col: int) -> Block:
-        row_off, col_off = grid_row * self.block_px, grid_col * self.block_px
-        return Block(
-            index=grid_row * self.n_cols + grid_col,
-            grid_row=grid_row,
-            grid_col=grid_col,
-            row_off=row_off,
-            col_off=col_off,
-            height=min(self.block_px, self.height_px - row_off),
-            width=min(self.block_px, self.width_px - col_off),
-            seam_top=grid_row > 0,
-            seam_bottom=grid_row < self.n_rows - 1,
-            seam_left=grid_col > 0,
-            seam_right=grid_col < self.n_cols - 1,
-        )
-
-    def blocks(self) -> list[Block]:
-        return [self.block(r, c) for r in range(self.n_rows) for c in range(self.n_cols)]
 
 
 @dataclass(frozen=True)
@@ -201,13 +126,6 @@ class _BlockOutput:
     seams: _Pieces
 
 
-def _open_error(path: Path, exc: Exception) -> SceneError:
-    return SceneError(
-        f"{path}: cannot be read as a raster ({exc}); check the path and that the file is a "
-        "complete GeoTIFF"
-    )
-
-
 def _read_block(job: _Job, block: Block) -> np.ndarray:
     """Band 1 of the block as uint8 with every masked pixel (nodata or mask band) set to 255."""
     path = Path(job.classes_path)
@@ -216,7 +134,7 @@ def _read_block(job: _Job, block: Block) -> np.ndarray:
             data = src.read(1, window=block.window)
             mask = src.read_masks(1, window=block.window)
     except rasterio.errors.RasterioError as exc:
-        raise _open_error(path, exc) from exc
+        raise unreadable_raster(path, exc) from exc
     valid = mask > 0
     if valid.any() and (data[valid].min() < 0 or data[valid].max() >= CLASS_NODATA):
         raise SceneError(
@@ -237,7 +155,7 @@ def _read_block_confidence(job: _Job, block: Block) -> np.ndarray | None:
             values = src.read(1, window=block.window).astype(np.float64)
             mask = src.read_masks(1, window=block.window)
     except rasterio.errors.RasterioError as exc:
-        raise _open_error(path, exc) from exc
+        raise unreadable_raster(path, exc) from exc
     values[mask == 0] = np.nan
     return values
 
@@ -327,7 +245,7 @@ def _crs(wkt: str) -> pyproj.CRS:
 
 def _finish(job: _Job, pieces: _Pieces) -> _Features:
     """Complete regions in pixel space -> WKB in the CRS with area, perimeter, mean."""
-    geometry = pixel_to_map(pieces.geometry, job.transform)
+    geometry = map_xy(pieces.geometry, job.transform)
     area, perimeter = measure_m(geometry, _crs(job.crs_wkt))
     if job.connectivity == Connectivity.EIGHT:
         geometry = as_multipolygons(geometry)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pyproj
 import shapely
 from affine import Affine
 from scipy import ndimage
@@ -245,60 +244,6 @@ def polygonize_array(
         pixel_count=pixel_count,
         mean_confidence=_mean(sums, counts),
     )
-
-
-def _horizontal_crs(crs: pyproj.CRS) -> pyproj.CRS:
-    if crs.is_bound:
-        crs = crs.source_crs
-    if crs.is_compound:
-        crs = crs.sub_crs_list[0]
-    return crs
-
-
-def measure_m(geometries: np.ndarray, crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
-    """Area (m²) and perimeter (m, holes included) of polygons in ``crs``.
-
-    Projected CRS: planar measures scaled by the linear unit (feet -> metres). Geographic CRS:
-    geodesic measures on the CRS's ellipsoid.
-    """
-    crs = _horizontal_crs(crs)
-    geometries = np.asarray(geometries, dtype=object)
-    if crs.is_geographic:
-        geod = crs.get_geod()
-        if geod is None:
-            raise ConfigError(f"CRS {crs.name!r} has no ellipsoid; cannot compute areas")
-        # Shells CCW, holes CW, so hole areas are subtracted. pyproj's perimeter leaves holes
-        # out; measure every ring's geodesic length instead, as the planar branch does.
-        oriented = shapely.orient_polygons(geometries)
-        area = np.array(
-            [abs(geod.geometry_area_perimeter(g)[0]) for g in oriented], dtype=np.float64
-        )
-        perimeter = np.array(
-            [geod.geometry_length(b) for b in shapely.boundary(geometries)], dtype=np.float64
-        )
-        return area.reshape(-1), perimeter.reshape(-1)
-    if crs.is_projected:
-        to_m = crs.axis_info[0].unit_conversion_factor
-        return shapely.area(geometries) * to_m**2, shapely.length(geometries) * to_m
-    raise ConfigError(
-        f"CRS {crs.name!r} is neither projected nor geographic: areas in m² are undefined; "
-        "reproject the raster to a projected CRS"
-    )
-
-
-def pixel_to_map(geometries: np.ndarray, transform: Affine) -> np.ndarray:
-    """Map geometries in pixel (col, row) coordinates to the CRS of ``transform``.
-
-    Uses GDAL's own formula and evaluation order (``x = c + a*col + b*row``), so polygons
-    traced in pixel space get exactly the coordinates GDAL's polygonizer gives them.
-    """
-    a, b, c, d, e, f = tuple(transform)[:6]
-
-    def affine(xy: np.ndarray) -> np.ndarray:
-        col, row = xy[:, 0], xy[:, 1]
-        return np.column_stack((c + a * col + b * row, f + d * col + e * row))
-
-    return shapely.transform(np.asarray(geometries, dtype=object), affine)
 
 
 def _cut_at_pixels(

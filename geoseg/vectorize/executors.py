@@ -13,7 +13,7 @@ from geoseg.errors import ConfigError
 if TYPE_CHECKING:
     from distributed import Client
 
-from geoseg.vectorize.blocks import BlockGrid
+from geoseg.geo.grid import BlockGrid
 from geoseg.vectorize.options import VectorizeOptions
 
 _MAX_DEFAULT_WORKERS = 8

@@ -11,13 +11,12 @@ import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from geoseg.geo.grid import Block, BlockGrid
 from geoseg.vectorize.blocks import (
     _BOTTOM,
     _LEFT,
     _RIGHT,
     _TOP,
-    Block,
-    BlockGrid,
     _Edges,
     _Features,
     _finish,

@@ -10,9 +10,8 @@ import numpy as np
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import SceneError
+from geoseg.geo.grid import Block, BlockGrid
 from geoseg.vectorize.blocks import (
-    Block,
-    BlockGrid,
     _Edges,
     _edges_of,
     _Job,

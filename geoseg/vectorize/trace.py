@@ -33,6 +33,8 @@ from affine import Affine
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, depth_first_order
 
+from geoseg.geo.scene import affine_xy
+
 # Directions of travel on the lattice (rows grow downwards) and the four pixels round a vertex.
 _E, _S, _W, _N = range(4)
 _TL, _TR, _BL, _BR = range(4)
@@ -454,17 +456,10 @@ def _trace(values: np.ndarray, nodata: int) -> _Traced:
     return _Traced(rings, padded, cracks, events, ring_of_event)
 
 
-def _to_map(xy: np.ndarray, transform: Affine) -> np.ndarray:
-    """GDAL's formula and evaluation order (``x = c + a*col + b*row``), as `pixel_to_map`."""
-    a, b, c, d, e, f = tuple(transform)[:6]
-    col, row = xy[:, 0], xy[:, 1]
-    return np.column_stack((c + a * col + b * row, f + d * col + e * row))
-
-
 def _polygons(rings: Rings, transform: Affine | None) -> tuple[np.ndarray, np.ndarray]:
     if not len(rings):
         return np.empty(0, dtype=object), rings.value
-    xy = rings.xy if transform is None else _to_map(rings.xy, transform)
+    xy = rings.xy if transform is None else affine_xy(rings.xy, transform)
     linear = shapely.linearrings(xy, indices=rings.ring_of_vertex)
     return assemble_polygons(linear, rings.shell, rings.polygon), rings.polygon_values()
 

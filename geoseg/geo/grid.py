@@ -24,54 +24,7 @@ from dataclasses import dataclass, field
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class PixelWindow:
-    """A rectangle of pixels: offsets and size in (row, col) order, end exclusive."""
-
-    row_off: int
-    col_off: int
-    height: int
-    width: int
-
-    def __post_init__(self) -> None:
-        if self.height < 0 or self.width < 0:
-            raise ValueError(f"window size must be >= 0, got {self.height}x{self.width}")
-
-    @property
-    def row_end(self) -> int:
-        return self.row_off + self.height
-
-    @property
-    def col_end(self) -> int:
-        return self.col_off + self.width
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) in pixels."""
-        return (self.height, self.width)
-
-    @property
-    def size_px(self) -> int:
-        return self.height * self.width
-
-    def intersection(self, other: PixelWindow) -> PixelWindow | None:
-        """The common part of two windows, or None if they do not overlap."""
-        r0, c0 = max(self.row_off, other.row_off), max(self.col_off, other.col_off)
-        r1, c1 = min(self.row_end, other.row_end), min(self.col_end, other.col_end)
-        if r1 <= r0 or c1 <= c0:
-            return None
-        return PixelWindow(r0, c0, r1 - r0, c1 - c0)
-
-    def relative_to(self, outer: PixelWindow) -> tuple[slice, slice]:
-        """Array slices (rows, cols) selecting this window inside an array covering ``outer``."""
-        r, c = self.row_off - outer.row_off, self.col_off - outer.col_off
-        return slice(r, r + self.height), slice(c, c + self.width)
-
-    def to_rasterio(self) -> Window:
-        """The same window as a ``rasterio.windows.Window``."""
-        return Window(self.col_off, self.row_off, self.width, self.height)
+from geoseg.geo.window import PixelWindow
 
 
 @dataclass(frozen=True)
@@ -191,6 +144,107 @@ class TileGrid:
         if tile_row >= len(self.row_starts):
             return self.window.row_end
         return min(max(self.row_starts[tile_row], self.window.row_off), self.window.row_end)
+
+
+def stride_starts(begin: int, end: int, tile_px: int, stride_px: int) -> list[int]:
+    """Tile starts from ``begin`` every ``stride_px``, the last one shifted to end at ``end``.
+
+    The training tile candidates' layout: a fixed stride (``begin + k * stride``, the last
+    start clamped to ``end - tile_px``, duplicates dropped), unlike `axis_starts`, which
+    spreads a prediction grid's starts evenly so that every overlap is at least the minimum.
+    """
+    if end - begin <= tile_px:
+        return [begin]
+    n = math.ceil((end - begin - tile_px) / stride_px) + 1
+    return sorted({min(begin + k * stride_px, end - tile_px) for k in range(n)})
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a `BlockGrid`: its pixel window and which of its edges are seams.
+
+    A seam is an edge shared with another block; the raster's own outline is not one.
+    """
+
+    index: int
+    grid_row: int
+    grid_col: int
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    seam_top: bool
+    seam_bottom: bool
+    seam_left: bool
+    seam_right: bool
+
+    @property
+    def window(self) -> Window:
+        return Window(self.col_off, self.row_off, self.width, self.height)
+
+    @property
+    def pixels(self) -> PixelWindow:
+        return PixelWindow(self.row_off, self.col_off, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """A raster of ``height_px`` x ``width_px`` cut into ``block_px`` squares, row-major.
+
+    The last row and column of blocks are smaller when ``block_px`` does not divide the size.
+    ``row_off``/``col_off`` place the grid inside a larger one (a training region of a scene):
+    block windows are then in the larger grid's pixels. The one block partitioner of geoseg:
+    vectorize blocks, training/validation split blocks and evaluation chunks.
+    """
+
+    height_px: int
+    width_px: int
+    block_px: int
+    row_off: int = 0
+    col_off: int = 0
+
+    @classmethod
+    def covering(cls, region: PixelWindow, block_px: int) -> BlockGrid:
+        """The blocks of ``block_px`` covering ``region`` (in the region's own pixels)."""
+        return cls(region.height, region.width, block_px, region.row_off, region.col_off)
+
+    def __post_init__(self) -> None:
+        if min(self.height_px, self.width_px, self.block_px) < 1:
+            raise ConfigError(f"block grid: sizes must be positive, got {self}")
+
+    @property
+    def n_rows(self) -> int:
+        return -(-self.height_px // self.block_px)
+
+    @property
+    def n_cols(self) -> int:
+        return -(-self.width_px // self.block_px)
+
+    def __len__(self) -> int:
+        return self.n_rows * self.n_cols
+
+    def block(self, grid_row: int, grid_col: int) -> Block:
+        row_off, col_off = grid_row * self.block_px, grid_col * self.block_px
+        return Block(
+            index=grid_row * self.n_cols + grid_col,
+            grid_row=grid_row,
+            grid_col=grid_col,
+            row_off=self.row_off + row_off,
+            col_off=self.col_off + col_off,
+            height=min(self.block_px, self.height_px - row_off),
+            width=min(self.block_px, self.width_px - col_off),
+            seam_top=grid_row > 0,
+            seam_bottom=grid_row < self.n_rows - 1,
+            seam_left=grid_col > 0,
+            seam_right=grid_col < self.n_cols - 1,
+        )
+
+    def blocks(self) -> list[Block]:
+        return [self.block(r, c) for r in range(self.n_rows) for c in range(self.n_cols)]
+
+    def windows(self) -> list[PixelWindow]:
+        """The blocks' pixel windows, row-major."""
+        return [b.pixels for b in self.blocks()]
 
 
 def check_tile_overlap(tile_px: int, overlap_px: int) -> None:

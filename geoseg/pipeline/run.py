@@ -28,19 +28,8 @@ import torch
 import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
-from geoseg.grid import TileGrid
-from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
-from geoseg.io.outputs import disk_full_error, remove_stale_entries
-from geoseg.io.raster import (
-    SceneInfo,
-    open_scene,
-    write_category_names,
-    write_cog,
-    write_mosaic_vrt,
-)
-from geoseg.io.vector import write_raster_qml
-from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package, package_summary
-from geoseg.predict import (
+from geoseg.geo.grid import TileGrid
+from geoseg.inference.predict import (
     Predictor,
     PredictSettings,
     PredictStats,
@@ -48,8 +37,28 @@ from geoseg.predict import (
     predict_scene,
     resolve_device,
 )
-from geoseg.preview import PREVIEW_NAME, write_preview
+from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
+from geoseg.io.faults import disk_full_error, remove_stale_entries
+from geoseg.io.outputs import (
+    CLASSES_NAME,
+    CONFIDENCE_NAME,
+    POLYGONS_NAME,
+    PREVIEW_NAME,
+    RUN_JSON,
+    write_category_names,
+    write_mosaic_vrt,
+)
+from geoseg.io.raster import SceneInfo, open_scene, write_cog
+from geoseg.io.vector import write_raster_qml
+from geoseg.models.package import (
+    ModelPackage,
+    SceneFacts,
+    check_scene,
+    load_package,
+    package_summary,
+)
 from geoseg.progress import NoProgress, Progress
+from geoseg.render.preview import write_preview
 from geoseg.vectorize import (
     Connectivity,
     SharedClient,
@@ -62,10 +71,6 @@ if TYPE_CHECKING:
     from distributed import Client
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
-CLASSES_NAME = "classes.tif"
-CONFIDENCE_NAME = "confidence.tif"
-POLYGONS_NAME = "polygons.gpkg"
-RUN_JSON = "run.json"
 
 
 @dataclass
@@ -135,8 +140,8 @@ def plan_scenes(aoi: Aoi, scenes: Sequence[SceneInfo]) -> list[tuple[str, SceneW
     """The scenes the AOI touches, each with its pixel window and the AOI in its CRS."""
     planned = []
     for name, scene in zip(scene_names(scenes), scenes, strict=True):
-        geom = aoi_in_crs(aoi, scene.crs)
-        window = aoi_window(geom, scene)
+        geom = aoi_in_crs(aoi, scene.grid.crs)
+        window = aoi_window(geom, scene.grid)
         if window is not None:
             planned.append((name, SceneWindow(scene, window, geom)))
     if not planned:
@@ -176,7 +181,7 @@ def check_inputs(settings: RunSettings) -> tuple[list[ModelPackage], list[tuple[
     for _, target in planned:
         s = target.scene
         for pkg in packages:
-            check_scene(pkg, SceneFacts(s.path, s.band_count, s.dtypes, s.gsd_m))
+            check_scene(pkg, SceneFacts(s.path, s.band_count, s.dtypes, s.grid.gsd_m))
     return packages, planned
 
 
@@ -302,7 +307,9 @@ def predict_to_folder(
     """
     classes = predictor.package.metadata.class_infos()
     timings: dict[str, float] = {}
-    grid = TileGrid.build(target.window, target.scene.shape, settings.tile_px, settings.overlap_px)
+    grid = TileGrid.build(
+        target.window, target.scene.grid.shape, settings.tile_px, settings.overlap_px
+    )
     progress.scene_started(name, len(grid), target.window.size_px)
     raw_classes, raw_conf = folder / "classes.raw.tif", folder / "confidence.raw.tif"
     stats = predict_scene(
@@ -377,7 +384,7 @@ def scene_result(
     return SceneResult(
         scene=name,
         path=str(target.scene.path),
-        crs=target.scene.crs.to_string(),
+        crs=target.scene.grid.crs.to_string(),
         window={"row_off": w.row_off, "col_off": w.col_off, "height": w.height, "width": w.width},
         outputs={
             "classes": str(final_dir / CLASSES_NAME),

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from geoseg.grid import PixelWindow
-from geoseg.stitch import RowBandAccumulator
+from geoseg.geo.window import PixelWindow
+from geoseg.inference.stitch import RowBandAccumulator
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Run by Debian's Python, which has PyQGIS (``python3-qgis``), not by the project's venv::
 
-    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis_check.py \
+    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/support/qgis_check.py \
         --classes-tif OUT/scene/classes.tif --polygons OUT/scene/polygons.gpkg \
         --expected classes.json --png-dir pngs/
 

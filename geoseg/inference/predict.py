@@ -25,24 +25,26 @@ import rasterio
 import shapely
 import shapely.prepared
 import torch
-from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
 from torch import nn
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError, ModelPackageError
-from geoseg.grid import PixelWindow, Tile, TileGrid
-from geoseg.io.aoi import aoi_mask
-from geoseg.io.raster import OutputGrid, RowBandWriter, SceneInfo, classes_tags, read_window
-from geoseg.models.registry import required_multiple
-from geoseg.package import ModelPackage
-from geoseg.stitch import (
+from geoseg.geo.grid import Tile, TileGrid
+from geoseg.geo.scene import SceneGrid
+from geoseg.geo.window import PixelWindow
+from geoseg.inference.stitch import (
     BlendKind,
     RowBandAccumulator,
     blend_weights,
     classes_and_confidence,
 )
-from geoseg.stitch_torch import TorchRowBandAccumulator, classes_and_confidence_torch
+from geoseg.inference.stitch_torch import TorchRowBandAccumulator, classes_and_confidence_torch
+from geoseg.io.aoi import aoi_mask
+from geoseg.io.outputs import classes_tags
+from geoseg.io.raster import RowBandWriter, SceneInfo, read_window
+from geoseg.models.package import ModelPackage
+from geoseg.models.registry import required_multiple
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -355,7 +357,7 @@ class TileFilter:
     def __call__(self, item: ReadTile) -> bool:
         rows, cols = item.tile.out_in_tile
         keep = bool(item.valid[rows, cols].any()) and self._aoi.intersects(
-            shapely.box(*self._scene.window_bounds(item.tile.out))
+            shapely.box(*self._scene.grid.window_bounds(item.tile.out))
         )
         if not keep:
             self.skipped += 1
@@ -423,13 +425,9 @@ class SceneWindow:
     aoi: BaseGeometry
 
     @property
-    def output_grid(self) -> OutputGrid:
-        return OutputGrid(
-            crs=CRS.from_user_input(self.scene.crs),
-            transform=self.scene.window_transform(self.window),
-            height=self.window.height,
-            width=self.window.width,
-        )
+    def grid(self) -> SceneGrid:
+        """Where the outputs lie: the window's grid on the scene's pixels."""
+        return self.scene.grid.window(self.window)
 
 
 def predict_scene(
@@ -453,7 +451,7 @@ def predict_scene(
     t0 = time.perf_counter()
     predictor.check_tile_size(settings.tile_px)
     grid = grid or TileGrid.build(
-        target.window, target.scene.shape, settings.tile_px, settings.overlap_px
+        target.window, target.scene.grid.shape, settings.tile_px, settings.overlap_px
     )
     package = predictor.package
     classes = package.metadata.class_infos()
@@ -471,7 +469,7 @@ def predict_scene(
         acc = RowBandAccumulator(target.window, len(class_ids), settings.tile_px, weights)
     stats = PredictStats(tiles=len(grid), window_px=target.window.size_px)
     histogram = np.zeros(256, dtype=np.int64)
-    out_grid = target.output_grid
+    out_grid = target.grid
     tags = classes_tags(classes)
     with (
         RowBandWriter(
@@ -489,7 +487,7 @@ def predict_scene(
 
         def aoi_inside(row_off: int, n_rows: int) -> np.ndarray:
             rows = PixelWindow(row_off, target.window.col_off, n_rows, target.window.width)
-            return aoi_mask(target.aoi, target.scene.window_transform(rows), rows.shape)
+            return aoi_mask(target.aoi, target.scene.grid.window_transform(rows), rows.shape)
 
         def emit(row_off: int, cls: np.ndarray, conf: np.ndarray) -> None:
             histogram[:] += np.bincount(cls.ravel(), minlength=256)

@@ -35,14 +35,14 @@ from shapely.geometry.base import BaseGeometry
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import OutputError
-from geoseg.io.raster import classes_from_tags
+from geoseg.geo.scene import SceneGrid
+from geoseg.io.outputs import classes_from_tags
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PilImage
     from PIL.ImageDraw import ImageDraw
     from PIL.ImageFont import FreeTypeFont
 
-PREVIEW_NAME = "preview.png"
 PREVIEW_MIN_PX = 512
 """Long side (px) the chosen overview must at least have."""
 
@@ -54,8 +54,6 @@ SWATCH_PX = 14
 NODATA_RGB = (235, 235, 235)
 AOI_RGB = (255, 0, 255)
 """AOI outline colour: magenta, which no class palette should use."""
-
-_METRES_PER_DEGREE = math.pi * 6_371_008.8 / 180
 
 
 @dataclass(frozen=True)
@@ -100,14 +98,6 @@ def colorize(values: np.ndarray, classes: Sequence[ClassInfo]) -> np.ndarray:
     for c in classes:
         lut[c.id] = c.rgb
     return lut[values]
-
-
-def metres_per_pixel(crs: CRS, transform: Affine, rows: int) -> float:
-    """Width of one pixel in metres: CRS linear units, or degrees at the centre latitude."""
-    if crs.is_geographic:
-        _, lat = transform @ (0, rows / 2)
-        return abs(transform.a) * _METRES_PER_DEGREE * math.cos(math.radians(lat))
-    return abs(transform.a) * crs.linear_units_factor[1]
 
 
 def scale_bar_length_m(max_m: float) -> float:
@@ -188,7 +178,7 @@ def _draw_scale_bar(
 ) -> None:
     """A black bar of a round length, at most a quarter of the map width, bottom left."""
     rows, cols = raster.values.shape
-    px_m = metres_per_pixel(raster.crs, raster.transform, rows)
+    px_m = SceneGrid(raster.crs, raster.transform, rows, cols).res_m[1]  # a pixel's width
     if cols < 8 or px_m <= 0:
         return
     length_m = scale_bar_length_m(cols / 4 * px_m)

@@ -175,7 +175,7 @@ def run(
 ) -> None:
     """Segment the scenes under an AOI: class + confidence COGs and polygons per scene."""
     from geoseg.config import RunSettings
-    from geoseg.pipeline import run as run_pipeline
+    from geoseg.pipeline.run import run as run_pipeline
 
     settings = _settings(
         RunSettings,
@@ -329,7 +329,7 @@ def model_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Print a model package's metadata: classes, bands, normalization, GSD, metrics."""
-    from geoseg.package import load_package, package_summary
+    from geoseg.models.package import load_package, package_summary
 
     pkg = load_package(package)
     summary = package_summary(pkg)
@@ -492,9 +492,9 @@ def train(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
     """Train a segmentation model on labelled scenes and write a model package."""
-    from geoseg.cli_rich import RichTrainProgress
-    from geoseg.train import load_train_settings
-    from geoseg.train import train as train_model
+    from geoseg.cli.rich import RichTrainProgress
+    from geoseg.training.loop import load_train_settings
+    from geoseg.training.loop import train as train_model
 
     def numbers(text: str | None, kind: type) -> list[Any] | None:
         if text is None:
@@ -600,9 +600,9 @@ def evaluate(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
     """Score a model against reference labels with the same tiled prediction as `run`."""
-    from geoseg.cli_rich import evaluation_table
-    from geoseg.evaluate import EvaluateSettings
-    from geoseg.evaluate import evaluate as evaluate_model
+    from geoseg.cli.rich import evaluation_table
+    from geoseg.training.evaluate import EvaluateSettings
+    from geoseg.training.evaluate import evaluate as evaluate_model
 
     if threads:
         import torch
@@ -696,9 +696,9 @@ def deploy(
 
 def load_classes(path: Path | None, labels: Path) -> list[Any]:
     """Classes from a JSON/YAML file, or from the GEOSEG_CLASSES tag of a label raster."""
-    from geoseg.data import read_class_list
     from geoseg.errors import ConfigError
-    from geoseg.io.raster import classes_from_tags
+    from geoseg.io.outputs import classes_from_tags
+    from geoseg.training.data import read_class_list
 
     if path is not None:
         return list(read_class_list(path))
@@ -730,7 +730,7 @@ def _settings(cls: type[R], **values: Any) -> R:
 
 def print_report(report: Any) -> None:
     """Output paths and the one-line summary of a run."""
-    from geoseg.io.raster import classes_from_tags
+    from geoseg.io.outputs import classes_from_tags
 
     for scene in report.scenes:
         out_console.print(f"[bold]{scene.scene}[/]")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,18 +13,20 @@ import pyproj
 import rasterio
 import rasterio.errors
 import rasterio.features
-import shapely
-from affine import Affine
 
-from geoseg.classes import CLASS_NODATA, ClassInfo, validate_classes
+from geoseg.classes import ClassInfo, validate_classes
 from geoseg.errors import ConfigError, SceneError
+from geoseg.io.raster import unreadable_raster
 from geoseg.io.vector import LayerGeometry, PolygonLayerWriter
 
 if TYPE_CHECKING:
     from distributed import Client
 
-from geoseg.vectorize.blocks import BlockGrid, _Features, _Job, _open_error
-from geoseg.vectorize.core import measure_m, pixel_to_map
+from geoseg.geo.grid import BlockGrid
+from geoseg.geo.scene import SceneGrid
+from geoseg.io.outputs import classes_for_raster, raster_scene_name
+from geoseg.vectorize.blocks import _Features, _Job
+from geoseg.vectorize.blockwise import _run_blocks
 from geoseg.vectorize.executors import SharedClient, _DaskExecutor, _executor_for
 from geoseg.vectorize.options import (
     BUILTIN_FIELDS,
@@ -36,17 +36,9 @@ from geoseg.vectorize.options import (
     VectorizeOptions,
     VectorizeResult,
 )
-from geoseg.vectorize.run import _run_blocks
 
 
-@dataclass(frozen=True)
-class _RasterInfo:
-    shape: tuple[int, int]
-    transform: Affine
-    crs: pyproj.CRS
-
-
-def _inspect_class_raster(path: Path) -> _RasterInfo:
+def _inspect_class_raster(path: Path) -> SceneGrid:
     """Size, grid and CRS of a class raster; refuse what cannot be vectorized."""
     try:
         with rasterio.open(path) as src:
@@ -61,19 +53,17 @@ def _inspect_class_raster(path: Path) -> _RasterInfo:
                     f"{path}: band 1 is {src.dtypes[0]}, not a class raster; vectorize the "
                     "uint8 classes.tif written by prediction"
                 )
-            return _RasterInfo(
-                (src.height, src.width), src.transform, pyproj.CRS.from_wkt(src.crs.to_wkt())
-            )
+            return SceneGrid(src.crs, src.transform, src.height, src.width)
     except rasterio.errors.RasterioError as exc:
-        raise _open_error(path, exc) from exc
+        raise unreadable_raster(path, exc) from exc
 
 
-def _check_confidence_grid(path: Path, raster: _RasterInfo) -> None:
+def _check_confidence_grid(path: Path, raster: SceneGrid) -> None:
     try:
         with rasterio.open(path) as src:
             shape, transform = (src.height, src.width), src.transform
     except rasterio.errors.RasterioError as exc:
-        raise _open_error(path, exc) from exc
+        raise unreadable_raster(path, exc) from exc
     if shape != raster.shape or not transform.almost_equals(raster.transform):
         raise SceneError(
             f"{path}: the confidence raster's grid ({shape[0]}x{shape[1]}, "
@@ -81,14 +71,6 @@ def _check_confidence_grid(path: Path, raster: _RasterInfo) -> None:
             f"{raster.shape[1]}, {tuple(raster.transform)[:6]}); pass the confidence.tif of the "
             "same prediction"
         )
-
-
-def pixel_area_m2(raster_transform: Affine, crs: pyproj.CRS, shape: tuple[int, int]) -> float:
-    """Area of one pixel in m²: exact for a projected CRS, the centre pixel's if geographic."""
-    row, col = shape[0] // 2, shape[1] // 2
-    pixel = shapely.box(col, row, col + 1, row + 1)
-    area, _ = measure_m(pixel_to_map(np.array([pixel], dtype=object), raster_transform), crs)
-    return float(area[0])
 
 
 def sieve_threshold_px(min_area_m2: float, pixel_m2: float) -> int:
@@ -221,14 +203,14 @@ def vectorize_raster(
     raster = _inspect_class_raster(classes_path)
     if confidence_path is not None:
         _check_confidence_grid(Path(confidence_path), raster)
-    pixel_m2 = pixel_area_m2(raster.transform, raster.crs, raster.shape)
+    pixel_m2 = raster.pixel_area_m2
     job = _Job(
         classes_path=str(classes_path.resolve()),
         confidence_path=None if confidence_path is None else str(Path(confidence_path).resolve()),
         height_px=raster.shape[0],
         width_px=raster.shape[1],
         transform=raster.transform,
-        crs_wkt=raster.crs.to_wkt(),
+        crs_wkt=pyproj.CRS.from_wkt(raster.crs.to_wkt()).to_wkt(),
         connectivity=connectivity,
         block_px=options.block_size_px,
         sieve_px=sieve_threshold_px(options.min_area_m2, pixel_m2),
@@ -297,7 +279,7 @@ def vectorize_file(
     """
     extra = {"scene": raster_scene_name(classes_path)}
     if model_path is not None:
-        from geoseg.package import load_package
+        from geoseg.models.package import load_package
 
         package = load_package(model_path)
         classes: Sequence[ClassInfo] = package.metadata.class_infos()
@@ -315,62 +297,3 @@ def vectorize_file(
         client=client,
         on_block=on_block,
     )
-
-
-# --------------------------------------------------------------------------- class lists
-
-
-def classes_for_raster(path: str | os.PathLike[str]) -> tuple[ClassInfo, ...]:
-    """Class names and colours stored with a class raster, for vectorizing it alone.
-
-    In order: the GEOSEG_CLASSES tag geoseg writes; else the colour table, with names from
-    GDAL category names (``<file>.aux.xml``) or ``class <id>`` (entries still at GDAL's
-    default opaque black are skipped: they are unused slots); else nothing (every value found
-    is then named ``class <id>``).
-    """
-    from geoseg.io.raster import classes_from_tags
-
-    path = Path(path)
-    try:
-        tagged = classes_from_tags(path)
-        if tagged:
-            return validate_classes(tagged)
-        with rasterio.open(path) as src:
-            try:
-                table = src.colormap(1)
-            except ValueError:
-                return ()
-    except rasterio.errors.RasterioError as exc:
-        raise _open_error(path, exc) from exc
-    names = _category_names(path)
-    found = []
-    for value, rgba in sorted(table.items()):
-        if value >= CLASS_NODATA or rgba[3] == 0:
-            continue
-        name = names.get(value, "")
-        if not name and tuple(rgba) == (0, 0, 0, 255):
-            continue
-        color = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
-        found.append(ClassInfo(int(value), name or f"class {value}", color))
-    return tuple(found)
-
-
-def _category_names(path: Path) -> dict[int, str]:
-    """GDAL category names of band 1 from the PAM sidecar, if there is one."""
-    sidecar = path.with_name(path.name + ".aux.xml")
-    try:
-        root = ET.parse(sidecar).getroot()
-    except (OSError, ET.ParseError):
-        return {}
-    for band in root.iter("PAMRasterBand"):
-        if band.get("band", "1") == "1":
-            names = band.find("CategoryNames")
-            if names is not None:
-                return {i: (c.text or "") for i, c in enumerate(names.findall("Category"))}
-    return {}
-
-
-def raster_scene_name(path: str | os.PathLike[str]) -> str:
-    """Scene id of a class raster: its folder for geoseg's ``<scene>/classes.tif``, else stem."""
-    path = Path(path)
-    return path.parent.resolve().name if path.stem == "classes" else path.stem

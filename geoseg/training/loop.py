@@ -31,7 +31,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from geoseg.classes import ClassInfo
-from geoseg.data import (
+from geoseg.errors import ConfigError, TrainingDataError
+from geoseg.inference.predict import resolve_device
+from geoseg.io.outputs import classes_from_tags
+from geoseg.io.raster import open_scene
+from geoseg.models.package import (
+    Architecture,
+    BandSpec,
+    ClassSpec,
+    PackageMetadata,
+    TileDefaults,
+    save_package,
+)
+from geoseg.models.registry import build_model, count_parameters, required_multiple
+from geoseg.training.data import (
     IGNORE,
     Augmentation,
     LabelConfig,
@@ -42,26 +55,14 @@ from geoseg.data import (
     TrainingScene,
     read_class_list,
 )
-from geoseg.errors import ConfigError, TrainingDataError
-from geoseg.io.raster import classes_from_tags, open_scene
-from geoseg.losses import (
+from geoseg.training.losses import (
     ClassWeighting,
     build_loss,
     class_weights,
     needs_class_weights,
     parse_loss,
 )
-from geoseg.metrics import confusion_matrix, scores
-from geoseg.models.registry import build_model, count_parameters, required_multiple
-from geoseg.package import (
-    Architecture,
-    BandSpec,
-    ClassSpec,
-    PackageMetadata,
-    TileDefaults,
-    save_package,
-)
-from geoseg.predict import resolve_device
+from geoseg.training.metrics import confusion_matrix, scores
 
 CHECKPOINT_NAME = "last.safetensors"
 
@@ -448,7 +449,7 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
             bands=[BandSpec(name=n, index=i) for n, i in zip(band_names, bands, strict=True)],
             dtype=first.dtypes[bands[0] - 1],
             normalization=data.normalization,
-            gsd_m=first.gsd_m,
+            gsd_m=first.grid.gsd_m,
             tile=TileDefaults(
                 size_px=settings.tile_size,
                 overlap_px=settings.tile_size // 4,

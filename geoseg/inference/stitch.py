@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from geoseg.grid import PixelWindow, Tile
+from geoseg.geo.grid import Tile
+from geoseg.geo.window import PixelWindow
 
 
 class BlendKind(StrEnum):

@@ -19,8 +19,6 @@ small scale jitter, per-band brightness/contrast); validation tiles are read as 
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,72 +39,16 @@ from rasterio.features import rasterize
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import ConfigError, TrainingDataError
-from geoseg.grid import PixelWindow
+from geoseg.geo.grid import BlockGrid, stride_starts
+from geoseg.geo.window import PixelWindow, format_window, parse_window
 from geoseg.io.raster import SceneInfo, open_scene, read_window
-from geoseg.package import Normalization
+from geoseg.models.package import Normalization
 
 IGNORE = CLASS_NODATA
 """Class index of pixels without a label (nodata, unlabelled, or held out)."""
 
 POLYGON_SUFFIXES = frozenset({".gpkg", ".geojson", ".json", ".shp", ".fgb", ".gml", ".kml"})
 """Label files with these suffixes are read as polygons; anything else as a raster."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Windows.
-
-_WINDOW_PART = re.compile(r"^(rows|cols)=(-?\d*):(-?\d*)$")
-
-
-def parse_window(
-    text: str | None, shape: tuple[int, int], *, option: str = "--window"
-) -> PixelWindow:
-    """A pixel window from ``"cols=0:677"``, ``"rows=100:900,cols=677:"`` or None (everything).
-
-    Ranges are Python slices over (row, col) pixel indexes: end exclusive, an empty bound is the
-    scene edge, negative bounds count from the end.
-    """
-    height, width = shape
-    if text is None or not text.strip():
-        return PixelWindow(0, 0, height, width)
-    bounds = {"rows": (0, height), "cols": (0, width)}
-    for part in text.replace(" ", "").split(","):
-        match = _WINDOW_PART.match(part)
-        if match is None:
-            raise ConfigError(
-                f"{option} {text!r}: cannot read {part!r}; write e.g. cols=0:677 or "
-                "rows=0:1000,cols=677: (pixel ranges, end exclusive)"
-            )
-        axis, start, stop = match.groups()
-        size = height if axis == "rows" else width
-        s, e = slice(int(start) if start else None, int(stop) if stop else None).indices(size)[:2]
-        if e <= s:
-            raise ConfigError(f"{option} {text!r}: {axis} range {start}:{stop} is empty")
-        bounds[axis] = (s, e)
-    (r0, r1), (c0, c1) = bounds["rows"], bounds["cols"]
-    return PixelWindow(r0, c0, r1 - r0, c1 - c0)
-
-
-def format_window(window: PixelWindow) -> str:
-    """The inverse of `parse_window` (``rows=a:b,cols=c:d``)."""
-    return f"rows={window.row_off}:{window.row_end},cols={window.col_off}:{window.col_end}"
-
-
-def blocks(region: PixelWindow, block_px: int) -> list[PixelWindow]:
-    """Square blocks of ``block_px`` covering ``region`` row by row (edge blocks smaller)."""
-    return [
-        PixelWindow(r, c, min(block_px, region.row_end - r), min(block_px, region.col_end - c))
-        for r in range(region.row_off, region.row_end, block_px)
-        for c in range(region.col_off, region.col_end, block_px)
-    ]
-
-
-def tile_starts(begin: int, end: int, tile_px: int, stride_px: int) -> list[int]:
-    """Tile starts from ``begin`` every ``stride_px``, the last one shifted to end at ``end``."""
-    if end - begin <= tile_px:
-        return [begin]
-    n = math.ceil((end - begin - tile_px) / stride_px) + 1
-    return sorted({min(begin + k * stride_px, end - tile_px) for k in range(n)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,18 +116,18 @@ class RasterLabels:
                 f"{path}: cannot read the label raster ({str(exc).split(':')[-1].strip()}); "
                 "pass a GeoTIFF on the image grid or polygons (.gpkg/.geojson)"
             ) from None
-        ds = self._ds
+        ds, grid = self._ds, image.grid
         if (ds.crs, ds.transform, (ds.height, ds.width)) != (
-            image.crs,
-            image.transform,
-            image.shape,
+            image.grid.crs,
+            image.grid.transform,
+            image.grid.shape,
         ):
             ds.close()
             raise TrainingDataError(
                 f"{path}: the label grid ({ds.crs}, {ds.width}x{ds.height} px, origin "
                 f"{ds.transform.c:g},{ds.transform.f:g}, pixel {ds.transform.a:g} m) differs from "
-                f"the image {image.path} ({image.crs}, {image.width}x{image.height} px, origin "
-                f"{image.transform.c:g},{image.transform.f:g}, pixel {image.transform.a:g} m); "
+                f"the image {image.path} ({grid.crs}, {grid.width}x{grid.height} px, origin "
+                f"{grid.transform.c:g},{grid.transform.f:g}, pixel {grid.transform.a:g} m); "
                 "resample the labels onto the image grid (gdalwarp -r near -te ... -tr ...)"
             )
         mapping = config.values_to_index
@@ -241,7 +183,7 @@ class PolygonLabels:
 
     def __init__(self, path: Path, config: LabelConfig, image: SceneInfo):
         self.path = path
-        self._transform = image.transform
+        self._transform = image.grid.transform
         column = config.class_column
         try:
             info = pyogrio.read_info(path)
@@ -262,8 +204,10 @@ class PolygonLabels:
             raise TrainingDataError(f"{path}: the label polygons have no CRS; save them with one")
         geoms = shapely.from_wkb(wkb)
         crs = CRS.from_user_input(meta["crs"])
-        if crs != image.crs:
-            transformer = Transformer.from_crs(crs.to_wkt(), image.crs.to_wkt(), always_xy=True)
+        if crs != image.grid.crs:
+            transformer = Transformer.from_crs(
+                crs.to_wkt(), image.grid.crs.to_wkt(), always_xy=True
+            )
             geoms = shapely.transform(
                 geoms, lambda xy: np.column_stack(transformer.transform(*xy.T))
             )
@@ -273,11 +217,11 @@ class PolygonLabels:
         self._classes = classes[keep].astype(np.uint8)
         if not len(self._geoms):
             raise TrainingDataError(f"{path}: no labelled polygon to train on")
-        footprint = shapely.box(*image.bounds)
+        footprint = shapely.box(*image.grid.bounds)
         if not shapely.intersects(self._geoms, footprint).any():
             raise TrainingDataError(
                 f"{path}: no label polygon overlaps the image {image.path} (after reprojecting "
-                f"to {image.crs.to_string()}); check the files belong together"
+                f"to {image.grid.crs.to_string()}); check the files belong together"
             )
         self._tree = shapely.STRtree(self._geoms)
 
@@ -458,7 +402,7 @@ def split_blocks(
 
     With more than one block at least one is held out; a single block is all training.
     """
-    all_blocks = blocks(region, settings.block_px)
+    all_blocks = BlockGrid.covering(region, settings.block_px).windows()
     n_val = round(settings.val_fraction * len(all_blocks))
     if settings.val_fraction > 0 and len(all_blocks) > 1:
         n_val = min(max(1, n_val), len(all_blocks) - 1)
@@ -513,7 +457,7 @@ class TrainingData:
                 f"{spec.image}: has {info.band_count} band(s), the training config reads band "
                 f"{needed}; give images with those bands or fewer band names"
             )
-        region = parse_window(spec.window, info.shape)
+        region = parse_window(spec.window, info.grid.shape)
         if min(region.shape) < 16:
             raise TrainingDataError(
                 f"{spec.image}: the training window {format_window(region)} is smaller than "
@@ -639,7 +583,7 @@ class TrainingData:
         t = self.tile_px
         for i, scene in enumerate(self._scenes):
             for block in scene.val_blocks:
-                for chunk in blocks(block, t):
+                for chunk in BlockGrid.covering(block, t).windows():
                     r = chunk.row_off + chunk.height // 2 - t // 2
                     c = chunk.col_off + chunk.width // 2 - t // 2
                     refs.append(TileRef(i, _clamped(r, c, t, scene.region), chunk))
@@ -684,8 +628,8 @@ class TrainingData:
         t = self.tile_px
         for i, scene in enumerate(self._scenes):
             reg = scene.region
-            for r in tile_starts(reg.row_off, reg.row_end, t, stride_px):
-                for c in tile_starts(reg.col_off, reg.col_end, t, stride_px):
+            for r in stride_starts(reg.row_off, reg.row_end, t, stride_px):
+                for c in stride_starts(reg.col_off, reg.col_end, t, stride_px):
                     window = _clamped(r, c, t, reg)
                     centre_r = window.row_off + window.height // 2
                     centre_c = window.col_off + window.width // 2

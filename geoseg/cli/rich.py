@@ -20,8 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from geoseg.evaluate import EvaluationReport
-from geoseg.train import EpochReport
+from geoseg.training.evaluate import EvaluationReport
+from geoseg.training.loop import EpochReport
 
 
 class RichTrainProgress:

@@ -9,9 +9,8 @@ import shapely
 from affine import Affine
 
 from geoseg.classes import CLASS_NODATA
+from geoseg.geo.grid import Block, BlockGrid
 from geoseg.vectorize.blocks import (
-    Block,
-    BlockGrid,
     _BlockOutput,
     _Edges,
     _edges_of,

@@ -25,20 +25,13 @@ import shapely
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.config import predict_settings_for
-from geoseg.data import (
-    IGNORE,
-    LabelConfig,
-    LabelReader,
-    format_window,
-    open_labels,
-    parse_window,
-)
 from geoseg.errors import ConfigError, OutputError
-from geoseg.grid import PixelWindow
+from geoseg.geo.window import PixelWindow, format_window, parse_window
+from geoseg.inference.predict import Predictor, SceneWindow, predict_scene, resolve_device
 from geoseg.io.raster import open_scene
-from geoseg.metrics import Scores, confusion_matrix, scores
-from geoseg.package import ModelPackage, SceneFacts, check_scene, load_package
-from geoseg.predict import Predictor, SceneWindow, predict_scene, resolve_device
+from geoseg.models.package import ModelPackage, SceneFacts, check_scene, load_package
+from geoseg.training.data import IGNORE, LabelConfig, LabelReader, open_labels
+from geoseg.training.metrics import Scores, confusion_matrix, scores
 
 REPORT_NAME = "report.json"
 CONFUSION_NAME = "confusion.png"
@@ -149,8 +142,8 @@ def evaluate(
     t0 = time.perf_counter()
     package = load_package(settings.model)
     scene = open_scene(settings.image)
-    check_scene(package, SceneFacts(scene.path, scene.band_count, scene.dtypes, scene.gsd_m))
-    window = parse_window(settings.window, scene.shape)
+    check_scene(package, SceneFacts(scene.path, scene.band_count, scene.dtypes, scene.grid.gsd_m))
+    window = parse_window(settings.window, scene.grid.shape)
     labels_config = package_label_config(
         package,
         label_map=settings.label_map,
@@ -158,7 +151,7 @@ def evaluate(
         class_column=settings.class_column,
     )
     labels = open_labels(settings.labels, labels_config, scene)
-    shown = preview_window(settings.preview_window, window, scene.shape)
+    shown = preview_window(settings.preview_window, window, scene.grid.shape)
     if settings.out is not None:
         _prepare(settings.out)
     predict = predict_settings_for(
@@ -168,7 +161,7 @@ def evaluate(
         batch_size=settings.batch_size,
     )
     predictor = Predictor(package, resolve_device(settings.device), tta=settings.tta)
-    target = SceneWindow(scene, window, shapely.box(*scene.window_bounds(window)))
+    target = SceneWindow(scene, window, shapely.box(*scene.grid.window_bounds(window)))
     classes = package.metadata.class_infos()
     try:
         with tempfile.TemporaryDirectory(prefix="geoseg-evaluate-") as tmp:
@@ -398,7 +391,7 @@ def write_side_by_side_png(
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from geoseg.preview import colorize
+    from geoseg.render.preview import colorize
 
     (lx, top), (rx, _), step = side_by_side_panels(predicted.shape)
     ids = np.array([c.id for c in classes], dtype=np.uint8)

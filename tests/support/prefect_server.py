@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT_S = 180
 
 

@@ -1,0 +1,135 @@
+"""Output folders after faults: temp entries left by killed runs, and full disks.
+
+A run writes each result under a hidden temp name (``.NAME.partial-PID``) and renames it when
+complete, so a crash never leaves a half result under a final name. Two faults still need
+handling here:
+
+- a run killed outright (SIGKILL, power loss) cannot remove its temp entries; the next run in
+  the folder removes those whose process is gone (`remove_stale_entries`);
+- a full disk (or a file-size limit) makes GDAL, SQLite or Python fail with messages that often
+  do not say why (libtiff: "Write error at scanline 0"); `disk_full_error` recognizes the
+  condition from the exception chain or by writing a probe, so the user reads "disk full"
+  and the output path instead of a driver's guess.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import resource
+import shutil
+from pathlib import Path
+
+from geoseg.errors import GeosegError, OutputError
+
+_TEMP_ENTRY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_FULL_TEXTS = ("no space left", "file too large", "disk is full", "disk quota")
+_PROBE_BYTES = 1 << 20
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_entries(out: Path) -> list[Path]:
+    """Remove ``.NAME.partial-PID`` / ``.NAME.old-PID`` entries of processes that are gone.
+
+    A ``.NAME.old-PID`` folder is the previous result a killed run was replacing; it is put
+    back under ``NAME`` when that name is free, else removed. Entries of live processes (another
+    run writing into the same folder) are left alone. Returns the paths removed or restored.
+    """
+    handled = []
+    for entry in sorted(out.iterdir()):
+        match = _TEMP_ENTRY.match(entry.name)
+        if match is None or pid_alive(int(match["pid"])):
+            continue
+        final = out / match["name"]
+        if match["kind"] == "old" and not final.exists():
+            entry.replace(final)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        handled.append(entry)
+    return handled
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _reason_from_exception(exc: BaseException) -> str | None:
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return os.strerror(e.errno)
+        text = str(e).lower()
+        for needle in _FULL_TEXTS:
+            if needle in text:
+                return needle
+    return None
+
+
+def _probe_write(folder: Path, size_bytes: int = _PROBE_BYTES) -> OSError | None:
+    """Write and remove ``size_bytes`` in ``folder``; the error if that fails, else None.
+
+    The surest test of "is the disk full?" is to write: it sees free blocks, quotas and the
+    process's file-size limit (RLIMIT_FSIZE) alike. Synced, so a delayed ENOSPC shows too.
+    """
+    probe = folder / f".geoseg-space-probe-{os.getpid()}"
+    chunk = bytes(1 << 16)
+    try:
+        with probe.open("wb") as f:
+            for _ in range(size_bytes // len(chunk)):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc
+    finally:
+        probe.unlink(missing_ok=True)
+    return None
+
+
+def _reason_from_filesystem(folder: Path) -> str | None:
+    """A full file system, a quota, or the file-size limit, found by writing a probe."""
+    error = _probe_write(folder)
+    if error is None or error.errno not in _FULL_ERRNOS:
+        return None
+    if error.errno == errno.EFBIG:
+        limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        return f"file too large: the file size limit is {limit} bytes (ulimit -f)"
+    return os.strerror(error.errno or 0)
+
+
+def disk_full_error(exc: BaseException, *, final: Path) -> OutputError | None:
+    """An `OutputError` naming ``final`` if ``exc`` came from a full disk, else None.
+
+    Recognized from errno or message anywhere in the exception chain, else by writing a
+    probe next to ``final`` (GDAL and SQLite often report only "Write error at scanline 0"
+    or "Failed to commit transaction").
+    """
+    if not isinstance(exc, Exception) or (
+        isinstance(exc, GeosegError) and not isinstance(exc, OutputError)
+    ):
+        return None  # Ctrl-C, or a diagnosed input problem
+    reason = _reason_from_exception(exc) or _reason_from_filesystem(final.parent)
+    if reason is None:
+        return None
+    return OutputError(
+        f"{final}: disk full or file too large while writing ({reason}); nothing was kept "
+        "under that name: free space (or raise the limit) and run again, or pass another --out"
+    )
