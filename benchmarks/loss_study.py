@@ -38,7 +38,8 @@ from geoseg.synthetic import (
     write_synthetic_scene,
 )
 from geoseg.training.evaluate import EvaluateSettings, EvaluationReport, evaluate
-from geoseg.training.loop import TrainResult, TrainSettings, load_train_settings, train
+from geoseg.training.loop import TrainResult, train
+from geoseg.training.settings import TrainSettings, load_train_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SEEDS = (59, 66)

@@ -30,7 +30,8 @@ import torch
 from geoseg.config import RunSettings
 from geoseg.geo.grid import TileGrid
 from geoseg.geo.window import PixelWindow
-from geoseg.inference.predict import Predictor, resolve_device
+from geoseg.inference.device import resolve_device
+from geoseg.inference.predictor import Predictor
 from geoseg.models.package import (
     Architecture,
     BandSpec,

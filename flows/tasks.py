@@ -42,22 +42,16 @@ import geoseg
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import GeosegError, SceneError
 from geoseg.geo.window import PixelWindow
-from geoseg.inference.predict import Predictor, PredictSettings, PredictStats, SceneWindow
+from geoseg.inference.predictor import Predictor
+from geoseg.inference.scene import SceneWindow
+from geoseg.inference.settings import PredictSettings, PredictStats
 from geoseg.io.aoi import aoi_in_crs, read_aoi
 from geoseg.io.outputs import CLASSES_NAME, CONFIDENCE_NAME, POLYGONS_NAME
 from geoseg.io.raster import open_scene
 from geoseg.models.package import ModelPackage, load_package
-from geoseg.pipeline.run import (
-    SceneResult,
-    check_inputs,
-    find_scene_files,
-    make_predictor,
-    predict_to_folder,
-    prepare_output_dir,
-    publish_folder,
-    scene_result,
-    vectorize_folder,
-)
+from geoseg.pipeline.plan import check_inputs, find_scene_files, prepare_output_dir
+from geoseg.pipeline.record import SceneResult, scene_result
+from geoseg.pipeline.run import make_predictor, predict_to_folder, publish_folder, vectorize_folder
 from geoseg.vectorize import Connectivity, VectorizeOptions
 
 if TYPE_CHECKING:
@@ -534,7 +528,8 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
 @task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
     """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
-    from geoseg.pipeline.run import write_mosaics, write_run_json
+    from geoseg.pipeline.record import write_run_json
+    from geoseg.pipeline.run import write_mosaics
 
     predictor, predict_settings = predictor_for(plan.run)
     results = [p.result for p in published]

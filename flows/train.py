@@ -14,8 +14,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from geoseg.training.loop import EpochReport, TrainSettings, load_train_settings
+from geoseg.training.loop import EpochReport
 from geoseg.training.loop import train as train_package
+from geoseg.training.settings import TrainSettings, load_train_settings
 
 
 class LogTrainProgress:

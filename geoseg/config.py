@@ -7,15 +7,16 @@ Unset tile/overlap/batch values fall back to the model package's defaults, resol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from geoseg.geo.grid import check_tile_overlap
-from geoseg.inference.predict import PredictSettings
+from geoseg.inference.settings import PredictSettings, predict_settings_for
 from geoseg.inference.stitch import BlendKind
-from geoseg.models.package import ModelPackage
 from geoseg.vectorize import DEFAULT_BLOCK_PX, VectorizeOptions
+
+if TYPE_CHECKING:
+    from geoseg.models.package import ModelPackage
 
 DEFAULT_OUT = Path("geoseg_out")
 
@@ -66,30 +67,6 @@ class RunSettings(BaseModel):
     simplify: float = Field(
         0.0, ge=0, description="simplify polygon boundaries with this tolerance (m), 0 = none"
     )
-
-
-def predict_settings_for(
-    package: ModelPackage,
-    *,
-    tile_size: int | None,
-    overlap: int | None,
-    batch_size: int | None,
-    **extra: Any,
-) -> PredictSettings:
-    """Tile size, overlap and batch size: the given values, else the package's defaults.
-
-    The tile size and overlap are checked here (`check_tile_overlap`), so every caller fails
-    on a bad pair before it writes anything. ``extra``: further `PredictSettings` fields.
-    """
-    tile = package.metadata.tile
-    settings = PredictSettings(
-        tile_px=tile_size or tile.size_px,
-        overlap_px=tile.overlap_px if overlap is None else overlap,
-        batch_size=batch_size or tile.batch_size,
-        **extra,
-    )
-    check_tile_overlap(settings.tile_px, settings.overlap_px)
-    return settings
 
 
 def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> PredictSettings:

@@ -19,18 +19,16 @@ from geoseg.errors import ConfigError, TrainingDataError
 from geoseg.geo.grid import BlockGrid, stride_starts
 from geoseg.geo.window import PixelWindow, format_window, parse_window
 from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
+from geoseg.training.augment import Augmentation
 from geoseg.training.data import (
-    IGNORE,
-    Augmentation,
-    LabelConfig,
     SamplingMode,
     SplitSettings,
     TileRef,
     TrainingData,
     TrainingScene,
-    read_class_list,
     split_blocks,
 )
+from geoseg.training.labels import IGNORE, LabelConfig, read_class_list
 
 CRS = "EPSG:32633"
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 5001000)

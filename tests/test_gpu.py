@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from geoseg.inference.predict import Predictor
+from geoseg.inference.predictor import Predictor
 from geoseg.models.package import load_package
 
 pytestmark = [
@@ -48,7 +48,8 @@ def test_predict_scene_blending_on_cuda_agrees_with_the_cpu_numpy_path(
     there) against the CPU float32 numpy path, and against the numpy path on CUDA."""
     import rasterio
 
-    from geoseg.inference.predict import PredictSettings, SceneWindow, predict_scene
+    from geoseg.inference.scene import SceneWindow, predict_scene
+    from geoseg.inference.settings import PredictSettings
     from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
     from geoseg.io.raster import open_scene
 

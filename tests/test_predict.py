@@ -10,7 +10,9 @@ import rasterio
 import torch
 
 from geoseg.geo.window import PixelWindow
-from geoseg.inference.predict import Predictor, PredictSettings, SceneWindow, predict_scene
+from geoseg.inference.predictor import Predictor
+from geoseg.inference.scene import SceneWindow, predict_scene
+from geoseg.inference.settings import PredictSettings
 from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
 from geoseg.io.raster import open_scene
 from geoseg.models.package import load_package
@@ -129,7 +131,7 @@ def test_tta_and_ensembles(target: SceneWindow, demo_model: Path, tmp_path: Path
 
 
 def test_dihedral_transforms_invert() -> None:
-    from geoseg.inference.predict import DIHEDRAL_8
+    from geoseg.inference.predictor import DIHEDRAL_8
 
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     outputs = {tuple(t.forward(x).flatten().tolist()) for t in DIHEDRAL_8}
@@ -251,7 +253,7 @@ def test_blend_on_device_defaults_to_cuda_only() -> None:
 def test_reader_threads_default_follows_the_cpu_count(monkeypatch) -> None:
     import os
 
-    from geoseg.inference import predict as predict_module
+    from geoseg.inference import settings as predict_module
 
     for cores, expected in [(1, 2), (2, 2), (6, 6), (64, 8)]:
         monkeypatch.setattr(

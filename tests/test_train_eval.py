@@ -15,7 +15,8 @@ from PIL import Image
 from geoseg.errors import ConfigError
 from geoseg.models.package import load_package
 from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
-from geoseg.training.loop import TrainSettings, load_train_settings, train
+from geoseg.training.loop import train
+from geoseg.training.settings import TrainSettings, load_train_settings
 from tests.support.cli import REPO, SHARED_DATA, geoseg_cli
 
 ZION = SHARED_DATA / "zion"
@@ -163,8 +164,9 @@ def test_evaluate_draws_prediction_next_to_labels(
     """side_by_side.png: where both panels are scored, they agree exactly as often as the
     report's overall accuracy says, and the right panel is the label raster."""
     from geoseg.errors import ConfigError
+    from geoseg.render.figures import side_by_side_panels
     from geoseg.render.preview import NODATA_RGB, colorize
-    from geoseg.training.evaluate import EvaluateSettings, evaluate, side_by_side_panels
+    from geoseg.training.evaluate import EvaluateSettings, evaluate
 
     torch.set_num_threads(1)
     with pytest.raises(ConfigError, match="--preview-window"):

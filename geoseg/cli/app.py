@@ -493,8 +493,8 @@ def train(
 ) -> None:
     """Train a segmentation model on labelled scenes and write a model package."""
     from geoseg.cli.rich import RichTrainProgress
-    from geoseg.training.loop import load_train_settings
     from geoseg.training.loop import train as train_model
+    from geoseg.training.settings import load_train_settings
 
     def numbers(text: str | None, kind: type) -> list[Any] | None:
         if text is None:
@@ -698,7 +698,7 @@ def load_classes(path: Path | None, labels: Path) -> list[Any]:
     """Classes from a JSON/YAML file, or from the GEOSEG_CLASSES tag of a label raster."""
     from geoseg.errors import ConfigError
     from geoseg.io.outputs import classes_from_tags
-    from geoseg.training.data import read_class_list
+    from geoseg.training.labels import read_class_list
 
     if path is not None:
         return list(read_class_list(path))

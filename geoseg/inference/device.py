@@ -1,0 +1,18 @@
+"""Which torch device a run uses: ``auto`` picks CUDA when present."""
+
+from __future__ import annotations
+
+import torch
+
+from geoseg.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"--device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)

@@ -1,0 +1,120 @@
+"""Tiles from the scene file: threaded windowed reads, padding, the empty-tile filter, batches."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+import shapely
+import shapely.prepared
+
+from geoseg.geo.grid import Tile, TileGrid
+from geoseg.io.raster import SceneInfo, read_window
+
+if TYPE_CHECKING:
+    from geoseg.inference.scene import SceneWindow
+
+
+@dataclass(frozen=True)
+class ReadTile:
+    """A tile's raw input (bands, t, t) as float32 and its valid-pixel mask (t, t)."""
+
+    tile: Tile
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def pad_tile(data: np.ndarray, valid: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a read smaller than a tile (bottom/right) with zeros and invalid pixels."""
+    if tile.pad_bottom == 0 and tile.pad_right == 0:
+        return data, valid
+    pads = ((0, tile.pad_bottom), (0, tile.pad_right))
+    return np.pad(data, ((0, 0), *pads)), np.pad(valid, pads)
+
+
+def read_tiles(
+    scene: SceneInfo,
+    grid: TileGrid,
+    band_indexes: Sequence[int],
+    *,
+    threads: int = 2,
+    lookahead: int = 32,
+) -> Iterator[ReadTile]:
+    """Read and pad each tile of ``grid``, in row-major order, with a pool of reader threads.
+
+    Every thread opens its own dataset handle (GDAL handles are not thread-safe); at most
+    ``lookahead`` tiles are read ahead of the consumer, so memory stays bounded.
+    """
+    local = threading.local()
+    handles: list[rasterio.io.DatasetReader] = []
+    lock = threading.Lock()
+
+    def read_one(tile: Tile) -> ReadTile:
+        ds = getattr(local, "ds", None)
+        if ds is None:
+            ds = local.ds = rasterio.open(scene.path)
+            with lock:
+                handles.append(ds)
+        data, valid = read_window(ds, tile.read, band_indexes)
+        data, valid = pad_tile(data.astype(np.float32), valid, tile)
+        return ReadTile(tile, data, valid)
+
+    pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="geoseg-read")
+    tiles = iter(grid)
+    pending: deque[Future[ReadTile]] = deque(
+        pool.submit(read_one, t) for t in islice(tiles, max(1, lookahead))
+    )
+    try:
+        while pending:
+            item = pending.popleft().result()
+            following = next(tiles, None)
+            if following is not None:
+                pending.append(pool.submit(read_one, following))
+            yield item
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for ds in handles:
+            ds.close()
+
+
+class TileFilter:
+    """Keeps tiles whose output region has valid input inside the AOI; counts the others.
+
+    A skipped tile could only have contributed to pixels that end up nodata anyway (outside
+    the AOI or without input), so skipping it leaves the outputs unchanged.
+    """
+
+    def __init__(self, target: SceneWindow, on_skipped: Callable[[int], None] | None = None):
+        self._aoi = shapely.prepared.prep(target.aoi)
+        self._scene = target.scene
+        self._on_skipped = on_skipped
+        self.skipped = 0
+
+    def __call__(self, item: ReadTile) -> bool:
+        rows, cols = item.tile.out_in_tile
+        keep = bool(item.valid[rows, cols].any()) and self._aoi.intersects(
+            shapely.box(*self._scene.grid.window_bounds(item.tile.out))
+        )
+        if not keep:
+            self.skipped += 1
+            if self._on_skipped is not None:
+                self._on_skipped(1)
+        return keep
+
+
+def batched(items: Iterator[ReadTile], size: int) -> Iterator[list[ReadTile]]:
+    batch: list[ReadTile] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,173 @@
+"""What a run did: per-scene results and ``run.json`` (inputs, model, settings, versions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+import torch
+
+import geoseg
+from geoseg.config import RunSettings
+from geoseg.errors import OutputError
+from geoseg.inference.predictor import Predictor
+from geoseg.inference.scene import SceneWindow
+from geoseg.inference.settings import PredictSettings, PredictStats
+from geoseg.io.faults import disk_full_error
+from geoseg.io.outputs import (
+    CLASSES_NAME,
+    CONFIDENCE_NAME,
+    POLYGONS_NAME,
+    PREVIEW_NAME,
+    RUN_JSON,
+)
+from geoseg.models.package import (
+    ModelPackage,
+    package_summary,
+)
+
+
+@dataclass
+class SceneResult:
+    """Outputs and figures of one scene, as recorded in run.json."""
+
+    scene: str
+    path: str
+    crs: str
+    window: dict[str, int]
+    outputs: dict[str, str]
+    tiles: int
+    skipped_tiles: int
+    window_px: int
+    valid_px: int
+    class_px: dict[str, int]
+    polygons: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    """What a run produced: per-scene results, mosaics, and the run.json path."""
+
+    out: Path
+    scenes: list[SceneResult]
+    mosaics: list[str]
+    run_json: Path
+    seconds: float
+
+    @property
+    def pixels_per_second(self) -> float:
+        predicted = sum(s.window_px for s in self.scenes)
+        seconds = sum(s.timings_s.get("predict", 0.0) for s in self.scenes)
+        return predicted / seconds if seconds else 0.0
+
+
+def scene_result(
+    name: str,
+    target: SceneWindow,
+    *,
+    final_dir: Path,
+    stats: PredictStats,
+    polygons: int,
+    timings: dict[str, float],
+) -> SceneResult:
+    """The run.json record of a scene published to ``final_dir``."""
+    w = target.window
+    return SceneResult(
+        scene=name,
+        path=str(target.scene.path),
+        crs=target.scene.grid.crs.to_string(),
+        window={"row_off": w.row_off, "col_off": w.col_off, "height": w.height, "width": w.width},
+        outputs={
+            "classes": str(final_dir / CLASSES_NAME),
+            "confidence": str(final_dir / CONFIDENCE_NAME),
+            "polygons": str(final_dir / POLYGONS_NAME),
+            "preview": str(final_dir / PREVIEW_NAME),
+        },
+        tiles=stats.tiles,
+        skipped_tiles=stats.skipped_tiles,
+        window_px=stats.window_px,
+        valid_px=stats.valid_px,
+        class_px={str(k): v for k, v in stats.class_px.items()},
+        polygons=polygons,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def _model_record(package: ModelPackage) -> dict[str, Any]:
+    return {
+        "path": str(package.path),
+        "sha256": package.sha256,
+        "name": package.metadata.name,
+        "architecture": package_summary(package)["architecture"],
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the outputs, for reproducibility."""
+    import pyogrio
+    import segmentation_models_pytorch as smp
+
+    return {
+        "geoseg": geoseg.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "segmentation_models_pytorch": smp.__version__,
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "pyogrio": pyogrio.__version__,
+        "shapely": shapely.__version__,
+    }
+
+
+def write_run_json(
+    settings: RunSettings,
+    *,
+    package: ModelPackage,
+    predict_settings: PredictSettings,
+    predictor: Predictor,
+    results: Sequence[SceneResult],
+    mosaics: Sequence[str],
+    seconds: float,
+) -> Path:
+    """Record inputs, model, settings, versions, outputs and timings (atomically)."""
+    doc: dict[str, Any] = {
+        "geoseg_run": 1,
+        "inputs": {
+            "aoi": str(settings.aoi),
+            "scenes": [str(p) for p in settings.scenes],
+        },
+        "model": _model_record(package),
+        "ensemble": [_model_record(p) for p in predictor.packages[1:]],
+        "settings": {
+            **json.loads(settings.model_dump_json()),
+            "resolved": {
+                **asdict(predict_settings),
+                "device": str(predictor.device),
+                "tta_transforms": len(predictor.transforms),
+            },
+        },
+        "versions": versions(),
+        "scenes": [asdict(r) for r in results],
+        "mosaics": list(mosaics),
+        "timings_s": {"total": round(seconds, 3)},
+    }
+    path = settings.out / RUN_JSON
+    tmp = path.with_name(f".{RUN_JSON}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        full = disk_full_error(exc, final=path)
+        tmp.unlink(missing_ok=True)
+        raise full or OutputError(f"{path}: cannot write the run record ({exc})") from exc
+    return path
