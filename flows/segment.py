@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from importlib.resources import files
 from pathlib import Path
 
 from prefect import flow
 from prefect.futures import PrefectFuture, wait
 from prefect_dask import DaskTaskRunner
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from flows.tasks import (
     PublishedScene,
@@ -31,32 +30,22 @@ from flows.tasks import (
     vectorize,
     write_run_record,
 )
-from geoseg.config import RunSettings
-from geoseg.inference.stitch import BlendKind
-from geoseg.vectorize import DEFAULT_BLOCK_PX
+from geoseg.config import RunOptions
+from geoseg.demo import DEMO_MODEL
 
 DASK_ADDRESS_ENV = "GEOSEG_DASK_ADDRESS"
 DEFAULT_LOCAL_WORKERS = 2
 
 
-class SegmentSettings(BaseModel):
-    """How `segment_aoi` predicts, vectorizes and distributes; defaults as `geoseg run`."""
+class SegmentSettings(RunOptions):
+    """How `segment_aoi` predicts, vectorizes and distributes: `geoseg run`'s options
+    (`geoseg.config.RunOptions`, same names and defaults) plus the flow's own."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     newest: int | None = Field(
         None, ge=1, description="only the N most recently modified scenes (nightly runs)"
     )
-    device: str = Field("auto", description="auto, cpu or cuda")
-    tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
-    overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")
-    batch_size: int | None = Field(None, ge=1, description="tiles per batch (package default)")
-    blend: BlendKind = BlendKind.HANN
-    tta: bool = Field(False, description="average the 8 flips/rotations of every tile")
-    connectivity: int = Field(4, description="polygon connectivity: 4 or 8")
-    block_size: int = Field(DEFAULT_BLOCK_PX, ge=1, description="vectorize block edge in px")
-    min_area: float = Field(0.0, ge=0, description="merge regions smaller than this (m²)")
-    simplify: float = Field(0.0, ge=0, description="boundary simplification tolerance (m)")
     dask_address: str | None = Field(
         default_factory=lambda: os.environ.get(DASK_ADDRESS_ENV) or None,
         description=f"running Dask scheduler for the scenes (default: ${DASK_ADDRESS_ENV}, "
@@ -64,31 +53,6 @@ class SegmentSettings(BaseModel):
     )
     dask_workers: int = Field(
         DEFAULT_LOCAL_WORKERS, ge=1, description="worker processes of the LocalCluster"
-    )
-
-
-def demo_model() -> Path:
-    """The small demo package shipped inside geoseg (the CLI's default model too)."""
-    return Path(str(files("geoseg") / "data" / "demo.geoseg"))
-
-
-def run_settings(*, aoi: Path, model: Path, out: Path, settings: SegmentSettings) -> RunSettings:
-    """The `geoseg run` settings equivalent to the flow's parameters (scenes resolved later)."""
-    return RunSettings(
-        aoi=aoi,
-        scenes=[aoi],  # placeholder; select_scenes puts the resolved scene files here
-        models=[model],
-        out=out,
-        device=settings.device,
-        tile_size=settings.tile_size,
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        blend=settings.blend,
-        tta=settings.tta,
-        connectivity=settings.connectivity,
-        block_size=settings.block_size,
-        min_area=settings.min_area,
-        simplify=settings.simplify,
     )
 
 
@@ -152,9 +116,14 @@ def segment_aoi(
     t0 = time.perf_counter()
     settings = settings or SegmentSettings()
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    run = run_settings(aoi=aoi, model=model or demo_model(), out=out, settings=settings)
-    scenes = [scenes] if isinstance(scenes, str) else scenes
-    plan = select_scenes(aoi=aoi, scenes=scenes, newest=settings.newest, run=run)
+    plan = select_scenes(
+        aoi=aoi,
+        scenes=[scenes] if isinstance(scenes, str) else scenes,
+        models=[model or DEMO_MODEL],
+        out=out,
+        options=RunOptions(**settings.run_options()),
+        newest=settings.newest,
+    )
     runner = scene_task_runner(settings)
     published = segment_scenes.with_options(task_runner=runner)(plan)
     write_run_record(plan, published, time.perf_counter() - t0)

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -39,8 +37,8 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
 import geoseg
-from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
-from geoseg.errors import GeosegError, SceneError
+from geoseg.config import RunOptions, RunSettings, resolve_predict_settings, vectorize_options
+from geoseg.errors import GeosegError
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
@@ -48,10 +46,11 @@ from geoseg.inference.settings import PredictSettings, PredictStats
 from geoseg.io.aoi import aoi_in_crs, read_aoi
 from geoseg.io.outputs import CLASSES_NAME, CONFIDENCE_NAME, POLYGONS_NAME
 from geoseg.io.raster import open_scene
+from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
 from geoseg.pipeline.plan import check_inputs, find_scene_files, prepare_output_dir
-from geoseg.pipeline.record import SceneResult, scene_result
-from geoseg.pipeline.run import make_predictor, predict_to_folder, publish_folder, vectorize_folder
+from geoseg.pipeline.record import SceneResult, resolved_prediction, scene_result, write_run_json
+from geoseg.pipeline.run import make_predictor, predict_to_folder, vectorize_folder, write_mosaics
 from geoseg.vectorize import Connectivity, VectorizeOptions
 
 if TYPE_CHECKING:
@@ -69,9 +68,6 @@ KEY_FILE = ".geoseg-key"
 IO_RETRIES = 3
 IO_BACKOFF_S = 2.0
 """Transient I/O failures are retried 3 times, after 2, 4 and 8 seconds."""
-
-GLOB_CHARS = frozenset("*?[")
-
 
 # --------------------------------------------------------------------------- plain data
 
@@ -141,6 +137,8 @@ class PredictedScene:
     job: SceneJob
     stats: PredictStats
     timings_s: dict[str, float]
+    resolved: dict[str, Any]
+    """How it was predicted (`geoseg.pipeline.record.resolved_prediction`), for run.json."""
     worker: str = ""
     """The Dask worker that predicted it ("" outside Dask)."""
 
@@ -161,6 +159,7 @@ class PublishedScene:
     """Result of `publish`: the run.json record and how the scene was vectorized."""
 
     result: SceneResult
+    resolved: dict[str, Any]
     blocks: int = 1
     dask_workers: int = 0
     worker: str = ""
@@ -254,32 +253,6 @@ def scene_key(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def expand_scenes(scenes: Sequence[str | Path], newest: int | None = None) -> list[Path]:
-    """Scene files from files, folders and glob patterns; the ``newest`` by mtime if given.
-
-    Files keep their order (folders and globs sorted by name); with ``newest`` the N most
-    recently modified files are kept, in the same order.
-    """
-    files: list[Path] = []
-    for entry in scenes:
-        text = str(entry)
-        if GLOB_CHARS & set(text):
-            # glob.glob: Path.glob takes no absolute patterns like /data/scenes/*.tif
-            matched = sorted(Path(p) for p in glob.glob(text, recursive=True))  # noqa: PTH207
-            if not matched:
-                raise SceneError(
-                    f"{text}: no scene matches this pattern; check the folder and the pattern"
-                )
-            files.extend(find_scene_files(matched))
-        else:
-            files.extend(find_scene_files([Path(text)]))
-    unique = list(dict.fromkeys(files))
-    if newest is not None:
-        keep = set(sorted(unique, key=lambda p: p.stat().st_mtime_ns)[-newest:])
-        unique = [p for p in unique if p in keep]
-    return unique
 
 
 @functools.lru_cache(maxsize=2)
@@ -389,15 +362,9 @@ class LogProgress:
 def remove_leftovers(job: SceneJob) -> None:
     """Temp and staging folders of this scene left by killed runs or older settings."""
     key = "?" * 16  # any key, and only a key: scene "a" must not match scene "a.b"
-    for pattern in (f".{job.name}.{key}.predict-*", f".{job.name}.{key}.staged"):
+    for pattern in (f"..{job.name}.{key}.staged.partial-*", f".{job.name}.{key}.staged"):
         for path in job.out.glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _fresh_dir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
 
 
 # --------------------------------------------------------------------------- tasks
@@ -405,7 +372,13 @@ def _fresh_dir(path: Path) -> Path:
 
 @task(name="select-scenes", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 def select_scenes(
-    *, aoi: Path, scenes: Sequence[str | Path], newest: int | None, run: RunSettings
+    *,
+    aoi: Path,
+    scenes: Sequence[str | Path],
+    models: Sequence[Path],
+    out: Path,
+    options: RunOptions,
+    newest: int | None = None,
 ) -> RunPlan:
     """Resolve the scene inputs, validate every input and plan the scenes the AOI touches.
 
@@ -413,15 +386,32 @@ def select_scenes(
     starts: AOI, model packages, every scene against every package, tile size against
     overlap, and a writable output folder.
     """
-    logger = get_run_logger()
-    files = expand_scenes(scenes, newest)
-    run = run.model_copy(update={"aoi": aoi, "scenes": files})
+    files = find_scene_files(scenes, newest)
+    run = RunSettings(aoi=aoi, scenes=files, models=list(models), out=out, **options.run_options())
     packages, planned = check_inputs(run)
     # checks tile size against overlap, as `geoseg run` does before its output folder exists
     # (else `predict` would find it on a Dask worker, after the cluster started)
     predict_settings = resolve_predict_settings(run, packages[0])
     prepare_output_dir(run.out)
-    aoi_sha = file_sha256(aoi)
+    jobs = scene_jobs(run, planned, packages=packages, predict_settings=predict_settings)
+    get_run_logger().info(
+        "%d scene(s) of %d cover the AOI: %s",
+        len(jobs),
+        len(files),
+        ", ".join(j.name for j in jobs),
+    )
+    return RunPlan(run=run, jobs=jobs)
+
+
+def scene_jobs(
+    run: RunSettings,
+    planned: Sequence[tuple[str, SceneWindow]],
+    *,
+    packages: Sequence[ModelPackage],
+    predict_settings: PredictSettings,
+) -> list[SceneJob]:
+    """One job per planned scene, keyed by everything its outputs depend on (`scene_key`)."""
+    aoi_sha = file_sha256(run.aoi)
     jobs = []
     for name, target in planned:
         w = target.window
@@ -436,16 +426,10 @@ def select_scenes(
         )
         jobs.append(
             SceneJob(
-                name=name, scene=target.scene.path, aoi=aoi, window=window, key=key, out=run.out
+                name=name, scene=target.scene.path, aoi=run.aoi, window=window, key=key, out=run.out
             )
         )
-    logger.info(
-        "%d scene(s) of %d cover the AOI: %s",
-        len(jobs),
-        len(files),
-        ", ".join(j.name for j in jobs),
-    )
-    return RunPlan(run=run, jobs=jobs)
+    return jobs
 
 
 @task(name="predict", task_run_name="predict-{job.name}", **SCENE_TASK_OPTIONS)
@@ -453,23 +437,23 @@ def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
     """Tiles -> model -> blended class and confidence COGs in the scene's staging folder."""
     logger = get_run_logger()
     predictor, settings = predictor_for(run)
-    tmp = _fresh_dir(job.out / f".{job.name}.{job.key[:16]}.predict-{os.getpid()}")
-    try:
+    with staged_folder(job.stage_dir) as folder:
         stats, timings = predict_to_folder(
             job.name,
             scene_window(job),
             predictor=predictor,
             settings=settings,
-            folder=tmp,
+            folder=folder,
             progress=LogProgress(logger),
         )
-        shutil.rmtree(job.stage_dir, ignore_errors=True)
-        tmp.replace(job.stage_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("%s: predicted in %.1f s", job.name, stats.seconds)
-    return PredictedScene(job=job, stats=stats, timings_s=timings, worker=dask_worker_address())
+    return PredictedScene(
+        job=job,
+        stats=stats,
+        timings_s=timings,
+        resolved=resolved_prediction(predictor, settings),
+        worker=dask_worker_address(),
+    )
 
 
 @task(name="vectorize", task_run_name="vectorize-{job.name}", **SCENE_TASK_OPTIONS)
@@ -519,6 +503,7 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
     get_run_logger().info("%s: published %s", job.name, job.final_dir)
     return PublishedScene(
         result=result,
+        resolved=predicted.resolved,
         blocks=vectorized.blocks,
         dask_workers=vectorized.dask_workers,
         worker=predicted.worker,
@@ -528,18 +513,13 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
 @task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
     """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
-    from geoseg.pipeline.record import write_run_json
-    from geoseg.pipeline.run import write_mosaics
-
-    predictor, predict_settings = predictor_for(plan.run)
+    packages = packages_for(plan.run)
     results = [p.result for p in published]
-    mosaics = write_mosaics(plan.run.out, results, predictor.package)
     return write_run_json(
         plan.run,
-        package=predictor.package,
-        predict_settings=predict_settings,
-        predictor=predictor,
+        packages=packages,
+        resolved=published[0].resolved,
         results=results,
-        mosaics=mosaics,
+        mosaics=write_mosaics(plan.run.out, results, packages[0]),
         seconds=seconds,
     )

@@ -1,13 +1,14 @@
-"""Settings of a `geoseg run`: one validated object built from CLI options (or a flow's parameters).
+"""Settings of a run: validated objects built from CLI options or a flow's parameters.
 
-Unset tile/overlap/batch values fall back to the model package's defaults, resolved in
-`resolve_predict_settings` once the package is loaded.
+Plain data only (pydantic; importing this module imports no torch). Unset tile/overlap/batch
+values fall back to the model package's defaults, resolved by `resolve_predict_settings` once
+the package is loaded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,17 +22,15 @@ if TYPE_CHECKING:
 DEFAULT_OUT = Path("geoseg_out")
 
 
-class RunSettings(BaseModel):
-    """Everything a run needs; paths are checked when the run starts, not here."""
+class RunOptions(BaseModel):
+    """How scenes are predicted and vectorized: what `geoseg run` and the flows share.
+
+    `RunSettings` adds the inputs and outputs of one run; the Prefect flow's
+    ``SegmentSettings`` adds how the scenes are spread over Dask.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    aoi: Path = Field(description="AOI polygons: GeoJSON, GeoPackage or shapefile, any CRS")
-    scenes: list[Path] = Field(min_length=1, description="scene files or folders of them")
-    models: list[Path] = Field(
-        min_length=1, description="model package(s) (.geoseg); several are averaged (ensemble)"
-    )
-    out: Path = Field(DEFAULT_OUT, description="output folder")
     device: str = Field("auto", description="auto, cpu or cuda")
     tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")
@@ -48,10 +47,32 @@ class RunSettings(BaseModel):
     )
     compile: bool = Field(False, description="torch.compile the model(s)")
     connectivity: int = Field(4, description="polygon connectivity: 4 or 8")
-    vectorize: bool = Field(True, description="write polygons.gpkg")
     block_size: int = Field(
         DEFAULT_BLOCK_PX, ge=1, description="vectorize the class raster in blocks of this many px"
     )
+    min_area: float = Field(
+        0.0, ge=0, description="merge regions smaller than this (m²) into their largest neighbour"
+    )
+    simplify: float = Field(
+        0.0, ge=0, description="simplify polygon boundaries with this tolerance (m), 0 = none"
+    )
+
+    def run_options(self) -> dict[str, Any]:
+        """These options as keywords of `RunSettings` (from a subclass with more fields)."""
+        return {name: getattr(self, name) for name in RunOptions.model_fields}
+
+
+class RunSettings(RunOptions):
+    """Everything one run needs; paths are checked when the run starts, not here."""
+
+    aoi: Path = Field(description="AOI polygons: GeoJSON, GeoPackage or shapefile, any CRS")
+    scenes: list[Path] = Field(
+        min_length=1, description="scene files, folders of them or glob patterns"
+    )
+    models: list[Path] = Field(
+        min_length=1, description="model package(s) (.geoseg); several are averaged (ensemble)"
+    )
+    out: Path = Field(DEFAULT_OUT, description="output folder")
     workers: int | None = Field(
         None,
         ge=0,
@@ -60,12 +81,6 @@ class RunSettings(BaseModel):
     )
     dask_address: str | None = Field(
         None, description="vectorize on this running Dask scheduler (tcp://host:8786)"
-    )
-    min_area: float = Field(
-        0.0, ge=0, description="merge regions smaller than this (m²) into their largest neighbour"
-    )
-    simplify: float = Field(
-        0.0, ge=0, description="simplify polygon boundaries with this tolerance (m), 0 = none"
     )
 
 

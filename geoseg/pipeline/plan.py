@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -11,8 +12,8 @@ from geoseg.config import RunSettings
 from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
 from geoseg.inference.scene import SceneWindow
 from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
-from geoseg.io.faults import remove_stale_entries
 from geoseg.io.raster import SceneInfo, open_scene
+from geoseg.io.staging import remove_stale_entries
 from geoseg.models.package import (
     ModelPackage,
     SceneFacts,
@@ -21,12 +22,40 @@ from geoseg.models.package import (
 )
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+GLOB_CHARS = frozenset("*?[")
 
 
-def find_scene_files(inputs: Sequence[Path]) -> list[Path]:
-    """Expand folders into their raster files (sorted); refuse missing paths and empty folders."""
+def find_scene_files(inputs: Sequence[str | Path], newest: int | None = None) -> list[Path]:
+    """Scene files from files, folders and glob patterns, each file once; the ``newest`` by mtime.
+
+    Files keep their order (folders and globs sorted by name); a repeated file counts once.
+    With ``newest`` the N most recently modified files are kept, in the same order. Missing
+    paths, empty folders and patterns that match nothing are refused.
+    """
     files: list[Path] = []
-    for p in inputs:
+    for entry in inputs:
+        text = str(entry)
+        if GLOB_CHARS & set(text):
+            # glob.glob: Path.glob takes no absolute patterns like /data/scenes/*.tif
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True))  # noqa: PTH207
+            if not matched:
+                raise SceneError(
+                    f"{text}: no scene matches this pattern; check the folder and the pattern"
+                )
+            files.extend(_scene_files(matched))
+        else:
+            files.extend(_scene_files([Path(text)]))
+    unique = list(dict.fromkeys(files))
+    if newest is not None:
+        keep = set(sorted(unique, key=lambda p: p.stat().st_mtime_ns)[-newest:])
+        unique = [p for p in unique if p in keep]
+    return unique
+
+
+def _scene_files(paths: Sequence[Path]) -> list[Path]:
+    """Folders expanded into their raster files (sorted); refuse missing paths, empty folders."""
+    files: list[Path] = []
+    for p in paths:
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in SCENE_SUFFIXES)
             if not found:

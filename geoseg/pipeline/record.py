@@ -21,7 +21,6 @@ from geoseg.errors import OutputError
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
 from geoseg.inference.settings import PredictSettings, PredictStats
-from geoseg.io.faults import disk_full_error
 from geoseg.io.outputs import (
     CLASSES_NAME,
     CONFIDENCE_NAME,
@@ -29,6 +28,7 @@ from geoseg.io.outputs import (
     PREVIEW_NAME,
     RUN_JSON,
 )
+from geoseg.io.staging import disk_full_error
 from geoseg.models.package import (
     ModelPackage,
     package_summary,
@@ -129,33 +129,37 @@ def versions() -> dict[str, str]:
     }
 
 
+def resolved_prediction(predictor: Predictor, settings: PredictSettings) -> dict[str, Any]:
+    """How the scenes were actually predicted: settings after package defaults, device, TTA."""
+    return {
+        **asdict(settings),
+        "device": str(predictor.device),
+        "tta_transforms": len(predictor.transforms),
+    }
+
+
 def write_run_json(
     settings: RunSettings,
     *,
-    package: ModelPackage,
-    predict_settings: PredictSettings,
-    predictor: Predictor,
+    packages: Sequence[ModelPackage],
+    resolved: dict[str, Any],
     results: Sequence[SceneResult],
     mosaics: Sequence[str],
     seconds: float,
 ) -> Path:
-    """Record inputs, model, settings, versions, outputs and timings (atomically)."""
+    """Record inputs, model(s), settings, versions, outputs and timings (atomically).
+
+    ``resolved``: `resolved_prediction` of the predictor that ran the scenes.
+    """
     doc: dict[str, Any] = {
         "geoseg_run": 1,
         "inputs": {
             "aoi": str(settings.aoi),
             "scenes": [str(p) for p in settings.scenes],
         },
-        "model": _model_record(package),
-        "ensemble": [_model_record(p) for p in predictor.packages[1:]],
-        "settings": {
-            **json.loads(settings.model_dump_json()),
-            "resolved": {
-                **asdict(predict_settings),
-                "device": str(predictor.device),
-                "tta_transforms": len(predictor.transforms),
-            },
-        },
+        "model": _model_record(packages[0]),
+        "ensemble": [_model_record(p) for p in packages[1:]],
+        "settings": {**json.loads(settings.model_dump_json()), "resolved": resolved},
         "versions": versions(),
         "scenes": [asdict(r) for r in results],
         "mosaics": list(mosaics),

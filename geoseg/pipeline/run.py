@@ -9,8 +9,6 @@ last, the same way.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,7 +22,6 @@ from geoseg.inference.device import resolve_device
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow, predict_scene
 from geoseg.inference.settings import PredictSettings, PredictStats
-from geoseg.io.faults import disk_full_error
 from geoseg.io.outputs import (
     CLASSES_NAME,
     CONFIDENCE_NAME,
@@ -34,12 +31,19 @@ from geoseg.io.outputs import (
     write_mosaic_vrt,
 )
 from geoseg.io.raster import write_cog
+from geoseg.io.staging import staged_folder
 from geoseg.io.vector import write_raster_qml
 from geoseg.models.package import (
     ModelPackage,
 )
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir
-from geoseg.pipeline.record import RunReport, SceneResult, scene_result, write_run_json
+from geoseg.pipeline.record import (
+    RunReport,
+    SceneResult,
+    resolved_prediction,
+    scene_result,
+    write_run_json,
+)
 from geoseg.progress import NoProgress, Progress
 from geoseg.render.preview import write_preview
 from geoseg.vectorize import (
@@ -107,9 +111,8 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
     seconds = time.perf_counter() - t0
     run_json = write_run_json(
         settings,
-        package=package,
-        predict_settings=predict_settings,
-        predictor=predictor,
+        packages=packages,
+        resolved=resolved_prediction(predictor, predict_settings),
         results=results,
         mosaics=mosaics,
         seconds=seconds,
@@ -131,29 +134,25 @@ def run_scene(
 ) -> SceneResult:
     """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
     final_dir = out / name
-    tmp_dir = out / f".{name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
     try:
-        tmp_dir.mkdir()
-        stats, timings = predict_to_folder(
-            name, target, predictor=predictor, settings=settings, folder=tmp_dir, progress=progress
-        )
-        vec, timings["vectorize"] = vectorize_folder(
-            name,
-            tmp_dir,
-            packages=predictor.packages,
-            connectivity=connectivity,
-            progress=progress,
-            vectorize=vectorize,
-            client=client,
-        )
-        publish_folder(tmp_dir, final_dir)
-    except BaseException as exc:
-        full = disk_full_error(exc, final=final_dir)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        if full is not None:
-            raise full from exc
-        raise
+        with staged_folder(final_dir) as folder:
+            stats, timings = predict_to_folder(
+                name,
+                target,
+                predictor=predictor,
+                settings=settings,
+                folder=folder,
+                progress=progress,
+            )
+            vec, timings["vectorize"] = vectorize_folder(
+                name,
+                folder,
+                packages=predictor.packages,
+                connectivity=connectivity,
+                progress=progress,
+                vectorize=vectorize,
+                client=client,
+            )
     finally:
         progress.scene_finished(name)
     return scene_result(
@@ -237,15 +236,6 @@ def vectorize_folder(
         client=client,
     )
     return vec, time.perf_counter() - t
-
-
-def publish_folder(src: Path, dst: Path) -> None:
-    """Move a finished temp folder onto its final name, replacing an older result."""
-    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-    if dst.exists():
-        dst.replace(old)
-    src.replace(dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_mosaics(out: Path, results: Sequence[SceneResult], package: ModelPackage) -> list[str]:

@@ -1,7 +1,7 @@
 """The bad-input battery as data: cases that turn good inputs into one bad run each.
 
 Shared by the CLI battery (`tests/e2e/test_bad_inputs.py`) and the Prefect flow battery
-(`tests/flows/test_flow_battery.py`): a builder turns the good inputs into a `BadRun` (inputs
+(`tests/flows/test_battery.py`): a builder turns the good inputs into a `BadRun` (inputs
 and settings of one run, as `RunSettings` keywords or CLI arguments) and says which file or
 option the one error line must name. Also the checks both batteries share.
 """

@@ -1,4 +1,4 @@
-"""Output folders after faults: stale temp entries of killed runs, and full-disk diagnosis."""
+"""Outputs whole or not at all: staged folders, stale temp entries of killed runs, full disks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from geoseg.errors import OutputError, SceneError
-from geoseg.io.faults import disk_full_error, pid_alive, remove_stale_entries
+from geoseg.io.staging import (
+    disk_full_error,
+    pid_alive,
+    remove_stale_entries,
+    staged_folder,
+    temp_name,
+)
 
 
 def dead_pid() -> int:
@@ -72,3 +80,33 @@ def test_a_vague_write_error_under_a_file_size_limit_is_recognized(tmp_path: Pat
     assert error is not None and "file size limit is 65536 bytes" in str(error)
     assert disk_full_error(vague, final=tmp_path / "scene") is None
     assert not list(tmp_path.iterdir())
+
+
+def test_a_staged_folder_is_published_whole_replacing_the_old_result(tmp_path: Path) -> None:
+    final = tmp_path / "scene"
+    final.mkdir()
+    (final / "old.tif").write_text("old")
+    with staged_folder(final) as folder:
+        assert folder == temp_name(final) and folder.name.startswith(".scene.partial-")
+        (folder / "classes.tif").write_text("new")
+        assert (final / "old.tif").is_file()  # the old result stays until the new one is whole
+    assert sorted(p.name for p in final.iterdir()) == ["classes.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]  # no temp or old entries
+
+
+def test_a_failed_stage_leaves_the_earlier_result_and_no_temp_folder(tmp_path: Path) -> None:
+    final = tmp_path / "scene"
+    final.mkdir()
+    (final / "classes.tif").write_text("earlier")
+    with pytest.raises(RuntimeError, match="boom"), staged_folder(final) as folder:
+        (folder / "classes.tif").write_text("half")
+        raise RuntimeError("boom")
+    assert (final / "classes.tif").read_text() == "earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]
+
+
+def test_a_full_disk_while_staging_names_the_final_folder(tmp_path: Path) -> None:
+    final = tmp_path / "scene"
+    with pytest.raises(OutputError, match=r"scene: disk full"), staged_folder(final):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not final.exists() and not list(tmp_path.iterdir())

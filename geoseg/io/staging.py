@@ -1,8 +1,8 @@
-"""Output folders after faults: temp entries left by killed runs, and full disks.
+"""Outputs appear whole or not at all: staged folders, atomic publishing, and faults.
 
 A run writes each result under a hidden temp name (``.NAME.partial-PID``) and renames it when
-complete, so a crash never leaves a half result under a final name. Two faults still need
-handling here:
+complete (`staged_folder`, `publish_folder`), so a crash never leaves a half result under a
+final name. Two faults still need handling here:
 
 - a run killed outright (SIGKILL, power loss) cannot remove its temp entries; the next run in
   the folder removes those whose process is gone (`remove_stale_entries`);
@@ -19,6 +19,8 @@ import os
 import re
 import resource
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from geoseg.errors import GeosegError, OutputError
@@ -133,3 +135,38 @@ def disk_full_error(exc: BaseException, *, final: Path) -> OutputError | None:
         f"{final}: disk full or file too large while writing ({reason}); nothing was kept "
         "under that name: free space (or raise the limit) and run again, or pass another --out"
     )
+
+
+def temp_name(final: Path) -> Path:
+    """The hidden temp entry beside ``final`` that this process builds it in."""
+    return final.with_name(f".{final.name}.partial-{os.getpid()}")
+
+
+def publish_folder(src: Path, dst: Path) -> None:
+    """Move a finished temp folder onto its final name, replacing an older result."""
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    if dst.exists():
+        dst.replace(old)
+    src.replace(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A fresh temp folder beside ``final``, published onto it when the block completes.
+
+    If the block raises, the temp folder is removed and an earlier ``final`` stays as it was;
+    a full disk is reported as such (`disk_full_error`), naming ``final``.
+    """
+    tmp = temp_name(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        yield tmp
+        publish_folder(tmp, final)
+    except BaseException as exc:
+        full = disk_full_error(exc, final=final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from exc
+        raise

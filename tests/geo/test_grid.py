@@ -1,4 +1,4 @@
-"""TileGrid: full coverage, overlap, inward-shifted edge tiles, padding only for tiny scenes."""
+"""TileGrid (full coverage, overlap, inward edge tiles, padding only for tiny scenes); BlockGrid."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoseg.errors import ConfigError
-from geoseg.geo.grid import TileGrid, axis_starts
+from geoseg.geo.grid import BlockGrid, TileGrid, axis_starts, stride_starts
 from geoseg.geo.window import PixelWindow
 
 
@@ -118,3 +118,36 @@ def test_grid_invariants(
     finals = [grid.rows_final_before(r) for r in range(grid.shape[0] + 1)]
     assert finals == sorted(finals)
     assert finals[-1] == window.row_end
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    block=st.integers(1, 128),
+    row_off=st.integers(0, 50),
+    col_off=st.integers(0, 50),
+)
+def test_block_grid_covers_its_region_once_row_major(
+    height: int, width: int, block: int, row_off: int, col_off: int
+) -> None:
+    region = PixelWindow(row_off, col_off, height, width)
+    grid = BlockGrid.covering(region, block)
+    cover = np.zeros((row_off + height, col_off + width), dtype=int)
+    windows = grid.windows()
+    for w in windows:
+        cover[w.row_off : w.row_end, w.col_off : w.col_end] += 1
+        assert w.height <= block and w.width <= block
+    assert (cover[row_off:, col_off:] == 1).all() and cover.sum() == height * width
+    assert windows == sorted(windows, key=lambda w: (w.row_off, w.col_off))
+    assert len(windows) == len(grid) == grid.n_rows * grid.n_cols
+    for b in grid.blocks():  # seams: the edges shared with another block, not the outline
+        assert b.seam_top == (b.grid_row > 0) and b.seam_left == (b.grid_col > 0)
+        assert b.seam_bottom == (b.row_off + b.height < region.row_end)
+        assert b.seam_right == (b.col_off + b.width < region.col_end)
+
+
+def test_training_tile_starts_follow_a_fixed_stride() -> None:
+    assert stride_starts(0, 100, 64, 32) == [0, 32, 36]
+    assert stride_starts(10, 60, 64, 32) == [10]  # shorter than a tile: one start
+    assert stride_starts(0, 256, 64, 64) == [0, 64, 128, 192]

@@ -28,6 +28,8 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 CHECK_SCRIPT = REPO / "tests" / "support" / "qgis_check.py"
 PNG_DIR_ENV = "GEOSEG_QGIS_PNG_DIR"
 """If set, the rendered PNGs and the check's JSON are also copied into this folder."""
+REQUIRE_ENV = "GEOSEG_REQUIRE_QGIS"
+"""Set by `make test` (which installs PyQGIS): a missing PyQGIS fails instead of skipping."""
 
 
 def _system_env() -> dict[str, str]:
@@ -61,6 +63,8 @@ pytestmark = pytest.mark.slow
 def qgis_result(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run a small demo and the QGIS check on its outputs; the check's JSON result."""
     missing = _pyqgis_missing()
+    if missing and os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"{missing}; {REQUIRE_ENV} is set, so the QGIS check must run")
     if missing:
         pytest.skip(missing)
     root = tmp_path_factory.mktemp("qgis")

@@ -1,4 +1,4 @@
-"""The pure parts of the flow tasks: scene selection, cache keys, stages on disk, retry policy."""
+"""The pure parts of the flow tasks: cache keys, stages on disk, retry policy."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from flows.tasks import (
     KEY_FILE,
     SceneJob,
     SceneStage,
-    expand_scenes,
     is_transient_io_error,
     scene_key,
 )
@@ -30,22 +29,6 @@ def _touch(path: Path, mtime_s: int) -> Path:
     path.write_bytes(b"x")
     os.utime(path, (mtime_s, mtime_s))
     return path
-
-
-def test_expand_scenes_files_folders_globs_and_newest(tmp_path: Path) -> None:
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    a, b, c = (_touch(folder / f"{n}.tif", t) for n, t in (("a", 300), ("b", 100), ("c", 200)))
-    _touch(folder / "notes.txt", 400)
-    assert expand_scenes([folder]) == [a, b, c]
-    assert expand_scenes([str(folder / "*.tif")]) == [a, b, c]
-    assert expand_scenes([c, str(folder / "[ab].tif")]) == [c, a, b]  # given order, no repeats
-    assert expand_scenes([folder, a]) == [a, b, c]
-    assert expand_scenes([folder], newest=2) == [a, c]
-    with pytest.raises(SceneError, match=r"\*\.jp2: no scene matches"):
-        expand_scenes([str(folder / "*.jp2")])
-    with pytest.raises(SceneError, match="scene not found"):
-        expand_scenes([folder / "d.tif"])
 
 
 def test_scene_key_follows_results_not_speed(scene_512, demo_model: Path) -> None:

@@ -10,14 +10,14 @@ session's `run_256`). Then it checks that:
 - the output folder has no new entry (no scene folder, no run.json, no temp folder) and the
   earlier result is byte-identical.
 
-The table (`CASES`) is data: a builder turns the good inputs into a `BadRun` (inputs and
-settings of one run, as `RunSettings` keywords or CLI arguments), so the same cases can drive
-the Prefect flow once it exists; they already drive the library's `geoseg.pipeline.run`.
-The table runs the CLI in this process with stderr captured at file-descriptor level (a fresh
-process costs ~5 s of imports per case); a few cases also go through the installed console
-script. Faults that need control of the process itself (a file-size limit, dropped
-privileges, SIGKILL) and the AOI that is repaired rather than refused run the console script,
-after the table.
+The table (`tests.support.battery.CASES`) is data: a builder turns the good inputs into a
+`BadRun` (inputs and settings of one run, as `RunSettings` keywords or CLI arguments), so the
+same cases drive the Prefect flow (`tests/flows/test_battery.py`) and the library's
+`geoseg.pipeline.run.run`. The table runs the CLI in this process with stderr captured at
+file-descriptor level (a fresh process costs ~5 s of imports per case); a few cases also go
+through the installed console script. Faults that need control of the process itself (a
+file-size limit, dropped privileges, SIGKILL) and the AOI that is repaired rather than refused
+run the console script, after the table.
 
 Run with ``-s`` to see each case's message (lines starting with ``BATTERY``).
 """

@@ -1,6 +1,6 @@
 """The bad-input battery through the Prefect flow `segment_aoi`, against a real Prefect server.
 
-Every case of `tests.test_bad_inputs.CASES` maps onto the flow's parameters (AOI, scene,
+Every case of `tests.support.battery.CASES` maps onto the flow's parameters (AOI, scene,
 model, output folder, `SegmentSettings` for tile size and overlap), so every case runs here.
 Each one builds its bad input, runs the CLI in this process for the line it prints, then runs
 the flow in this process into the same output folder, which holds an earlier good result: a
@@ -19,7 +19,7 @@ under ``OUT/.geoseg-cache`` are there too. It checks that:
 
 Not here: the battery's faults that need control of a process (a file-size limit, an output
 folder that root may not write to, SIGKILL) -- they hit the flow's scene tasks on Dask
-workers, which `tests/test_flows.py` covers for the kill -- and the self-intersecting AOI,
+workers, which `tests/flows/test_segment.py` covers for the kill -- and the self-intersecting AOI,
 which is repaired rather than refused.
 
 Run with ``-s`` to see each case's state message (lines starting with ``FLOW``).
