@@ -25,11 +25,11 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import geoseg
 from geoseg.config import RunOptions, RunSettings, resolve_predict_settings, vectorize_options
-from geoseg.errors import GeosegError
+from geoseg.errors import GeosegError, setting_names
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
@@ -58,6 +58,9 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import TaskRun
     from prefect.context import TaskRunContext
     from prefect.states import State
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CACHE_DIR_NAME = ".geoseg-cache"
 """Folder under the output folder holding the persisted task results (the resume state)."""
@@ -367,10 +370,22 @@ def remove_leftovers(job: SceneJob) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def settings_named(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a task body with geoseg's messages naming settings (``tile_size``), not CLI flags."""
+
+    @functools.wraps(fn)
+    def named(*args: P.args, **kwargs: P.kwargs) -> R:
+        with setting_names():
+            return fn(*args, **kwargs)
+
+    return named
+
+
 # --------------------------------------------------------------------------- tasks
 
 
 @task(name="select-scenes", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
+@settings_named
 def select_scenes(
     *,
     aoi: Path,
@@ -433,6 +448,7 @@ def scene_jobs(
 
 
 @task(name="predict", task_run_name="predict-{job.name}", **SCENE_TASK_OPTIONS)
+@settings_named
 def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
     """Tiles -> model -> blended class and confidence COGs in the scene's staging folder."""
     logger = get_run_logger()
@@ -457,6 +473,7 @@ def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
 
 
 @task(name="vectorize", task_run_name="vectorize-{job.name}", **SCENE_TASK_OPTIONS)
+@settings_named
 def vectorize(job: SceneJob, predicted: PredictedScene, run: RunSettings) -> VectorizedScene:
     """Polygonize the staged class raster into polygons.gpkg (atomically, beside it)."""
     logger = get_run_logger()
@@ -479,6 +496,7 @@ def vectorize(job: SceneJob, predicted: PredictedScene, run: RunSettings) -> Vec
 
 
 @task(name="publish", task_run_name="publish-{job.name}", **SCENE_TASK_OPTIONS)
+@settings_named
 def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
     """Rename the staged folder onto ``OUT/<scene>/`` (replacing an older result) at once.
 
@@ -511,6 +529,7 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
 
 
 @task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
+@settings_named
 def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
     """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
     packages = packages_for(plan.run)

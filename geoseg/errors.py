@@ -4,9 +4,34 @@ Every message names the file (or option), what is wrong with it, and what to do 
 The CLI turns a `GeosegError` into one red line and a non-zero exit code; tracebacks only
 appear with ``--debug``. Subclasses also inherit the builtin they refine, as rasterio does,
 so ``except OSError`` still catches an unreadable file.
+
+Options are named the way the user typed them: `option` gives ``--tile-size`` by default (the
+CLI) and ``tile_size`` inside `setting_names` (the Prefect flows, whose parameters are
+settings fields).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_SETTING_NAMES: ContextVar[bool] = ContextVar("geoseg_setting_names", default=False)
+
+
+def option(name: str) -> str:
+    """How a message names the setting ``name`` (e.g. ``tile_size``): as the caller types it."""
+    return name if _SETTING_NAMES.get() else "--" + name.replace("_", "-")
+
+
+@contextmanager
+def setting_names() -> Iterator[None]:
+    """Within this block, messages name settings (``tile_size``), not flags (``--tile-size``)."""
+    token = _SETTING_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _SETTING_NAMES.reset(token)
 
 
 class GeosegError(Exception):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from rasterio.windows import Window
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 from geoseg.geo.window import PixelWindow
 
 
@@ -253,13 +253,16 @@ def check_tile_overlap(tile_px: int, overlap_px: int) -> None:
     Called before a run writes anything, so a bad pair of options fails with no output.
     """
     if tile_px < 16:
-        raise ConfigError(f"--tile-size must be at least 16 px, got {tile_px}")
+        raise ConfigError(f"{option('tile_size')} must be at least 16 px, got {tile_px}")
     if overlap_px < 0:
-        raise ConfigError(f"--overlap must be between 0 and half the tile size, got {overlap_px}")
-    if overlap_px > tile_px // 2:
         raise ConfigError(
-            f"--tile-size {tile_px} is too small for --overlap {overlap_px}: the overlap must be "
-            f"at most half the tile size ({tile_px // 2} px); lower --overlap or raise --tile-size"
+            f"{option('overlap')} must be between 0 and half the tile size, got {overlap_px}"
+        )
+    if overlap_px > tile_px // 2:
+        tile, overlap = option("tile_size"), option("overlap")
+        raise ConfigError(
+            f"{tile} {tile_px} is too small for {overlap} {overlap_px}: the overlap must be "
+            f"at most half the tile size ({tile_px // 2} px); lower {overlap} or raise {tile}"
         )
 
 

@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 from rasterio.features import geometry_mask
 from shapely.geometry.base import BaseGeometry
 
-from geoseg.errors import AoiError
+from geoseg.errors import AoiError, option
 from geoseg.geo.scene import SceneGrid
 from geoseg.geo.window import PixelWindow
 
@@ -46,7 +46,9 @@ def read_aoi(path: Path | str) -> Aoi:
     """
     path = Path(path)
     if not path.exists():
-        raise AoiError(f"{path}: AOI file not found; pass an existing GeoJSON/GPKG/SHP with --aoi")
+        raise AoiError(
+            f"{path}: AOI file not found; pass an existing GeoJSON/GPKG/SHP with {option('aoi')}"
+        )
     try:
         meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:

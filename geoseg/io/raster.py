@@ -22,7 +22,7 @@ from rasterio.enums import Interleaving
 from rasterio.errors import RasterioIOError
 
 from geoseg.classes import ClassInfo, colormap
-from geoseg.errors import OutputError, SceneError
+from geoseg.errors import OutputError, SceneError, option
 from geoseg.geo.scene import SceneGrid
 from geoseg.geo.window import PixelWindow
 
@@ -59,7 +59,8 @@ def open_scene(path: Path | str) -> SceneInfo:
     except (RasterioIOError, CPLE_BaseError) as exc:
         reason = str(exc).split(":")[-1].strip() or "not a raster GDAL can read"
         raise SceneError(
-            f"{path}: cannot read the scene ({reason}); pass GeoTIFF/COG/VRT files with --scenes"
+            f"{path}: cannot read the scene ({reason}); pass GeoTIFF/COG/VRT files with "
+            f"{option('scenes')}"
         ) from None
     if info.grid.crs is None:
         raise SceneError(

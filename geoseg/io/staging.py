@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from geoseg.errors import GeosegError, OutputError
+from geoseg.errors import GeosegError, OutputError, option
 
 _TEMP_ENTRY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -133,7 +133,8 @@ def disk_full_error(exc: BaseException, *, final: Path) -> OutputError | None:
         return None
     return OutputError(
         f"{final}: disk full or file too large while writing ({reason}); nothing was kept "
-        "under that name: free space (or raise the limit) and run again, or pass another --out"
+        "under that name: free space (or raise the limit) and run again, or pass another "
+        f"{option('out')}"
     )
 
 

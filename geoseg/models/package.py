@@ -26,7 +26,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from geoseg.classes import ClassInfo, validate_classes
-from geoseg.errors import IncompatibleSceneError, ModelPackageError
+from geoseg.errors import IncompatibleSceneError, ModelPackageError, option
 from geoseg.models.registry import build_model
 
 METADATA_NAME = "metadata.json"
@@ -185,7 +185,7 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
             return meta, _member(path, names, WEIGHTS_NAME, lambda: zf.read(WEIGHTS_NAME))
     except FileNotFoundError:
         raise ModelPackageError(
-            f"{path}: model package not found; pass an existing .geoseg file with --model"
+            f"{path}: model package not found; pass an existing .geoseg file with {option('model')}"
         ) from None
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelPackageError(

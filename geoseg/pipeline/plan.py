@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geoseg.config import RunSettings
-from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError
+from geoseg.errors import AoiOutsideScenesError, OutputError, SceneError, option
 from geoseg.inference.scene import SceneWindow
 from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
 from geoseg.io.raster import SceneInfo, open_scene
@@ -66,7 +66,9 @@ def _scene_files(paths: Sequence[Path]) -> list[Path]:
         elif p.exists():
             files.append(p)
         else:
-            raise SceneError(f"{p}: scene not found; pass existing files or folders with --scenes")
+            raise SceneError(
+                f"{p}: scene not found; pass existing files or folders with {option('scenes')}"
+            )
     return files
 
 
@@ -108,7 +110,7 @@ def prepare_output_dir(out: Path) -> None:
     except OSError as exc:
         raise OutputError(
             f"{out}: the output folder is not writable ({exc.strerror or exc}); "
-            "pass a folder you can write to with --out"
+            f"pass a folder you can write to with {option('out')}"
         ) from None
     remove_stale_entries(out)  # temp folders of runs killed before they could clean up
 

@@ -8,8 +8,9 @@ copy of one good flow run of the same scene (`flow_run_256`), so its persisted t
 under ``OUT/.geoseg-cache`` are there too. It checks that:
 
 - the flow run ends Failed (not Crashed), on the server too, and its state message is the
-  CLI's line in Prefect's framing (``Flow run encountered an exception: AoiError: <line>``):
-  one line, no traceback;
+  CLI's line in Prefect's framing (``Flow run encountered an exception: AoiError: <line>``),
+  with options named as the flow's settings (``tile_size``, not ``--tile-size``): one line,
+  no traceback;
 - the exception the run raises in this process is that `GeosegError`;
 - bad input is found by ``select-scenes`` in one attempt (no retries) and no scene subflow
   -- and so no Dask cluster -- was started;
@@ -19,8 +20,8 @@ under ``OUT/.geoseg-cache`` are there too. It checks that:
 
 Not here: the battery's faults that need control of a process (a file-size limit, an output
 folder that root may not write to, SIGKILL) -- they hit the flow's scene tasks on Dask
-workers, which `tests/flows/test_segment.py` covers for the kill -- and the self-intersecting AOI,
-which is repaired rather than refused.
+workers, which `tests/flows/test_segment.py` covers for the kill -- and the self-intersecting
+AOI, which is repaired rather than refused.
 
 Run with ``-s`` to see each case's state message (lines starting with ``FLOW``).
 """
@@ -28,6 +29,7 @@ Run with ``-s`` to see each case's state message (lines starting with ``FLOW``).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from pathlib import Path
@@ -64,6 +66,11 @@ PREFECT_FRAMING = "Flow run encountered an exception: "
 
 TASK_RUNS_TIMEOUT_S = 30
 """Task run states reach the server as events; this long at most until they are there."""
+
+
+def as_settings(cli_line: str) -> str:
+    """The CLI's line as the flow says it: settings (``tile_size``) where the CLI has flags."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), cli_line)
 
 
 def flow_parameters(run: BadRun, out: Path) -> dict[str, Any]:
@@ -167,7 +174,7 @@ def test_bad_input_fails_the_flow_run_with_the_cli_line(
     out, before = earlier
     run = case.build(inputs)
     cli = error_line(run_in_process(run.cli_args(out), capfd), names=run.names, says=case.says)
-    line = cli.removeprefix("error: ")
+    line = as_settings(cli.removeprefix("error: "))
 
     state = segment_aoi(**flow_parameters(run, out), return_state=True)
 
