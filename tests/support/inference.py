@@ -13,7 +13,7 @@ from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.reader import ReadTile
 from geoseg.inference.scene import SceneWindow, predict_scene
-from geoseg.inference.settings import PredictSettings
+from geoseg.inference.settings import PredictSettings, PredictStats
 from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
 from geoseg.io.raster import open_scene
 
@@ -35,6 +35,13 @@ def triangle_target(image_path: Path) -> SceneWindow:
 
 def predict(target: SceneWindow, predictor: Predictor, tmp: Path, **settings) -> np.ndarray:
     """`predict_scene` into ``tmp``: (2, rows, cols) classes and confidence as written."""
+    return predict_with_stats(target, predictor, tmp, **settings)[0]
+
+
+def predict_with_stats(
+    target: SceneWindow, predictor: Predictor, tmp: Path, **settings
+) -> tuple[np.ndarray, PredictStats]:
+    """`predict`, with the `PredictStats` of the prediction."""
     tmp.mkdir(parents=True, exist_ok=True)
     stats = predict_scene(
         target,
@@ -46,7 +53,7 @@ def predict(target: SceneWindow, predictor: Predictor, tmp: Path, **settings) ->
     with rasterio.open(tmp / "c.tif") as c, rasterio.open(tmp / "p.tif") as p:
         assert c.shape == target.window.shape
         assert stats.valid_px == int((c.read(1) != 255).sum())
-        return np.stack([c.read(1), p.read(1)])
+        return np.stack([c.read(1), p.read(1)]), stats
 
 
 def random_reads(predictor: Predictor, n: int = 3, tile: int = 64) -> list[ReadTile]:
