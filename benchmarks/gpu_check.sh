@@ -76,7 +76,7 @@ import rasterio, pyogrio
 print('gdal (rasterio)', rasterio.__gdal_version__, '| gdal (pyogrio)', pyogrio.__gdal_version_string__)
 EOF"
 
-step 02_pytest_gpu 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step 02_pytest_gpu 240 "$PY" -m pytest -q -p no:cacheprovider tests/inference/test_gpu.py
 
 step 03_throughput_smp_unet 300 "$PY" benchmarks/throughput.py --device "$DEVICE" \
     --arch smp-unet --encoder resnet34 --tile 512 --overlap 32 --batch 16 --size "$SIZE"

@@ -1,4 +1,8 @@
-"""A worker thread that runs one function on submitted items in order, with a bounded queue."""
+"""A worker thread that runs one function on submitted items in order, with a bounded queue.
+
+`predict_scene` runs its blending and its writing each in one: the bounded queue holds the
+producer back (memory stays bounded), and an error in the thread surfaces in the caller.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Which torch device a run uses: ``auto`` picks CUDA when present."""
+"""Which torch device a run uses: ``auto`` picks CUDA when present.
+
+Shared by prediction, evaluation and training, so every command accepts and refuses the same
+``--device`` values with the same messages.
+"""
 
 from __future__ import annotations
 

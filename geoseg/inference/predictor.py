@@ -1,4 +1,10 @@
-"""The models on their device: raw tile batches in, mean class probabilities out (TTA, ensemble)."""
+"""The models on their device: raw tile batches in, mean class probabilities out.
+
+`Predictor` normalizes raw bands with each package's statistics, runs one model or an ensemble
+(same classes and bands, `check_ensemble`), optionally over the 8 dihedral flips/rotations
+(TTA, `Dihedral`), and averages the softmax outputs. On CUDA it stages batches through pinned
+buffers and runs in bf16 autocast; `probabilities` leaves the result on the device.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Tiles from the scene file: threaded windowed reads, padding, the empty-tile filter, batches."""
+"""Tiles from the scene file: threaded windowed reads, padding, the empty-tile filter, batches.
+
+`read_tiles` reads the grid's tiles in row-major order with a pool of threads (one GDAL handle
+per thread) and a bounded look-ahead; `TileFilter` drops tiles that cannot change the outputs;
+`batched` groups tiles for the model.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +45,32 @@ def pad_tile(data: np.ndarray, valid: np.ndarray, tile: Tile) -> tuple[np.ndarra
     return np.pad(data, ((0, 0), *pads)), np.pad(valid, pads)
 
 
+class _TileReader:
+    """Reads and pads tiles of one scene, each calling thread with its own dataset handle."""
+
+    def __init__(self, path: Path, band_indexes: Sequence[int]):
+        self._path = path
+        self._band_indexes = band_indexes
+        self._local = threading.local()
+        self._handles: list[rasterio.io.DatasetReader] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, tile: Tile) -> ReadTile:
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            ds = self._local.ds = rasterio.open(self._path)
+            with self._lock:
+                self._handles.append(ds)
+        data, valid = read_window(ds, tile.read, self._band_indexes)
+        data, valid = pad_tile(data.astype(np.float32), valid, tile)
+        return ReadTile(tile, data, valid)
+
+    def close(self) -> None:
+        """Close every thread's handle (once the threads are done)."""
+        for ds in self._handles:
+            ds.close()
+
+
 def read_tiles(
     scene: SceneInfo,
     grid: TileGrid,
@@ -52,20 +84,7 @@ def read_tiles(
     Every thread opens its own dataset handle (GDAL handles are not thread-safe); at most
     ``lookahead`` tiles are read ahead of the consumer, so memory stays bounded.
     """
-    local = threading.local()
-    handles: list[rasterio.io.DatasetReader] = []
-    lock = threading.Lock()
-
-    def read_one(tile: Tile) -> ReadTile:
-        ds = getattr(local, "ds", None)
-        if ds is None:
-            ds = local.ds = rasterio.open(scene.path)
-            with lock:
-                handles.append(ds)
-        data, valid = read_window(ds, tile.read, band_indexes)
-        data, valid = pad_tile(data.astype(np.float32), valid, tile)
-        return ReadTile(tile, data, valid)
-
+    read_one = _TileReader(scene.path, band_indexes)
     pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="geoseg-read")
     tiles = iter(grid)
     pending: deque[Future[ReadTile]] = deque(
@@ -80,8 +99,7 @@ def read_tiles(
             yield item
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for ds in handles:
-            ds.close()
+        read_one.close()
 
 
 class TileFilter:
@@ -110,6 +128,7 @@ class TileFilter:
 
 
 def batched(items: Iterator[ReadTile], size: int) -> Iterator[list[ReadTile]]:
+    """Lists of ``size`` consecutive items (the last one shorter)."""
     batch: list[ReadTile] = []
     for item in items:
         batch.append(item)

@@ -1,21 +1,22 @@
-"""Tiled prediction of one scene window: read tiles -> batched model -> blended row bands -> files.
+"""Tiled prediction of one scene window: read tiles -> batched model -> blended rows -> files.
 
 Reader threads (one GDAL handle each) read ahead into a bounded window of tiles, so reading
-overlaps inference; the calling thread batches tiles through the model(s) and feeds the
-streaming accumulator; a writer thread turns finished rows into class and confidence rows on
-disk. Nothing is scene-sized.
+overlaps inference; the calling thread batches tiles through the model(s); a blending thread
+feeds the streaming row band (`geoseg.inference.blender`, numpy or torch on the device) and
+turns finished rows into uint8 class and confidence rows; a writer thread compresses and writes
+them. Nothing is scene-sized.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
-import torch
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.classes import CLASS_NODATA
@@ -23,18 +24,14 @@ from geoseg.geo.grid import TileGrid
 from geoseg.geo.scene import SceneGrid
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.background import BackgroundWorker
+from geoseg.inference.blender import Blender, ClassRows, scene_blender
+from geoseg.inference.model_step import ModelOutput, model_step
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.reader import ReadTile, TileFilter, batched, read_tiles
 from geoseg.inference.settings import PredictSettings, PredictStats
-from geoseg.inference.stitch import (
-    RowBandAccumulator,
-    blend_weights,
-    classes_and_confidence,
-)
-from geoseg.inference.stitch_torch import TorchRowBandAccumulator, classes_and_confidence_torch
-from geoseg.io.aoi import aoi_mask
 from geoseg.io.outputs import classes_tags
 from geoseg.io.raster import RowBandWriter, SceneInfo
+from geoseg.models.package import ModelPackage
 
 
 @dataclass(frozen=True)
@@ -74,133 +71,111 @@ def predict_scene(
     grid = grid or TileGrid.build(
         target.window, target.scene.grid.shape, settings.tile_px, settings.overlap_px
     )
-    package = predictor.package
-    classes = package.metadata.class_infos()
-    class_ids = package.class_ids
-    weights = blend_weights(settings.tile_px, settings.blend)
-    on_device = settings.blends_on_device(predictor.device)
-    gpu_timed = on_device and predictor.device.type == "cuda"
-    acc: RowBandAccumulator | TorchRowBandAccumulator
-    if on_device:
-        acc = TorchRowBandAccumulator(
-            target.window, len(class_ids), settings.tile_px, weights, predictor.device
-        )
-        device_class_ids = torch.as_tensor(class_ids.astype(np.uint8), device=predictor.device)
-    else:
-        acc = RowBandAccumulator(target.window, len(class_ids), settings.tile_px, weights)
+    blender = scene_blender(target, grid, predictor, settings)
+    model = model_step(predictor, settings.blends_on_device(predictor.device))
     stats = PredictStats(tiles=len(grid), window_px=target.window.size_px)
-    histogram = np.zeros(256, dtype=np.int64)
-    out_grid = target.grid
-    tags = classes_tags(classes)
-    with (
-        RowBandWriter(
-            classes_path, out_grid, nodata=CLASS_NODATA, classes=classes, tags=tags
-        ) as cw,
-        RowBandWriter(
-            confidence_path, out_grid, nodata=None, tags={"GEOSEG_UNITS": "percent"}
-        ) as fw,
-    ):
-
-        def write(rows: tuple[int, np.ndarray, np.ndarray]) -> None:
-            row_in_out, cls, conf = rows
-            cw.write_rows(row_in_out, cls)
-            fw.write_rows(row_in_out, conf)
-
-        def aoi_inside(row_off: int, n_rows: int) -> np.ndarray:
-            rows = PixelWindow(row_off, target.window.col_off, n_rows, target.window.width)
-            return aoi_mask(target.aoi, target.scene.grid.window_transform(rows), rows.shape)
-
-        def emit(row_off: int, cls: np.ndarray, conf: np.ndarray) -> None:
-            histogram[:] += np.bincount(cls.ravel(), minlength=256)
-            writer.submit((row_off - target.window.row_off, cls, conf))
-
-        def finish(until_row: int) -> None:
-            """Classes and confidence of the finished rows, masked by the AOI, to the writer."""
-            if isinstance(acc, TorchRowBandAccumulator):
-                # larger chunks on the device: fewer small kernels and host round trips
-                for done in acc.release(until_row, chunk_rows=256):
-                    cls_t, conf_t = classes_and_confidence_torch(
-                        done.probs, done.valid, device_class_ids
-                    )
-                    cls, conf = torch.stack([cls_t, conf_t]).cpu().numpy()  # one copy back
-                    outside = ~aoi_inside(done.row_off, cls.shape[0])
-                    cls[outside] = CLASS_NODATA
-                    conf[outside] = 0
-                    emit(done.row_off, cls, conf)
-                return
-            for finished in acc.release(until_row):
-                inside = aoi_inside(finished.row_off, finished.probs.shape[1])
-                cls, conf = classes_and_confidence(
-                    finished.probs, finished.valid & inside, class_ids
-                )
-                emit(finished.row_off, cls, conf)
-
-        current_row = 0
-
-        def blend(item: tuple[list[ReadTile], Any, Any, Any]) -> None:
-            """Add a batch's probabilities to the band, releasing rows that became final.
-
-            ``probs`` and ``valid``: numpy arrays, or tensors on the device when blending there
-            (queued on the same CUDA stream as the model, so no synchronization is needed);
-            ``timing``: CUDA events around the model's work, or None.
-            """
-            nonlocal current_row
-            batch, probs, valid, timing = item
-            with torch.inference_mode():
-                for read, tile_probs, tile_valid in zip(batch, probs, valid, strict=True):
-                    if read.tile.row != current_row:
-                        finish(grid.rows_final_before(read.tile.row))
-                        current_row = read.tile.row
-                    acc.add(read.tile, tile_probs, tile_valid)
-            if timing is not None:
-                timing[1].synchronize()
-                stats.model_seconds += timing[0].elapsed_time(timing[1]) / 1000.0
-
+    with SceneRasters(target, predictor.package, classes_path, confidence_path) as rasters:
         # blending and class/confidence rows run in their own thread, overlapping the model
-        writer = BackgroundWorker(write, depth=4)
-        blender = BackgroundWorker(blend, depth=2, name="geoseg-blend")
+        blending = BackgroundWorker(
+            BlendStage(blender, rasters, stats), depth=2, name="geoseg-blend"
+        )
         try:
-            tiles = read_tiles(
-                target.scene,
-                grid,
-                package.metadata.band_indexes,
-                threads=settings.reader_threads,
-                lookahead=settings.prefetch_tiles or 2 * settings.batch_size,
-            )
             needed = TileFilter(target, on_skipped=on_tiles)
-            if settings.skip_empty_tiles:
-                tiles = filter(needed, tiles)
+            tiles = _read_stage(target, grid, predictor, settings, needed)
             for batch in batched(tiles, settings.batch_size):
-                tm = time.perf_counter()
-                raw = np.stack([b.data for b in batch])
-                valid = np.stack([b.valid for b in batch])
-                if gpu_timed:
-                    # the model runs asynchronously: time it on the GPU, read out when blending
-                    start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-                    start.record(torch.cuda.current_stream(predictor.device))
-                    probs_t, valid_t = predictor.probabilities(raw, valid)
-                    end.record(torch.cuda.current_stream(predictor.device))
-                    blender.submit((batch, probs_t, valid_t, (start, end)))
-                elif on_device:
-                    probs_t, valid_t = predictor.probabilities(raw, valid)
-                    stats.model_seconds += time.perf_counter() - tm
-                    blender.submit((batch, probs_t, valid_t, None))
-                else:
-                    probs = predictor(raw, valid)
-                    stats.model_seconds += time.perf_counter() - tm
-                    blender.submit((batch, probs, [b.valid for b in batch], None))
+                blending.submit(model(batch))
                 if on_tiles is not None:
                     on_tiles(len(batch))
             stats.skipped_tiles = needed.skipped
-            blender.close()
-            with torch.inference_mode():
-                finish(target.window.row_end)
+            blending.close()
+            rasters.put(blender.finish(target.window.row_end))
         finally:
-            try:
-                blender.close()
-            finally:
-                writer.close()
-    stats.class_px = {i: int(n) for i, n in enumerate(histogram[:CLASS_NODATA]) if n}
-    stats.valid_px = int(histogram[:CLASS_NODATA].sum())
+            blending.close()  # then the writer, as the rasters close
+    rasters.count_pixels(stats)
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _read_stage(
+    target: SceneWindow,
+    grid: TileGrid,
+    predictor: Predictor,
+    settings: PredictSettings,
+    needed: TileFilter,
+) -> Iterator[ReadTile]:
+    """The grid's tiles read ahead by reader threads, without those ``needed`` rejects."""
+    tiles = read_tiles(
+        target.scene,
+        grid,
+        predictor.package.metadata.band_indexes,
+        threads=settings.reader_threads,
+        lookahead=settings.prefetch_tiles or 2 * settings.batch_size,
+    )
+    return filter(needed, tiles) if settings.skip_empty_tiles else tiles
+
+
+class SceneRasters:
+    """The class and confidence rasters of a window, written row band by row band.
+
+    `put` counts pixels per class value and hands rows to a writer thread; on exit the
+    writer thread finishes (its error re-raised), then both files close.
+    """
+
+    def __init__(
+        self, target: SceneWindow, package: ModelPackage, classes_path: Path, confidence_path: Path
+    ):
+        classes = package.metadata.class_infos()
+        grid = target.grid
+        tags = classes_tags(classes)
+        self._classes = RowBandWriter(
+            classes_path, grid, nodata=CLASS_NODATA, classes=classes, tags=tags
+        )
+        self._confidence = RowBandWriter(
+            confidence_path, grid, nodata=None, tags={"GEOSEG_UNITS": "percent"}
+        )
+        self._histogram = np.zeros(256, dtype=np.int64)
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Self:
+        with ExitStack() as stack:
+            stack.enter_context(self._classes)
+            stack.enter_context(self._confidence)
+            self._writer = BackgroundWorker(self._write, depth=4)
+            stack.callback(self._writer.close)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stack.__exit__(*exc_info)
+
+    def put(self, rows: Iterable[ClassRows]) -> None:
+        """Count the rows' pixels per class value and queue them for writing."""
+        for item in rows:
+            self._histogram += np.bincount(item.classes.ravel(), minlength=256)
+            self._writer.submit(item)
+
+    def _write(self, rows: ClassRows) -> None:
+        self._classes.write_rows(rows.row, rows.classes)
+        self._confidence.write_rows(rows.row, rows.confidence)
+
+    def count_pixels(self, stats: PredictStats) -> None:
+        """Pixels per class value and valid pixels (not nodata) written, into ``stats``."""
+        counts = self._histogram[:CLASS_NODATA]
+        stats.class_px = {i: int(n) for i, n in enumerate(counts) if n}
+        stats.valid_px = int(counts.sum())
+
+
+class BlendStage:
+    """The blending thread's work: a model output into the band, finished rows to the files.
+
+    Adds the model time once the batch is blended (on CUDA reading it waits for the model).
+    """
+
+    def __init__(self, blender: Blender, rasters: SceneRasters, stats: PredictStats):
+        self._blender = blender
+        self._rasters = rasters
+        self._stats = stats
+
+    def __call__(self, output: ModelOutput) -> None:
+        self._rasters.put(self._blender.add(output.batch, output.probs, output.valid))
+        self._stats.model_seconds += output.seconds()

@@ -1,6 +1,9 @@
 """How a scene is predicted (tiles, batches, threads) and what the prediction did: plain data.
 
-No torch here: `geoseg.config` builds these settings without importing the models.
+`PredictSettings` (tile size, overlap, batch, blending, reader threads, where to blend) and
+`PredictStats` (the figures of run.json). No torch here, not even through the imports
+(`geoseg.inference.stitch` is numpy only): `geoseg.config` builds these settings without
+importing the models.
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from geoseg.geo.grid import check_tile_overlap
-from geoseg.inference.stitch import (
-    BlendKind,
-)
+from geoseg.inference.stitch import BlendKind
 
 if TYPE_CHECKING:
     import torch

@@ -69,7 +69,7 @@ class RowBandAccumulator:
         self._prob_sum = self._zeros((n_classes, self._band_rows, window.width))
         self._weight_sum = self._zeros((self._band_rows, window.width))
 
-    # The array operations a subclass may swap (`geoseg.stitch_torch`: torch on a device).
+    # The array operations a subclass may swap (`geoseg.inference.stitch_torch`: torch on a device).
 
     def _array(self, values: np.ndarray) -> Any:
         return np.asarray(values, dtype=np.float32)

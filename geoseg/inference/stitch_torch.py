@@ -1,9 +1,10 @@
 """The row-band accumulator and class/confidence on a torch device (CUDA), for fast GPUs.
 
-Same semantics as `geoseg.stitch.RowBandAccumulator` and `classes_and_confidence`, but the
-weighted sums live on the device next to the model's output, so per batch only uint8 class and
-confidence rows come back to the host instead of float32 probabilities. Kept apart from
-`geoseg.stitch` so that importing the numpy path does not import torch.
+Same semantics as `geoseg.inference.stitch.RowBandAccumulator` and `classes_and_confidence`,
+but the weighted sums live on the device next to the model's output, so per batch only uint8
+class and confidence rows come back to the host instead of float32 probabilities. Kept apart
+from `geoseg.inference.stitch` so that importing the numpy path (and the settings) does not
+import torch.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class FinishedRowsTensor:
 
 
 class TorchRowBandAccumulator(RowBandAccumulator):
-    """`geoseg.stitch.RowBandAccumulator` with its sums in torch tensors on ``device``.
+    """`geoseg.inference.stitch.RowBandAccumulator` with its sums in torch tensors on ``device``.
 
     Only the array operations differ (`_array`, `_zeros`, `_where`, `_copy`, `_finished`);
     adding and releasing are the numpy version's code, operation for operation (multiply,
@@ -70,7 +71,7 @@ class TorchRowBandAccumulator(RowBandAccumulator):
 def classes_and_confidence_torch(
     probs: torch.Tensor, valid: torch.Tensor, class_ids: torch.Tensor, nodata: int = 255
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`geoseg.stitch.classes_and_confidence` on tensors: uint8 class ids and 0..100 percent.
+    """`classes_and_confidence` (`geoseg.inference.stitch`) on tensors: uint8 classes, 0..100 %.
 
     ``class_ids`` (a uint8 tensor on the same device) maps output channels to class values;
     pixels that are not valid get ``nodata`` and confidence 0. Ties go to the first class, and

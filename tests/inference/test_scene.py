@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,33 +12,12 @@ import torch
 
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
-from geoseg.inference.scene import SceneWindow, predict_scene
-from geoseg.inference.settings import PredictSettings
-from geoseg.io.aoi import aoi_in_crs, aoi_window, read_aoi
-from geoseg.io.raster import open_scene
+from geoseg.inference.scene import SceneWindow
+from geoseg.inference.stitch import RowBandAccumulator
+from geoseg.io.aoi import aoi_in_crs, read_aoi
+from geoseg.io.raster import RowBandWriter, open_scene
 from geoseg.models.package import load_package
-
-
-@pytest.fixture(scope="module")
-def target(scene_512) -> SceneWindow:
-    scene = open_scene(scene_512.image_path)
-    geom = aoi_in_crs(read_aoi(scene_512.aoi_path), scene.grid.crs)
-    return SceneWindow(scene, aoi_window(geom, scene.grid), geom)
-
-
-def predict(target: SceneWindow, predictor: Predictor, tmp: Path, **settings) -> np.ndarray:
-    tmp.mkdir(parents=True, exist_ok=True)
-    stats = predict_scene(
-        target,
-        predictor,
-        PredictSettings(**settings),
-        classes_path=tmp / "c.tif",
-        confidence_path=tmp / "p.tif",
-    )
-    with rasterio.open(tmp / "c.tif") as c, rasterio.open(tmp / "p.tif") as p:
-        assert c.shape == target.window.shape
-        assert stats.valid_px == int((c.read(1) != 255).sum())
-        return np.stack([c.read(1), p.read(1)])
+from tests.support.inference import predict, predict_with_stats, triangle_target
 
 
 def test_pointwise_model_through_the_whole_path_equals_a_single_pass(
@@ -115,44 +95,6 @@ def test_batching_and_threads_do_not_change_the_result(
     assert np.abs(one[1].astype(int) - two[1]).max() <= 1
 
 
-def test_tta_and_ensembles(target: SceneWindow, demo_model: Path, tmp_path: Path) -> None:
-    package = load_package(demo_model)
-    plain = predict(target, Predictor(package, torch.device("cpu")), tmp_path / "p",
-                    tile_px=128, overlap_px=16, batch_size=4)  # fmt: skip
-    twice = Predictor([package, package], torch.device("cpu"))
-    same = predict(target, twice, tmp_path / "e", tile_px=128, overlap_px=16, batch_size=4)
-    assert (plain[0] != same[0]).sum() <= 2  # averaging a model with itself changes nothing
-    tta = Predictor(package, torch.device("cpu"), tta=True)
-    assert len(tta.transforms) == 8
-    augmented = predict(target, tta, tmp_path / "t", tile_px=128, overlap_px=16, batch_size=4)
-    np.testing.assert_array_equal(plain[0] == 255, augmented[0] == 255)
-    valid = plain[0] != 255
-    assert (plain[0] != augmented[0])[valid].mean() < 0.03  # TTA refines, it does not relabel
-
-
-def test_dihedral_transforms_invert() -> None:
-    from geoseg.inference.predictor import DIHEDRAL_8
-
-    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    outputs = {tuple(t.forward(x).flatten().tolist()) for t in DIHEDRAL_8}
-    assert len(outputs) == 8  # eight distinct flips/rotations
-    for t in DIHEDRAL_8:
-        torch.testing.assert_close(t.inverse(t.forward(x)), x)
-
-
-def test_ensemble_with_other_classes_is_refused(demo_model: Path, tmp_path: Path) -> None:
-    import zipfile
-
-    from geoseg.errors import ModelPackageError
-
-    other = tmp_path / "other.geoseg"
-    with zipfile.ZipFile(demo_model) as src, zipfile.ZipFile(other, "w") as dst:
-        dst.writestr("metadata.json", src.read("metadata.json").replace(b'"water"', b'"lake"'))
-        dst.writestr("weights.safetensors", src.read("weights.safetensors"))
-    with pytest.raises(ModelPackageError, match="classes differ"):
-        Predictor([load_package(demo_model), load_package(other)], torch.device("cpu"))
-
-
 def test_window_smaller_than_a_tile_in_a_tiny_scene(demo_model: Path, tmp_path: Path) -> None:
     from geoseg.synthetic import write_synthetic_scene
 
@@ -166,46 +108,21 @@ def test_window_smaller_than_a_tile_in_a_tiny_scene(demo_model: Path, tmp_path: 
     assert (out[0] != 255).any() and (out[0] == 255).any()
 
 
-def test_batch_size_is_only_auto_filled_on_cuda(demo_model: Path) -> None:
-    predictor = Predictor(load_package(demo_model), torch.device("cpu"))
-    assert predictor.fill_device_batch_size(256, 4) is None  # CPU: the package default stands
-
-
 def test_skipping_tiles_without_valid_aoi_pixels_changes_nothing(
     scene_512, demo_model: Path, tmp_path: Path
 ) -> None:
     """Tiles over the nodata margin or outside a small AOI are skipped, outputs identical."""
-    import shapely
-
-    scene = open_scene(scene_512.image_path)
-    left, bottom, right, top = scene.grid.bounds
     # a triangle over part of the scene: many tiles of its bounding window lie outside it
-    tri = shapely.Polygon([(left, top), (right, top), (left, bottom)])
-    target = SceneWindow(scene, aoi_window(tri, scene.grid), tri)
+    target = triangle_target(scene_512.image_path)
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     kw = {"tile_px": 64, "overlap_px": 16, "batch_size": 4}
-    stats_skip = predict_scene(
-        target,
-        predictor,
-        PredictSettings(**kw),
-        classes_path=tmp_path / "a_c.tif",
-        confidence_path=tmp_path / "a_p.tif",
-    )
-    stats_all = predict_scene(
-        target,
-        predictor,
-        PredictSettings(**kw, skip_empty_tiles=False),
-        classes_path=tmp_path / "b_c.tif",
-        confidence_path=tmp_path / "b_p.tif",
+    skip, stats_skip = predict_with_stats(target, predictor, tmp_path / "a", **kw)
+    every, stats_all = predict_with_stats(
+        target, predictor, tmp_path / "b", **kw, skip_empty_tiles=False
     )
     assert stats_all.skipped_tiles == 0
     assert stats_skip.skipped_tiles > stats_skip.tiles // 3
-    for name in ("c", "p"):
-        with (
-            rasterio.open(tmp_path / f"a_{name}.tif") as a,
-            rasterio.open(tmp_path / f"b_{name}.tif") as b,
-        ):
-            np.testing.assert_array_equal(a.read(1), b.read(1))
+    np.testing.assert_array_equal(skip, every)  # classes and confidence
     assert stats_skip.valid_px == stats_all.valid_px > 0
 
 
@@ -224,14 +141,9 @@ def test_blending_on_the_device_path_equals_the_numpy_path(
     path's rasters. Same model outputs and the same float32 operations in the same order
     (multiply then add, one tile at a time, division by the same weight sums, round half to
     even), so on the CPU both rasters are identical, confidence included. (On CUDA the
-    kernels may round differently; tests/test_gpu.py allows for that.)"""
-    import shapely
-
-    scene = open_scene(scene_512.image_path)
-    left, bottom, right, top = scene.grid.bounds
+    kernels may round differently; tests/inference/test_gpu.py allows for that.)"""
     # a triangle AOI: skipped tiles, AOI masking on the host and the nodata margin
-    tri = shapely.Polygon([(left, top), (right, top), (left, bottom)])
-    target = SceneWindow(scene, aoi_window(tri, scene.grid), tri)
+    target = triangle_target(scene_512.image_path)
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     numpy_path = predict(target, predictor, tmp_path / "n", **settings, blend_on_device=False)
     torch_path = predict(target, predictor, tmp_path / "t", **settings, blend_on_device=True)
@@ -242,26 +154,46 @@ def test_blending_on_the_device_path_equals_the_numpy_path(
     assert (torch_path[1][numpy_path[0] == 255] == 0).all()
 
 
-def test_blend_on_device_defaults_to_cuda_only() -> None:
-    settings = PredictSettings(tile_px=64, overlap_px=0, batch_size=1)
-    assert settings.blends_on_device(torch.device("cuda")) is True
-    assert settings.blends_on_device(torch.device("cpu")) is False
-    forced = PredictSettings(tile_px=64, overlap_px=0, batch_size=1, blend_on_device=True)
-    assert forced.blends_on_device(torch.device("cpu")) is True
+def stage_threads() -> set[str]:
+    """Names of the blending and writer threads still running."""
+    return {t.name for t in threading.enumerate()} & {"geoseg-blend", "geoseg-writer"}
 
 
-def test_reader_threads_default_follows_the_cpu_count(monkeypatch) -> None:
-    import os
+class Broken(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("model broke")
 
-    from geoseg.inference import settings as predict_module
 
-    for cores, expected in [(1, 2), (2, 2), (6, 6), (64, 8)]:
-        monkeypatch.setattr(
-            os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False
-        )
-        assert predict_module.default_reader_threads() == expected
-        assert PredictSettings(tile_px=64, overlap_px=0, batch_size=1).reader_threads == expected
-    assert (
-        PredictSettings(tile_px=64, overlap_px=0, batch_size=1, reader_threads=3).reader_threads
-        == 3
-    )
+def test_an_error_in_the_model_propagates_and_stops_the_threads(
+    target: SceneWindow, cpu_predictor: Predictor, tmp_path: Path
+) -> None:
+    cpu_predictor.model = Broken()
+    with pytest.raises(RuntimeError, match="model broke"):
+        predict(target, cpu_predictor, tmp_path, tile_px=64, overlap_px=16, batch_size=2)
+    assert not stage_threads()
+
+
+@pytest.mark.parametrize(
+    "case", [("blend", False), ("blend", True), ("write", False), ("write", True)]
+)
+def test_an_error_in_blending_or_writing_propagates_and_stops_the_threads(
+    target: SceneWindow,
+    cpu_predictor: Predictor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, bool],
+) -> None:
+    """An error in the blending or the writer thread reaches the caller (either blender)."""
+    stage, blend_on_device = case
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise OSError(f"{stage} broke")
+
+    if stage == "blend":
+        monkeypatch.setattr(RowBandAccumulator, "add", fail)
+    else:
+        monkeypatch.setattr(RowBandWriter, "write_rows", fail)
+    with pytest.raises(OSError, match=f"{stage} broke"):
+        predict(target, cpu_predictor, tmp_path, tile_px=64, overlap_px=16, batch_size=2,
+                blend_on_device=blend_on_device)  # fmt: skip
+    assert not stage_threads()

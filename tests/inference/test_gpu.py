@@ -87,3 +87,21 @@ def test_predict_scene_blending_on_cuda_agrees_with_the_cpu_numpy_path(
     # pick other algorithms per run, so not bit for bit)
     assert (gpu_cls[inside] == host_cls[inside]).mean() > 0.999
     assert np.percentile(np.abs(gpu_conf - host_conf), 99.9) <= 1
+
+
+def test_cuda_model_step_times_the_model_with_events(demo_model: Path) -> None:
+    """On CUDA the device model step records CUDA events; the probabilities stay there."""
+    from geoseg.inference.model_step import CudaModelStep, model_step
+    from tests.support.inference import random_reads
+
+    predictor = Predictor(load_package(demo_model), torch.device("cuda"))
+    step = model_step(predictor, on_device=True)
+    assert isinstance(step, CudaModelStep)
+    reads = random_reads(predictor, n=4, tile=256)
+    out = step(reads)
+    assert out.probs.device.type == "cuda"
+    assert out.probs.shape == (4, len(predictor.package.class_ids), 256, 256)
+    assert 0 < out.seconds() < 60
+    host = model_step(predictor, on_device=False)(reads)
+    assert isinstance(host.probs, np.ndarray)
+    assert (out.probs.argmax(1).cpu().numpy() == host.probs.argmax(1)).mean() > 0.99

@@ -1,0 +1,1 @@
+"""Tests of geoseg.inference, one module per inference module."""
