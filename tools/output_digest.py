@@ -4,8 +4,8 @@ Runs `geoseg demo`, a two-scene `geoseg run` with 8-connectivity, sieve and simp
 (mosaic.vrt included), `geoseg vectorize` on small blocks with Dask, `geoseg evaluate` and a
 short `geoseg train`, then prints one sha256 per output file. Files are hashed byte for byte,
 except where bytes carry the clock: a GeoPackage is hashed table by table without its
-timestamps, ``run.json`` and a model package's metadata without timings, versions and
-absolute paths.
+timestamps, ``run.json`` and a model package's metadata without timings, versions and the
+absolute paths of the work folder and the checkout.
 
     python tools/output_digest.py --work /tmp/digest > before.txt
     ... change the code ...
@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 GEOSEG = Path(sys.executable).with_name("geoseg")
+REPO = Path(__file__).resolve().parents[1]
 VOLATILE_COLUMNS = {"last_change", "update_time"}
 VOLATILE_RUN_KEYS = {"timings_s", "versions", "seconds", "cpu_seconds", "created"}
 UNORDERED = {"demo/vectorized.gpkg"}
@@ -79,7 +80,7 @@ def scrub(value: object, root: str) -> object:
     if isinstance(value, list):
         return [scrub(v, root) for v in value]
     if isinstance(value, str):
-        return value.replace(root, "<work>")
+        return value.replace(root, "<work>").replace(str(REPO), "<repo>")
     return value
 
 
@@ -117,7 +118,7 @@ def produce(work: Path) -> None:
     )  # fmt: skip
     geoseg(
         "evaluate", "--image", inputs / "scene.tif", "--labels", inputs / "labels.tif",
-        "--model", Path(__file__).resolve().parents[1] / "geoseg" / "data" / "demo.geoseg",
+        "--model", REPO / "geoseg" / "data" / "demo.geoseg",
         "--window", "cols=512:", "--device", "cpu", "--out", work / "evaluation",
     )  # fmt: skip
     geoseg(
