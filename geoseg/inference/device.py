@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 
 
 def resolve_device(name: str) -> torch.device:
@@ -16,7 +16,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
+        device = option("device")
+        raise ConfigError(f"{device} cuda: no CUDA device is available here; use {device} cpu")
     if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"--device {name!r}: use auto, cpu or cuda")
+        raise ConfigError(f"{option('device')} {name!r}: use auto, cpu or cuda")
     return torch.device(name)

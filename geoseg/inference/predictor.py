@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geoseg.errors import ConfigError, ModelPackageError
+from geoseg.errors import ConfigError, ModelPackageError, option
 from geoseg.models.package import ModelPackage
 from geoseg.models.registry import required_multiple
 
@@ -115,8 +115,8 @@ class Predictor:
         if tile_px % self.multiple:
             lower = tile_px // self.multiple * self.multiple
             raise ConfigError(
-                f"--tile-size {tile_px}: this model needs a multiple of {self.multiple} px; "
-                f"use {max(lower, self.multiple)} or {lower + self.multiple}"
+                f"{option('tile_size')} {tile_px}: this model needs a multiple of "
+                f"{self.multiple} px; use {max(lower, self.multiple)} or {lower + self.multiple}"
             )
 
     def fill_device_batch_size(self, tile_px: int, n_bands: int, cap: int = 64) -> int | None:
