@@ -1,7 +1,7 @@
 """Evaluation of a model package against reference labels: report table, JSON and a PNG.
 
 `evaluate` predicts a scene window with exactly the tiled, blended prediction of `geoseg run`
-(`geoseg.predict.predict_scene`) into a temporary class raster, then accumulates one confusion
+(`geoseg.inference.scene.predict_scene`) into a temporary class raster, then accumulates one confusion
 matrix block by block against the labels (a raster on the image grid or polygons rasterized
 per block). No scene-sized array is ever held. Pixels are scored where the labels have a class
 and the image has data; labels are read the way the model was trained (the package records
@@ -270,10 +270,3 @@ def _prepare(out: Path) -> None:
             "pass a writable folder with --out"
         ) from None
 
-
-# ---------------------------------------------------------------------------------------------
-# Confusion-matrix picture (Pillow only).
-
-
-# ---------------------------------------------------------------------------------------------
-# Prediction next to the reference labels (Pillow only).
