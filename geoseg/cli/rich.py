@@ -2,7 +2,7 @@
 
 Only the CLI imports this module; the library reports through plain callbacks
 (`geoseg.progress.Progress`, `geoseg.training.progress.TrainProgress`) and returns plain objects
-(`geoseg.pipeline.run.RunReport`, `geoseg.training.evaluate.EvaluationReport`, ...).
+(`geoseg.pipeline.record.RunReport`, `geoseg.training.evaluate.EvaluationReport`, ...).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class RichBlockProgress:
 
 
 def print_report(report: Any, console: Console) -> None:
-    """Output paths and the one-line summary of a run (`geoseg.pipeline.run.RunReport`)."""
+    """Output paths and the one-line summary of a run (`geoseg.pipeline.record.RunReport`)."""
     from geoseg.io.outputs import classes_from_tags
 
     for scene in report.scenes:

@@ -1,11 +1,11 @@
 """Evaluation of a model package against reference labels: report table, JSON and a PNG.
 
 `evaluate` predicts a scene window with exactly the tiled, blended prediction of `geoseg run`
-(`geoseg.inference.scene.predict_scene`) into a temporary class raster, then accumulates one confusion
-matrix block by block against the labels (a raster on the image grid or polygons rasterized
-per block). No scene-sized array is ever held. Pixels are scored where the labels have a class
-and the image has data; labels are read the way the model was trained (the package records
-the label-value mapping and nodata values), unless overridden.
+(`geoseg.inference.scene.predict_scene`) into a temporary class raster, then accumulates one
+confusion matrix block by block against the labels (a raster on the image grid or polygons
+rasterized per block). No scene-sized array is ever held. Pixels are scored where the labels
+have a class and the image has data; labels are read the way the model was trained (the
+package records the label-value mapping and nodata values), unless overridden.
 """
 
 from __future__ import annotations
@@ -269,4 +269,3 @@ def _prepare(out: Path) -> None:
             f"{out}: cannot create the report folder ({exc.strerror or exc}); "
             "pass a writable folder with --out"
         ) from None
-
