@@ -196,9 +196,20 @@ def evaluate(
     )
     if settings.out is None:
         return result
-    report_path = settings.out / REPORT_NAME
+    return _write_report(result, settings, package, settings.out, side_by_side)
+
+
+def _write_report(
+    result: EvaluationReport,
+    settings: EvaluateSettings,
+    package: ModelPackage,
+    out: Path,
+    side_by_side: Path | None,
+) -> EvaluationReport:
+    """report.json and confusion.png in ``out``; the report with all its files."""
+    report_path = out / REPORT_NAME
     report_path.write_text(json.dumps(result.to_json(settings, package), indent=2) + "\n")
-    png = write_confusion_png(matrix, classes, settings.out / CONFUSION_NAME)
+    png = write_confusion_png(result.matrix, result.classes, out / CONFUSION_NAME)
     files = {"report": report_path, "png": png}
     if side_by_side is not None:
         files["compare"] = side_by_side
