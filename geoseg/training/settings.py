@@ -26,7 +26,7 @@ from geoseg.training.losses import ClassWeighting, parse_loss
 
 CHECKPOINT_NAME = "last.safetensors"
 
-OPTION_TEXT = "option_text"
+_OPTION_TEXT = "option_text"
 """Error type of an unreadable command-line text; its message follows the option's name."""
 
 
@@ -229,7 +229,7 @@ def load_train_settings(
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown option; see `geoseg train --help` for the option names"
-        separator = " " if first["type"] == OPTION_TEXT else ": "  # --bands '1,x': expected ...
+        separator = " " if first["type"] == _OPTION_TEXT else ": "  # --bands '1,x': expected ...
         raise ConfigError(f"{where}{option}{separator}{message}") from None
 
 
@@ -244,7 +244,7 @@ def _numbers(text: str, kind: type[int] | type[float]) -> list[int] | list[float
 
 def _text_error(text: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(
-        OPTION_TEXT, "{text}: {message}", {"text": repr(text), "message": message}
+        _OPTION_TEXT, "{text}: {message}", {"text": repr(text), "message": message}
     )
 
 
