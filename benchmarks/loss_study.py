@@ -7,8 +7,9 @@ Synthetic scenes where built-up (towns and roads) is rare: 512 px scenes of seed
 (built-up 1.3 % and 1.4 % of the pixels) for training, seed 67 (1.5 %) for evaluation. Every
 loss gets the same model (U-Net, width 1/8, 0.5 M parameters), data, tile sampling, seed and
 budget (epochs x steps x batch); the only difference is the loss. The evaluation runs
-`geoseg.evaluate` (the tiled, blended prediction of `geoseg run`) on the whole third scene and
-prints the rare-class IoU/F1, mIoU and overall accuracy per loss (the mean over ``--seeds``).
+`geoseg.training.evaluate` (the tiled, blended prediction of `geoseg run`) on the whole third
+scene and prints the rare-class IoU/F1, mIoU and overall accuracy per loss (the mean over
+``--seeds``).
 
 The pieces (`write_study_scenes`, `study_settings`, `run_loss`, `study_row`, `markdown_table`)
 are importable: notebooks/train_and_evaluate.ipynb runs the same study at a tiny budget.
@@ -131,8 +132,8 @@ def run_loss(
 ) -> tuple[TrainResult, EvaluationReport]:
     """Train one model with ``loss`` (package written to ``out``) and evaluate it on ``test``.
 
-    The evaluation is `geoseg.evaluate`: the tiled, blended prediction of `geoseg run` over
-    the whole test scene, scored against its labels.
+    The evaluation is `geoseg.training.evaluate`: the tiled, blended prediction of `geoseg run`
+    over the whole test scene, scored against its labels.
     """
     trained = train(study_settings(train_scenes, out, loss, seed, budget))
     report = evaluate(

@@ -1,9 +1,10 @@
 """`train_model`: `geoseg train` as a Prefect flow (same settings, same trainer, same package).
 
 Parameters are a training config file (YAML, as for ``geoseg train --config``) and/or the
-options themselves (``options``: the names of `geoseg.train.TrainSettings`); options win. With
-``resume`` (the default here) a rerun flow continues from the last checkpointed epoch when
-there is a checkpoint, instead of starting over.
+options themselves (``options``: the names of `geoseg.training.settings.TrainSettings`, with
+the values YAML or the command line would give); options win. With ``resume`` (the default
+here) a rerun flow continues from the last checkpointed epoch when there is a checkpoint,
+instead of starting over.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from geoseg.training.loop import EpochReport
 from geoseg.training.loop import train as train_package
+from geoseg.training.progress import EpochReport
 from geoseg.training.settings import TrainSettings, load_train_settings
 
 
 class LogTrainProgress:
-    """`geoseg.train.TrainProgress` into the Prefect run log: one line per epoch."""
+    """`geoseg.training.progress.TrainProgress` into the Prefect run log: one line per epoch."""
 
     def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any]):
         self._logger = logger

@@ -1,13 +1,17 @@
-"""Rich renderings for `geoseg train` and `geoseg evaluate`: progress bars and score tables.
+"""Rich renderings of the CLI: its two consoles, progress bars, reports and score tables.
 
 Only the CLI imports this module; the library reports through plain callbacks
-(`geoseg.train.TrainProgress`) and returns plain objects (`geoseg.evaluate.EvaluationReport`).
+(`geoseg.progress.Progress`, `geoseg.training.progress.TrainProgress`) and returns plain objects
+(`geoseg.pipeline.record.RunReport`, `geoseg.training.evaluate.EvaluationReport`, ...).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -20,8 +24,170 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from geoseg.training.evaluate import EvaluationReport
-from geoseg.training.loop import EpochReport
+if TYPE_CHECKING:
+    from geoseg.models.package import ModelPackage
+    from geoseg.training.evaluate import EvaluationReport
+    from geoseg.training.progress import EpochReport
+    from geoseg.vectorize import VectorizeResult
+
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
+
+
+class RichProgress:
+    """Rich progress bars per scene: tiles done / total and pixels per second."""
+
+    def __init__(self, console: Console):
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tiles"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._px_per_tile: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:  # a failed run: clear the bars so the error line stands alone
+            self._progress.live.transient = True
+        self._progress.stop()
+
+    def scene_started(self, scene: str, total_tiles: int, window_px: int) -> None:
+        self._tasks[scene] = self._progress.add_task(scene, total=total_tiles, rate="")
+        self._px_per_tile[scene] = window_px / max(total_tiles, 1)
+        self._started[scene] = time.perf_counter()
+
+    def tiles_done(self, scene: str, n: int) -> None:
+        task = self._tasks[scene]
+        self._progress.advance(task, n)
+        done = self._progress.tasks[task].completed
+        elapsed = time.perf_counter() - self._started[scene]
+        rate = done * self._px_per_tile[scene] / elapsed if elapsed > 0 else 0.0
+        self._progress.update(task, rate=f"{rate / 1e6:.2f} Mpx/s")
+
+    def stage(self, scene: str, stage: str) -> None:
+        self._progress.update(self._tasks[scene], description=f"{scene}: {stage}")
+
+    def scene_finished(self, scene: str) -> None:
+        if scene in self._tasks:
+            self._progress.update(self._tasks[scene], description=f"{scene}: done")
+
+
+class RichBlockProgress:
+    """The ``on_block`` callback of `geoseg vectorize`: one transient bar of blocks done.
+
+    The bar is shown once work runs, so an early error stays one clean line.
+    """
+
+    def __init__(self, console: Console):
+        columns = (TextColumn("vectorizing"), BarColumn(), MofNCompleteColumn())
+        self._bar = Progress(*columns, TextColumn("blocks"), console=console, transient=True)
+        self._task = self._bar.add_task("blocks", total=None)
+        self._started = False
+
+    def __enter__(self) -> RichBlockProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self._bar.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        self._bar.update(self._task, completed=done, total=total)
+
+
+def print_report(report: Any, console: Console) -> None:
+    """Output paths and the one-line summary of a run (`geoseg.pipeline.record.RunReport`)."""
+    from geoseg.io.outputs import classes_from_tags
+
+    for scene in report.scenes:
+        console.print(f"[bold]{scene.scene}[/]")
+        for kind, path in scene.outputs.items():
+            console.print(f"  {kind:<11} {path}")
+    for mosaic in report.mosaics:
+        console.print(f"mosaic        {mosaic}")
+    console.print(f"run record    {report.run_json}")
+    found: dict[int, int] = {}
+    for scene in report.scenes:
+        for k, v in scene.class_px.items():
+            found[int(k)] = found.get(int(k), 0) + v
+    names = {}
+    if report.scenes:
+        names = {
+            c.id: c.name for c in classes_from_tags(Path(report.scenes[0].outputs["classes"])) or []
+        }
+    total = sum(found.values()) or 1
+    classes_text = ", ".join(
+        f"{names.get(k, k)} {100 * v / total:.1f}%" for k, v in sorted(found.items())
+    )
+    polygons = sum(s.polygons for s in report.scenes)
+    console.print(
+        f"[green]done[/] {len(report.scenes)} scene(s) in {report.seconds:.1f}s: "
+        f"{report.pixels_per_second / 1e6:.2f} Mpx/s predicted, {polygons} polygons, "
+        f"classes found: {classes_text}",
+        highlight=False,
+    )
+
+
+def print_vectorized(result: VectorizeResult, seconds: float, console: Console) -> None:
+    """The one-line summary of `geoseg vectorize`: polygons, blocks, workers, classes."""
+    where = f"{result.dask_workers} Dask workers" if result.dask_workers else "this process"
+    per_class = ", ".join(
+        f"{name} {result.polygons_per_class[cid]} ({result.area_m2_per_class[cid] / 1e6:.3g} km²)"
+        for cid, name in sorted(result.class_names.items())
+        if result.polygons_per_class.get(cid)
+    )
+    console.print(
+        f"[green]wrote[/] {result.n_polygons} polygons to {result.path} (+ .qml) in "
+        f"{seconds:.1f}s: {result.blocks} block(s) on {where}; {per_class}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def print_package(pkg: ModelPackage, console: Console) -> None:
+    """`geoseg model info`: a package's metadata, bands and classes as tables, then metrics."""
+    meta = pkg.metadata
+    console.print(f"[bold]{meta.name}[/]  {pkg.path}")
+    console.print(f"sha256        {pkg.sha256}")
+    console.print(f"architecture  {meta.architecture.name} {meta.architecture.args}")
+    console.print(f"input         {len(meta.bands)} bands, {meta.dtype}, GSD {meta.gsd_m:g} m")
+    console.print(
+        f"tiles         {meta.tile.size_px} px, overlap {meta.tile.overlap_px} px, "
+        f"batch {meta.tile.batch_size}"
+    )
+    bands = Table("band", "index", "mean", "std", title="bands and normalization")
+    for b, m, s in zip(meta.bands, meta.normalization.mean, meta.normalization.std, strict=True):
+        bands.add_row(b.name, str(b.index), f"{m:.2f}", f"{s:.2f}")
+    console.print(bands)
+    classes = Table("id", "class", "colour", title="classes")
+    iou = meta.metrics.get("validation_iou", {})
+    if iou:
+        classes.add_column("val IoU")
+    for c in meta.classes:
+        row = [str(c.id), c.name, f"[{c.color}]■■[/] {c.color}"]
+        if iou:
+            row.append(f"{iou.get(c.name, float('nan')):.3f}")
+        classes.add_row(*row)
+    console.print(classes)
+    for key, value in meta.metrics.items():
+        if not isinstance(value, dict):
+            console.print(f"{key:<28} {value:.4f}" if isinstance(value, float) else value)
+    if meta.training:
+        short = {k: v for k, v in meta.training.items() if k != "history"}
+        console.print(f"training      {json.dumps(short)}")
 
 
 class RichTrainProgress:

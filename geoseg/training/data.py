@@ -36,17 +36,6 @@ from geoseg.models.package import Normalization
 from geoseg.training.augment import Augmentation
 from geoseg.training.labels import IGNORE, LabelConfig, LabelReader, open_labels
 
-# ---------------------------------------------------------------------------------------------
-# Label values -> classes.
-
-
-# ---------------------------------------------------------------------------------------------
-# Augmentation.
-
-
-# ---------------------------------------------------------------------------------------------
-# Training scenes.
-
 
 class SamplingMode(StrEnum):
     """How training tiles are drawn."""
@@ -294,9 +283,9 @@ class TrainingData:
         if mode == SamplingMode.RANDOM:
             return self._random_tiles(rng)
         if mode == SamplingMode.GRID:
-            return self._grid_tiles(self._candidates(self.tile_px), rng)
+            return self._grid_tiles(self.candidates(self.tile_px), rng)
         if self._balanced is None:
-            candidates = self._candidates(max(1, self.tile_px // 2))
+            candidates = self.candidates(max(1, self.tile_px // 2))
             self._balanced = (candidates, self.tile_weights(candidates))
         return self._balanced_tiles(*self._balanced, rng)
 
@@ -322,7 +311,7 @@ class TrainingData:
                     break
             yield TileRef(i, window)
 
-    def _candidates(self, stride_px: int) -> list[TileRef]:
+    def candidates(self, stride_px: int) -> list[TileRef]:
         """Tiles on a grid of ``stride_px`` over each region whose centre is a training pixel."""
         refs = []
         t = self.tile_px
@@ -415,7 +404,3 @@ def _clamped(row: int, col: int, size_px: int, region: PixelWindow) -> PixelWind
     r = max(region.row_off, min(row, region.row_end - size_px))
     c = max(region.col_off, min(col, region.col_end - size_px))
     return PixelWindow(r, c, size_px, size_px)
-
-
-# ---------------------------------------------------------------------------------------------
-# Class lists.

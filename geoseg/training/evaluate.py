@@ -1,11 +1,11 @@
 """Evaluation of a model package against reference labels: report table, JSON and a PNG.
 
 `evaluate` predicts a scene window with exactly the tiled, blended prediction of `geoseg run`
-(`geoseg.predict.predict_scene`) into a temporary class raster, then accumulates one confusion
-matrix block by block against the labels (a raster on the image grid or polygons rasterized
-per block). No scene-sized array is ever held. Pixels are scored where the labels have a class
-and the image has data; labels are read the way the model was trained (the package records
-the label-value mapping and nodata values), unless overridden.
+(`geoseg.inference.scene.predict_scene`) into a temporary class raster, then accumulates one
+confusion matrix block by block against the labels (a raster on the image grid or polygons
+rasterized per block). No scene-sized array is ever held. Pixels are scored where the labels
+have a class and the image has data; labels are read the way the model was trained (the
+package records the label-value mapping and nodata values), unless overridden.
 """
 
 from __future__ import annotations
@@ -196,9 +196,20 @@ def evaluate(
     )
     if settings.out is None:
         return result
-    report_path = settings.out / REPORT_NAME
+    return _write_report(result, settings, package, settings.out, side_by_side)
+
+
+def _write_report(
+    result: EvaluationReport,
+    settings: EvaluateSettings,
+    package: ModelPackage,
+    out: Path,
+    side_by_side: Path | None,
+) -> EvaluationReport:
+    """report.json and confusion.png in ``out``; the report with all its files."""
+    report_path = out / REPORT_NAME
     report_path.write_text(json.dumps(result.to_json(settings, package), indent=2) + "\n")
-    png = write_confusion_png(matrix, classes, settings.out / CONFUSION_NAME)
+    png = write_confusion_png(result.matrix, result.classes, out / CONFUSION_NAME)
     files = {"report": report_path, "png": png}
     if side_by_side is not None:
         files["compare"] = side_by_side
@@ -269,11 +280,3 @@ def _prepare(out: Path) -> None:
             f"{out}: cannot create the report folder ({exc.strerror or exc}); "
             "pass a writable folder with --out"
         ) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Confusion-matrix picture (Pillow only).
-
-
-# ---------------------------------------------------------------------------------------------
-# Prediction next to the reference labels (Pillow only).

@@ -1,36 +1,32 @@
-"""Training: tiles from `geoseg.data` -> a model from the registry -> a model package.
+"""Training: tiles from `geoseg.training.data` -> a model from the registry -> a model package.
 
-`TrainSettings` holds every option of `geoseg train`; a YAML file uses the same names (dashes
-or underscores), and options given on the command line override the file. The loop is small
-and plain PyTorch: Adam, ReduceLROnPlateau on the validation loss, mixed precision on CUDA
-(bf16 where supported, else fp16 with a gradient scaler), early stopping, and a checkpoint
-after every epoch (safetensors + JSON, no pickle) that ``resume`` continues from exactly: the
-model, optimizer, scheduler and random states are all restored. The package written at the end
-holds the weights of the best validation epoch with classes, colours, bands, normalization,
-GSD, tile defaults, the training data summary and the validation metrics.
+`train` is the recipe: resolve the inputs, build the model, open the training data, build the
+loss, run the epochs, write the package. The loop is small and plain PyTorch: Adam,
+ReduceLROnPlateau on the validation loss, mixed precision on CUDA (bf16 where supported, else
+fp16 with a gradient scaler), early stopping, and a checkpoint after every epoch
+(`geoseg.training.checkpoint`) that ``resume`` continues from exactly. The package holds the
+weights of the best validation epoch with classes, colours, bands, normalization, GSD, tile
+defaults, the training data summary and the validation metrics.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, TrainingDataError
 from geoseg.inference.device import resolve_device
-from geoseg.io.raster import open_scene
+from geoseg.io.raster import SceneInfo, open_scene
 from geoseg.models.package import (
     Architecture,
     BandSpec,
@@ -41,55 +37,13 @@ from geoseg.models.package import (
 )
 from geoseg.models.registry import build_model, count_parameters, required_multiple
 from geoseg.training.augment import Augmentation
-from geoseg.training.data import SplitSettings, TileRef, TrainingData
+from geoseg.training.checkpoint import restore_checkpoint, save_checkpoint, settings_fingerprint
+from geoseg.training.data import SplitSettings, TileRef, TrainingData, TrainingScene
 from geoseg.training.labels import IGNORE
-from geoseg.training.losses import (
-    build_loss,
-    class_weights,
-    needs_class_weights,
-)
-from geoseg.training.metrics import confusion_matrix, scores
+from geoseg.training.losses import build_loss, class_weights, needs_class_weights
+from geoseg.training.metrics import Scores, confusion_matrix, scores, validation_metrics
+from geoseg.training.progress import EpochReport, NoTrainProgress, TrainProgress
 from geoseg.training.settings import Monitor, TrainSettings, label_config, resolve_classes
-
-# ---------------------------------------------------------------------------------------------
-# Progress.
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    """What one epoch did; also the rows of the package's training history."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_miou: float
-    val_overall_accuracy: float
-    lr: float
-    seconds: float
-    best: bool
-
-
-class TrainProgress(Protocol):
-    """Receives training events (the CLI draws rich progress bars from them)."""
-
-    def started(self, first_epoch: int, epochs: int, steps_per_epoch: int) -> None: ...
-
-    def step(self, epoch: int, step: int, loss: float) -> None: ...
-
-    def epoch_done(self, report: EpochReport) -> None: ...
-
-
-class NoTrainProgress:
-    """Progress sink that ignores everything (library default)."""
-
-    def started(self, first_epoch: int, epochs: int, steps_per_epoch: int) -> None:
-        pass
-
-    def step(self, epoch: int, step: int, loss: float) -> None:
-        pass
-
-    def epoch_done(self, report: EpochReport) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -103,8 +57,180 @@ class TrainResult:
     seconds: float
 
 
-# ---------------------------------------------------------------------------------------------
-# Training.
+@dataclass(frozen=True)
+class TrainInputs:
+    """What the settings resolve to before training: classes, scenes and the bands to read."""
+
+    classes: tuple[ClassInfo, ...]
+    scenes: list[TrainingScene]
+    first: SceneInfo
+    bands: list[int]
+    band_names: list[str]
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Wall-clock and CPU time since training started (for the package's record)."""
+
+    wall: float = field(default_factory=time.perf_counter)
+    cpu: float = field(default_factory=time.process_time)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.wall
+
+    def cpu_seconds(self) -> float:
+        return time.process_time() - self.cpu
+
+
+def train(settings: TrainSettings, progress: TrainProgress | None = None) -> TrainResult:
+    """Train the model described by ``settings`` and write its package; see the module doc."""
+    clock = _Clock()
+    progress = progress or NoTrainProgress()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    inputs = resolve_inputs(settings)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    model, args = build_checked_model(settings, inputs, device)
+    with open_training_data(settings, inputs) as data:
+        loss_fn, weights = build_loss_fn(settings, data, device)
+        loop = TrainingLoop(
+            settings, model=model, loss_fn=loss_fn, data=data, device=device, rng=rng
+        )
+        loop.run(settings_fingerprint(settings, args, inputs.classes, inputs.bands), progress)
+        metadata = package_metadata(
+            settings, inputs, args=args, loop=loop, weights=weights, clock=clock
+        )
+    path = save_package(settings.out, model.cpu(), metadata)
+    return TrainResult(path, list(loop.history), loop.best_epoch, loop.stopped, clock.seconds())
+
+
+def resolve_inputs(settings: TrainSettings) -> TrainInputs:
+    """Classes, scenes and bands; every scene must be of the first one's sensor product."""
+    classes = resolve_classes(settings)
+    scenes = settings.scenes()
+    first = open_scene(scenes[0].image)
+    bands = settings.bands or list(range(1, first.band_count + 1))
+    band_names = settings.band_names or _band_names(scenes[0].image, bands)
+    if len(band_names) != len(bands):
+        raise ConfigError(f"--band-names gives {len(band_names)} names for {len(bands)} bands")
+    for spec in scenes[1:]:
+        other = open_scene(spec.image)
+        if other.dtypes[0] != first.dtypes[0] or other.band_count < max(bands):
+            raise TrainingDataError(
+                f"{spec.image}: {other.band_count} bands of {other.dtypes[0]}, but "
+                f"{first.path} has {first.band_count} of {first.dtypes[0]}; "
+                "train on scenes of the same sensor product"
+            )
+    return TrainInputs(classes, scenes, first, bands, band_names)
+
+
+def _band_names(image: Path, bands: Sequence[int]) -> list[str]:
+    import rasterio
+
+    with rasterio.open(image) as ds:
+        return [ds.descriptions[i - 1] or f"band{i}" for i in bands]
+
+
+def build_checked_model(
+    settings: TrainSettings, inputs: TrainInputs, device: torch.device
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (initialized from torch's seeded generator) and its registry arguments.
+
+    The training tile size must be a multiple of what the architecture needs.
+    """
+    args = settings.architecture_args(len(inputs.bands), len(inputs.classes))
+    model = build_model(settings.arch, args).to(device)
+    multiple = required_multiple(model)
+    if settings.tile_size % multiple:
+        lower = max(multiple, settings.tile_size // multiple * multiple)
+        raise ConfigError(
+            f"--tile-size {settings.tile_size}: {settings.arch} needs a multiple of {multiple} "
+            f"px; use {lower} or {lower + multiple}"
+        )
+    return model, args
+
+
+def open_training_data(settings: TrainSettings, inputs: TrainInputs) -> TrainingData:
+    """The opened, checked training data (a context manager); validation must hold labels."""
+    split = SplitSettings(settings.val_block, settings.val_fraction, settings.seed)
+    labels = label_config(settings, inputs.classes)
+    data = TrainingData(
+        inputs.scenes, labels, band_indexes=inputs.bands, split=split, tile_px=settings.tile_size
+    )
+    if data.val_counts.sum() == 0:
+        data.close()
+        raise TrainingDataError(
+            f"{inputs.scenes[0].labels}: the validation blocks hold no labelled pixel; "
+            "use a smaller --val-block or a larger --val-fraction"
+        )
+    return data
+
+
+def build_loss_fn(
+    settings: TrainSettings, data: TrainingData, device: torch.device
+) -> tuple[nn.Module, list[float] | None]:
+    """The loss module and the class weights it uses (from the training pixel counts)."""
+    weights = None
+    if needs_class_weights(settings.loss):
+        weights = class_weights(
+            data.train_counts,
+            settings.class_weighting,
+            power=settings.weight_power,
+            max_weight=settings.max_class_weight,
+        ).tolist()
+    loss_fn = build_loss(
+        settings.loss,
+        n_classes=len(data.classes),
+        weights=weights,
+        focal_gamma=settings.focal_gamma,
+        focal_alpha=settings.focal_alpha,
+    ).to(device)
+    return loss_fn, weights
+
+
+def package_metadata(
+    settings: TrainSettings,
+    inputs: TrainInputs,
+    *,
+    args: dict[str, Any],
+    loop: TrainingLoop,
+    weights: list[float] | None,
+    clock: _Clock,
+) -> PackageMetadata:
+    """Everything the package says about the trained model, its data and its training."""
+    bands, first = inputs.bands, inputs.first
+    return PackageMetadata(
+        name=settings.name,
+        description=f"{settings.arch} trained by geoseg train on {len(inputs.scenes)} scene(s)",
+        architecture=Architecture(name=settings.arch, args=args),
+        classes=[ClassSpec(id=c.id, name=c.name, color=c.color) for c in inputs.classes],
+        bands=[BandSpec(name=n, index=i) for n, i in zip(inputs.band_names, bands, strict=True)],
+        dtype=first.dtypes[bands[0] - 1],
+        normalization=loop.data.normalization,
+        gsd_m=first.grid.gsd_m,
+        tile=TileDefaults(
+            size_px=settings.tile_size,
+            overlap_px=settings.tile_size // 4,
+            batch_size=settings.batch_size,
+        ),
+        training={
+            **loop.data.summary(),
+            "settings": json.loads(settings.model_dump_json()),
+            "loss": settings.loss,
+            "class_weights": weights,
+            "optimizer": f"Adam lr={settings.lr} + ReduceLROnPlateau(val loss)",
+            "parameters": count_parameters(loop.model),
+            "epochs_run": loop.epoch,
+            "best_epoch": loop.best_epoch,
+            "stopped_early": loop.stopped,
+            "history": [asdict(r) for r in loop.history],
+            "seconds": round(clock.seconds(), 1),
+            "cpu_seconds": round(clock.cpu_seconds(), 1),
+        },
+        metrics=loop.best_metrics,
+    )
 
 
 class _Amp:
@@ -124,170 +250,18 @@ class _Amp:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
 
-def train(settings: TrainSettings, progress: TrainProgress | None = None) -> TrainResult:
-    """Train the model described by ``settings`` and write its package; see the module doc."""
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    progress = progress or NoTrainProgress()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    classes = resolve_classes(settings)
-    scenes = settings.scenes()
-    first = open_scene(scenes[0].image)
-    bands = settings.bands or list(range(1, first.band_count + 1))
-    band_names = settings.band_names or _band_names(scenes[0].image, bands)
-    if len(band_names) != len(bands):
-        raise ConfigError(f"--band-names gives {len(band_names)} names for {len(bands)} bands")
-    for spec in scenes[1:]:
-        other = open_scene(spec.image)
-        if other.dtypes[0] != first.dtypes[0] or other.band_count < max(bands):
-            raise TrainingDataError(
-                f"{spec.image}: {other.band_count} bands of {other.dtypes[0]}, but "
-                f"{first.path} has {first.band_count} of {first.dtypes[0]}; "
-                "train on scenes of the same sensor product"
-            )
-    torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    n_classes = len(classes)
-    args = settings.architecture_args(len(bands), n_classes)
-    model = build_model(settings.arch, args).to(device)
-    multiple = required_multiple(model)
-    if settings.tile_size % multiple:
-        lower = max(multiple, settings.tile_size // multiple * multiple)
-        raise ConfigError(
-            f"--tile-size {settings.tile_size}: {settings.arch} needs a multiple of {multiple} "
-            f"px; use {lower} or {lower + multiple}"
-        )
-    split = SplitSettings(settings.val_block, settings.val_fraction, settings.seed)
-    augmentation = (
-        Augmentation(True, settings.scale_jitter, settings.brightness, settings.contrast)
-        if settings.augment
-        else None
-    )
-    labels = label_config(settings, classes)
-    with TrainingData(
-        scenes, labels, band_indexes=bands, split=split, tile_px=settings.tile_size
-    ) as data:
-        if data.val_counts.sum() == 0:
-            raise TrainingDataError(
-                f"{scenes[0].labels}: the validation blocks hold no labelled pixel; "
-                "use a smaller --val-block or a larger --val-fraction"
-            )
-        weights = None
-        if needs_class_weights(settings.loss):
-            weights = class_weights(
-                data.train_counts,
-                settings.class_weighting,
-                power=settings.weight_power,
-                max_weight=settings.max_class_weight,
-            ).tolist()
-        loss_fn = build_loss(
-            settings.loss,
-            n_classes=n_classes,
-            weights=weights,
-            focal_gamma=settings.focal_gamma,
-            focal_alpha=settings.focal_alpha,
-        ).to(device)
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-        )
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
-        )
-        loop = _Loop(
-            settings,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            loss_fn=loss_fn,
-            data=data,
-            device=device,
-            rng=rng,
-        )
-        fingerprint = _fingerprint(settings, args, classes, bands)
-        if settings.resume:
-            loop.restore(settings.checkpoint_path, fingerprint)
-        progress.started(loop.epoch + 1, settings.epochs, settings.steps_per_epoch)
-        val_tiles = data.validation_tiles()
-        while loop.epoch < settings.epochs and not loop.stopped:
-            loop.run_epoch(augmentation, val_tiles, progress)
-            loop.save(settings.checkpoint_path, fingerprint)
-        if loop.best_state is not None:
-            model.load_state_dict(loop.best_state)
-        summary = data.summary()
-        metadata = PackageMetadata(
-            name=settings.name,
-            description=f"{settings.arch} trained by geoseg train on {len(scenes)} scene(s)",
-            architecture=Architecture(name=settings.arch, args=args),
-            classes=[ClassSpec(id=c.id, name=c.name, color=c.color) for c in classes],
-            bands=[BandSpec(name=n, index=i) for n, i in zip(band_names, bands, strict=True)],
-            dtype=first.dtypes[bands[0] - 1],
-            normalization=data.normalization,
-            gsd_m=first.grid.gsd_m,
-            tile=TileDefaults(
-                size_px=settings.tile_size,
-                overlap_px=settings.tile_size // 4,
-                batch_size=settings.batch_size,
-            ),
-            training={
-                **summary,
-                "settings": json.loads(settings.model_dump_json()),
-                "loss": settings.loss,
-                "class_weights": weights,
-                "optimizer": f"Adam lr={settings.lr} + ReduceLROnPlateau(val loss)",
-                "parameters": count_parameters(model),
-                "epochs_run": loop.epoch,
-                "best_epoch": loop.best_epoch,
-                "stopped_early": loop.stopped,
-                "history": [asdict(r) for r in loop.history],
-                "seconds": round(time.perf_counter() - t0, 1),
-                "cpu_seconds": round(time.process_time() - cpu0, 1),
-            },
-            metrics=loop.best_metrics,
-        )
-    path = save_package(settings.out, model.cpu(), metadata)
-    return TrainResult(
-        path, list(loop.history), loop.best_epoch, loop.stopped, time.perf_counter() - t0
-    )
+class TrainingLoop:
+    """Mutable training state: one epoch at a time, checkpointed after each.
 
-
-def _band_names(image: Path, bands: Sequence[int]) -> list[str]:
-    import rasterio
-
-    with rasterio.open(image) as ds:
-        return [ds.descriptions[i - 1] or f"band{i}" for i in bands]
-
-
-def _fingerprint(
-    settings: TrainSettings, args: dict[str, Any], classes: Sequence[ClassInfo], bands: list[int]
-) -> dict[str, Any]:
-    """What a checkpoint must share with the settings to be resumed."""
-    return {
-        "arch": settings.arch,
-        "args": args,
-        "classes": [asdict(c) for c in classes],
-        "bands": bands,
-        "image": [str(p) for p in settings.image],
-        "labels": [str(p) for p in settings.labels],
-        "window": settings.window,
-        "loss": settings.loss,
-        "tile_size": settings.tile_size,
-        "val_block": settings.val_block,
-        "val_fraction": settings.val_fraction,
-        "seed": settings.seed,
-    }
-
-
-class _Loop:
-    """Mutable training state: one epoch at a time, checkpointed after each."""
+    Holds the model, its Adam optimizer and ReduceLROnPlateau scheduler, the random
+    generator of tile sampling, and what picks the best epoch and stops early.
+    """
 
     def __init__(
         self,
         settings: TrainSettings,
         *,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
         loss_fn: nn.Module,
         data: TrainingData,
         device: torch.device,
@@ -295,13 +269,17 @@ class _Loop:
     ):
         self.settings = settings
         self.model = model
-        self.optimizer = optimizer
-        self.scheduler = scheduler
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
+        )
         self.loss_fn = loss_fn
         self.data = data
         self.device = device
         self.rng = rng
-        self.amp = _Amp(device)
+        self.amp = _Amp(self.device)
         self.epoch = 0
         self.history: list[EpochReport] = []
         self.best_score = float("inf")
@@ -311,11 +289,51 @@ class _Loop:
         self.stale_epochs = 0
         self.stopped = False
 
+    def run(self, fingerprint: dict[str, Any], progress: TrainProgress) -> None:
+        """Epochs until the last or an early stop (after a checkpoint's, with ``resume``);
+        then the model holds the best epoch's weights."""
+        s = self.settings
+        if s.resume:
+            restore_checkpoint(self, s.checkpoint_path, fingerprint)
+        progress.started(self.epoch + 1, s.epochs, s.steps_per_epoch)
+        val_tiles = self.data.validation_tiles()
+        augmentation = (
+            Augmentation(True, s.scale_jitter, s.brightness, s.contrast) if s.augment else None
+        )
+        while self.epoch < s.epochs and not self.stopped:
+            self.run_epoch(augmentation, val_tiles, progress)
+            save_checkpoint(self, s.checkpoint_path, fingerprint)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
     def run_epoch(
         self, augmentation: Augmentation | None, val_tiles: list[TileRef], progress: TrainProgress
     ) -> None:
+        """Train ``steps_per_epoch`` batches, validate, step the scheduler, keep the best."""
         t0 = time.perf_counter()
         self.epoch += 1
+        losses = self.train_steps(augmentation, progress)
+        val_loss, matrix = self.validate(val_tiles)
+        self.scheduler.step(val_loss)
+        val = scores(matrix)
+        improved = self._keep_if_best(val_loss, val)
+        report = EpochReport(
+            epoch=self.epoch,
+            train_loss=float(np.mean(losses)),
+            val_loss=val_loss,
+            val_miou=val.miou,
+            val_overall_accuracy=val.overall_accuracy,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            seconds=time.perf_counter() - t0,
+            best=improved,
+        )
+        self.history.append(report)
+        progress.epoch_done(report)
+
+    def train_steps(
+        self, augmentation: Augmentation | None, progress: TrainProgress
+    ) -> list[float]:
+        """One epoch's optimizer steps on sampled, augmented tiles; the loss of each."""
         s = self.settings
         self.model.train()
         sampler = self.data.sampler(s.sampling, self.rng)
@@ -337,9 +355,12 @@ class _Loop:
             self.amp.scaler.update()
             losses.append(float(loss.item()))
             progress.step(self.epoch, step, losses[-1])
-        val_loss, matrix = self.validate(val_tiles)
-        self.scheduler.step(val_loss)
-        val = scores(matrix)
+        return losses
+
+    def _keep_if_best(self, val_loss: float, val: Scores) -> bool:
+        """Keep this epoch's weights and metrics if the monitored score improved (early
+        stopping counts the epochs that did not); whether it did."""
+        s = self.settings
         score = val_loss if s.monitor == Monitor.LOSS else -val.miou
         improved = score < self.best_score
         if improved:
@@ -352,18 +373,7 @@ class _Loop:
             self.stale_epochs += 1
         if s.early_stopping and self.stale_epochs >= s.early_stopping:
             self.stopped = True
-        report = EpochReport(
-            epoch=self.epoch,
-            train_loss=float(np.mean(losses)),
-            val_loss=val_loss,
-            val_miou=val.miou,
-            val_overall_accuracy=val.overall_accuracy,
-            lr=float(self.optimizer.param_groups[0]["lr"]),
-            seconds=time.perf_counter() - t0,
-            best=improved,
-        )
-        self.history.append(report)
-        progress.epoch_done(report)
+        return improved
 
     def validate(self, tiles: list[TileRef]) -> tuple[float, np.ndarray]:
         """Mean loss and confusion matrix over the validation blocks (no augmentation)."""
@@ -386,115 +396,3 @@ class _Loop:
                 ref = yb.cpu().numpy()
                 matrix += confusion_matrix(ref, pred, n, ignore=ref == IGNORE)
         return (total / weight if weight else float("nan")), matrix
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def save(self, path: Path, fingerprint: dict[str, Any]) -> None:
-        """Model, best weights, optimizer, scheduler, random states and history (atomic)."""
-        tensors: dict[str, torch.Tensor] = {}
-        for k, v in self.model.state_dict().items():
-            tensors[f"model.{k}"] = v.detach().cpu().clone()
-        for k, v in (self.best_state or {}).items():
-            tensors[f"best.{k}"] = v.clone()
-        opt = self.optimizer.state_dict()
-        for pid, state in opt["state"].items():
-            for key, value in state.items():
-                tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
-        tensors["rng.torch"] = torch.get_rng_state()
-        meta = {
-            "fingerprint": fingerprint,
-            "epoch": self.epoch,
-            "history": [asdict(r) for r in self.history],
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "best_metrics": self.best_metrics,
-            "stale_epochs": self.stale_epochs,
-            "stopped": self.stopped,
-            "optimizer_groups": opt["param_groups"],
-            "scheduler": self.scheduler.state_dict(),
-            "rng_numpy": self.rng.bit_generator.state,
-            "grad_scaler": self.amp.scaler.state_dict(),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        try:
-            save_file(tensors, str(tmp), metadata={"geoseg_checkpoint": json.dumps(meta)})
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def restore(self, path: Path, fingerprint: dict[str, Any]) -> None:
-        """Continue from a checkpoint written by `save` for the same settings."""
-        if not path.exists():
-            raise ConfigError(
-                f"{path}: no checkpoint to resume from; train without --resume first "
-                "(or point --checkpoint-dir at the folder holding last.safetensors)"
-            )
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads((f.metadata() or {})["geoseg_checkpoint"])
-            tensors = load_file(str(path))
-        except (SafetensorError, KeyError, ValueError, OSError) as exc:
-            raise ConfigError(f"{path}: not a geoseg checkpoint ({exc}); delete it") from None
-        if meta["fingerprint"] != json.loads(json.dumps(fingerprint)):
-            changed = sorted(
-                k for k in fingerprint if meta["fingerprint"].get(k) != _jsonable(fingerprint[k])
-            )
-            raise ConfigError(
-                f"{path}: the checkpoint was written with different {', '.join(changed)}; "
-                "resume with the same settings, or drop --resume to start over"
-            )
-        self.model.load_state_dict(_prefixed(tensors, "model."))
-        best = _prefixed(tensors, "best.")
-        self.best_state = best or None
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in _prefixed(tensors, "optim.").items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = value.to(self.device)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
-        self.scheduler.load_state_dict(meta["scheduler"])
-        if meta["grad_scaler"]:
-            self.amp.scaler.load_state_dict(meta["grad_scaler"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.rng.bit_generator.state = meta["rng_numpy"]
-        self.epoch = int(meta["epoch"])
-        self.history = [EpochReport(**r) for r in meta["history"]]
-        self.best_score = float(meta["best_score"])
-        self.best_epoch = int(meta["best_epoch"])
-        self.best_metrics = meta["best_metrics"]
-        self.stale_epochs = int(meta["stale_epochs"])
-        self.stopped = bool(meta["stopped"])
-
-
-def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
-def validation_metrics(val: Any, classes: Sequence[ClassInfo], val_loss: float) -> dict[str, Any]:
-    """The package's metrics block: overall and per-class validation scores of one epoch.
-
-    Classes with neither reference nor predicted pixels (NaN scores) are left out.
-    """
-
-    def per_class(values: np.ndarray) -> dict[str, float]:
-        return {
-            c.name: round(float(v), 6)
-            for c, v in zip(classes, values, strict=True)
-            if not np.isnan(v)
-        }
-
-    return {
-        "validation_loss": val_loss,
-        "validation_miou": val.miou,
-        "validation_overall_accuracy": val.overall_accuracy,
-        "validation_macro_f1": val.macro_f1,
-        "validation_iou": per_class(val.iou),
-        "validation_f1": per_class(val.f1),
-        "validation_support": {c.name: int(n) for c, n in zip(classes, val.support, strict=True)},
-    }

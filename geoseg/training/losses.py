@@ -7,7 +7,7 @@ and nothing to its normalization.
 
 Class weights come from label frequencies (`class_weights`): inverse frequency
 (``total / (K * n_c)``) or median-frequency balancing (Eigen & Fergus: ``median(f) / f_c``).
-The counts are streamed over the label rasters by `geoseg.data.count_classes`.
+The counts are streamed over the training blocks by `geoseg.training.data.TrainingData`.
 """
 
 from __future__ import annotations

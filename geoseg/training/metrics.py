@@ -6,9 +6,12 @@ list, not raster values). Pixels whose reference is nodata are never counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from geoseg.classes import ClassInfo
 
 
 def confusion_matrix(
@@ -69,3 +72,27 @@ def scores(matrix: np.ndarray) -> Scores:
         support=ref_total.astype(np.int64),
         overall_accuracy=float(tp.sum() / total) if total else float("nan"),
     )
+
+
+def validation_metrics(
+    val: Scores, classes: Sequence[ClassInfo], val_loss: float
+) -> dict[str, float | dict[str, float] | dict[str, int]]:
+    """The package's metrics block: overall and per-class validation scores of one epoch.
+
+    Classes with neither reference nor predicted pixels (NaN scores) are left out.
+    """
+    return {
+        "validation_loss": val_loss,
+        "validation_miou": val.miou,
+        "validation_overall_accuracy": val.overall_accuracy,
+        "validation_macro_f1": val.macro_f1,
+        "validation_iou": _per_class(val.iou, classes),
+        "validation_f1": _per_class(val.f1, classes),
+        "validation_support": {c.name: int(n) for c, n in zip(classes, val.support, strict=True)},
+    }
+
+
+def _per_class(values: np.ndarray, classes: Sequence[ClassInfo]) -> dict[str, float]:
+    return {
+        c.name: round(float(v), 6) for c, v in zip(classes, values, strict=True) if not np.isnan(v)
+    }

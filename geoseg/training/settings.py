@@ -1,4 +1,9 @@
-"""`TrainSettings`: every option of `geoseg train`, from a YAML config and/or the command line."""
+"""`TrainSettings`: every option of `geoseg train`, from a YAML config and/or the command line.
+
+Values come as YAML gives them (lists, mappings) or as the command line writes them
+(``11=1,12=1`` for ``label_map``, ``1,2,3,4`` for ``bands``); `load_train_settings` merges the
+two and turns a validation error into a `ConfigError` that names the option.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,19 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError
 from geoseg.io.outputs import classes_from_tags
 from geoseg.training.data import SamplingMode, TrainingScene
 from geoseg.training.labels import IGNORE, LabelConfig, read_class_list
-from geoseg.training.losses import (
-    ClassWeighting,
-    parse_loss,
-)
+from geoseg.training.losses import ClassWeighting, parse_loss
 
 CHECKPOINT_NAME = "last.safetensors"
+
+_OPTION_TEXT = "option_text"
+"""Error type of an unreadable command-line text; its message follows the option's name."""
 
 
 class Monitor(StrEnum):
@@ -114,6 +120,37 @@ class TrainSettings(BaseModel):
     def _one_window(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_text(cls, value: Any) -> Any:
+        """``11=1,12=1,21=2`` (label value = class id) as a mapping."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return {int(k): int(v) for k, v in (p.split("=") for p in value.split(",") if p)}
+        except ValueError:
+            raise _text_error(value, "write e.g. 11=1,12=1") from None
+
+    @field_validator("bands", "decoder_channels", mode="before")
+    @classmethod
+    def _integers_text(cls, value: Any) -> Any:
+        """``1,2,3,4`` as a list of integers."""
+        return _numbers(value, int) if isinstance(value, str) else value
+
+    @field_validator("focal_alpha", mode="before")
+    @classmethod
+    def _floats_text(cls, value: Any) -> Any:
+        """``0.25,0.75`` as a list of numbers."""
+        return _numbers(value, float) if isinstance(value, str) else value
+
+    @field_validator("band_names", mode="before")
+    @classmethod
+    def _names_text(cls, value: Any) -> Any:
+        """``blue,green,red,nir`` as a list of names."""
+        if not isinstance(value, str):
+            return value
+        return value.split(",") if value else None
+
     @property
     def checkpoint_path(self) -> Path:
         folder = self.checkpoint_dir or self.out.with_name(self.out.name + ".ckpt")
@@ -192,7 +229,23 @@ def load_train_settings(
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown option; see `geoseg train --help` for the option names"
-        raise ConfigError(f"{where}{option}: {message}") from None
+        separator = " " if first["type"] == _OPTION_TEXT else ": "  # --bands '1,x': expected ...
+        raise ConfigError(f"{where}{option}{separator}{message}") from None
+
+
+def _numbers(text: str, kind: type[int] | type[float]) -> list[int] | list[float] | None:
+    """Comma-separated numbers; no number at all (``""``) is no value."""
+    try:
+        numbers = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise _text_error(text, "expected comma-separated numbers") from None
+    return numbers or None
+
+
+def _text_error(text: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        _OPTION_TEXT, "{text}: {message}", {"text": repr(text), "message": message}
+    )
 
 
 def _relative_to(value: Any, base: Path) -> Any:

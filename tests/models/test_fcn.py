@@ -1,8 +1,6 @@
-"""geoseg's own networks (FCN-32s/16s/8s, U-Net) and the registry: shapes, sizes, init."""
+"""FCN-32s/16s/8s: exact output size, smp encoders, parameter counts, bilinear init."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,28 +8,8 @@ import torch.nn.functional as F
 
 from geoseg.errors import ConfigError
 from geoseg.models.fcn import FCN, bilinear_kernel, upsampler
-from geoseg.models.package import (
-    Architecture,
-    BandSpec,
-    ClassSpec,
-    Normalization,
-    PackageMetadata,
-    load_package,
-    save_package,
-)
-from geoseg.models.registry import MODELS, build_model, count_parameters, required_multiple
-from geoseg.models.unet import UNet
-
-ODD_SIZES = [(250, 333), (31, 17), (1, 1), (64, 97)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small CPU convolutions are fastest (and immune to a busy machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from geoseg.models.registry import build_model, count_parameters, required_multiple
+from tests.support.models import ODD_SIZES
 
 
 @pytest.mark.parametrize("name", ["fcn8s", "fcn16s", "fcn32s"])
@@ -41,14 +19,6 @@ def test_fcn_output_is_exactly_h_by_w(name: str, size: tuple[int, int]) -> None:
     with torch.inference_mode():
         out = model(torch.randn(2, 4, *size))
     assert out.shape == (2, 5, *size)
-
-
-@pytest.mark.parametrize("size", ODD_SIZES)
-def test_unet_output_is_exactly_h_by_w(size: tuple[int, int]) -> None:
-    model = build_model("unet", {"in_channels": 7, "classes": 3, "width": 1 / 16}).eval()
-    with torch.inference_mode():
-        out = model(torch.randn(1, 7, *size))
-    assert out.shape == (1, 3, *size)
 
 
 @pytest.mark.parametrize("name", ["fcn8s", "fcn32s"])
@@ -97,23 +67,6 @@ def test_full_width_fcn_parameter_counts(stride: int) -> None:
     assert count_parameters(with_bn) - n == 4224 + 2 * 4096
 
 
-def test_full_width_unet_has_about_31_million_parameters() -> None:
-    with torch.device("meta"):
-        n = count_parameters(UNet(in_channels=3, classes=2))
-    assert 30.5e6 < n < 31.5e6  # the classic U-Net with batch norm: 31.0 M
-
-
-def test_width_multiplier_scales_channels_and_parameters() -> None:
-    with torch.device("meta"):
-        full = count_parameters(UNet(in_channels=4, classes=5))
-        quarter = count_parameters(UNet(in_channels=4, classes=5, width=0.25))
-        small = UNet(in_channels=4, classes=5, width=0.25)
-    assert small.inc[0].out_channels == 16
-    assert small.down[-1][0].out_channels == 256
-    # convolution parameters scale with width^2
-    assert 0.055 < quarter / full < 0.07
-
-
 def test_bilinear_kernel_matches_the_fcn_paper() -> None:
     k = bilinear_kernel(2, 4)  # x2 upsampling
     row = torch.tensor([0.25, 0.75, 0.75, 0.25])
@@ -139,38 +92,3 @@ def test_fcn_skip_scores_start_at_zero() -> None:
     for layer in (model.score_pool3, model.score_pool4):
         assert torch.count_nonzero(layer.weight) == 0
         assert torch.count_nonzero(layer.bias) == 0
-
-
-def test_registry_lists_each_model_once_and_names_valid_ones() -> None:
-    for name in ("fcn8s", "fcn16s", "fcn32s", "unet", "smp-unet", "smp-deeplabv3plus"):
-        assert name in MODELS
-    with pytest.raises(ConfigError) as err:
-        build_model("fcn4s", {"in_channels": 4, "classes": 2})
-    assert "fcn8s" in str(err.value) and "unet" in str(err.value)
-    with pytest.raises(ConfigError, match="cannot build unet"):
-        build_model("unet", {"in_channels": 4, "classes": 2, "depth": 9})
-
-
-@pytest.mark.parametrize(
-    ("name", "args"),
-    [("fcn8s", {"width": 1 / 16}), ("unet", {"width": 1 / 16}), ("fcn16s", {"width": 1 / 16})],
-)
-def test_packages_rebuild_our_models(tmp_path: Path, name: str, args: dict) -> None:
-    arch = Architecture(name=name, args={"in_channels": 4, "classes": 2, **args})
-    model = build_model(arch.name, arch.args).eval()
-    meta = PackageMetadata(
-        name="tiny",
-        architecture=arch,
-        classes=[
-            ClassSpec(id=0, name="a", color="#000000"),
-            ClassSpec(id=1, name="b", color="#ffffff"),
-        ],
-        bands=[BandSpec(name=f"b{i}", index=i) for i in range(1, 5)],
-        normalization=Normalization(mean=[0.0] * 4, std=[1.0] * 4),
-        gsd_m=10.0,
-    )
-    path = save_package(tmp_path / "m.geoseg", model, meta)
-    rebuilt = load_package(path).build()
-    x = torch.randn(1, 4, 45, 71)
-    with torch.inference_mode():
-        assert torch.allclose(model(x), rebuilt(x))

@@ -1,0 +1,110 @@
+"""`evaluate`: the same prediction as `geoseg run`, scored; the side-by-side picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PIL import Image
+
+from geoseg.synthetic import SYNTHETIC_CLASSES
+from geoseg.training.loop import train
+from tests.support.training import tiny_settings
+
+
+def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path) -> None:
+    """`evaluate` on a window == `geoseg run` over that window scored against the labels."""
+    from shapely.geometry import box, mapping
+
+    from geoseg.config import RunSettings
+    from geoseg.demo import agreement
+    from geoseg.pipeline.run import run
+    from geoseg.training.evaluate import EvaluateSettings, evaluate
+
+    torch.set_num_threads(1)
+    model = train(tiny_settings(scenes, tmp_path / "m.geoseg", epochs=1, steps_per_epoch=2))
+    scene = scenes[2]
+    with rasterio.open(scene.image_path) as ds:
+        transform, crs = ds.transform, ds.crs
+    window = "rows=20:200,cols=37:251"
+    left, top = transform @ (37, 20)
+    right, bottom = transform @ (251, 200)
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "crs": {"type": "name", "properties": {"name": crs.to_string()}},
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": mapping(box(left, bottom, right, top)),
+                    }
+                ],
+            }
+        )
+    )
+    report = evaluate(
+        EvaluateSettings(
+            model=model.package, image=scene.image_path, labels=scene.labels_path, window=window
+        )
+    )
+    assert report.window.shape == (180, 214)
+    result = run(
+        RunSettings(
+            aoi=aoi, scenes=[scene.image_path], models=[model.package], out=tmp_path / "run"
+        )
+    )
+    classes = Path(result.scenes[0].outputs["classes"])
+    expected = agreement(classes, scene.labels_path, [c.id for c in SYNTHETIC_CLASSES])
+    assert report.matrix.tolist() == expected.tolist()
+
+
+def test_evaluate_draws_prediction_next_to_labels(
+    scene_256, demo_model: Path, tmp_path: Path
+) -> None:
+    """side_by_side.png: where both panels are scored, they agree exactly as often as the
+    report's overall accuracy says, and the right panel is the label raster."""
+    from geoseg.errors import ConfigError
+    from geoseg.render.figures import side_by_side_panels
+    from geoseg.render.preview import NODATA_RGB, colorize
+    from geoseg.training.evaluate import EvaluateSettings, evaluate
+
+    torch.set_num_threads(1)
+    with pytest.raises(ConfigError, match="--preview-window"):
+        evaluate(
+            EvaluateSettings(
+                model=demo_model, image=scene_256.image_path, labels=scene_256.labels_path,
+                window="rows=0:100", preview_window="rows=50:150", out=tmp_path / "no",
+            )
+        )  # fmt: skip
+    assert not (tmp_path / "no").exists()  # refused before anything was written
+    window = "rows=20:220,cols=10:250"
+    report = evaluate(
+        EvaluateSettings(
+            model=demo_model, image=scene_256.image_path, labels=scene_256.labels_path,
+            window=window, out=tmp_path / "eval", device="cpu",
+        )
+    )  # fmt: skip
+    png = report.files["compare"]
+    assert png == tmp_path / "eval" / "side_by_side.png"
+    (lx, top), (rx, _), step = side_by_side_panels((200, 240))
+    assert step == 1
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+        pixels = np.asarray(im.convert("RGB"))
+    left = pixels[top : top + 200, lx : lx + 240]
+    right = pixels[top : top + 200, rx : rx + 240]
+    with rasterio.open(scene_256.labels_path) as ds:
+        labels = ds.read(1, window=((20, 220), (10, 250)))
+    np.testing.assert_array_equal(right, colorize(labels, SYNTHETIC_CLASSES))
+    grey = np.array(NODATA_RGB, dtype=np.uint8)
+    scored = ~np.all(left == grey, axis=-1) & ~np.all(right == grey, axis=-1)
+    agree = np.all(left == right, axis=-1) & scored
+    assert scored.sum() == report.scored_px
+    assert agree.sum() / scored.sum() == pytest.approx(report.scores.overall_accuracy)
