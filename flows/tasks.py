@@ -25,11 +25,11 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -37,8 +37,9 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
 import geoseg
+from flows.naming import settings_named
 from geoseg.config import RunOptions, RunSettings, resolve_predict_settings, vectorize_options
-from geoseg.errors import GeosegError, setting_names
+from geoseg.errors import GeosegError
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
@@ -58,9 +59,6 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import TaskRun
     from prefect.context import TaskRunContext
     from prefect.states import State
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 CACHE_DIR_NAME = ".geoseg-cache"
 """Folder under the output folder holding the persisted task results (the resume state)."""
@@ -368,17 +366,6 @@ def remove_leftovers(job: SceneJob) -> None:
     for pattern in (f"..{job.name}.{key}.staged.partial-*", f".{job.name}.{key}.staged"):
         for path in job.out.glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def settings_named(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run a task body with geoseg's messages naming settings (``tile_size``), not CLI flags."""
-
-    @functools.wraps(fn)
-    def named(*args: P.args, **kwargs: P.kwargs) -> R:
-        with setting_names():
-            return fn(*args, **kwargs)
-
-    return named
 
 
 # --------------------------------------------------------------------------- tasks

@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from flows.naming import settings_named
 from geoseg.training.loop import train as train_package
 from geoseg.training.progress import EpochReport
 from geoseg.training.settings import TrainSettings, load_train_settings
@@ -47,6 +48,7 @@ class LogTrainProgress:
 
 
 @task(name="load-train-settings")
+@settings_named
 def resolve_train_settings(
     config: Path | None, options: dict[str, Any], *, resume: bool
 ) -> TrainSettings:
@@ -61,6 +63,7 @@ def resolve_train_settings(
 
 
 @task(name="train")
+@settings_named
 def train(settings: TrainSettings) -> Path:
     """Train and write the model package; returns its path."""
     logger = get_run_logger()

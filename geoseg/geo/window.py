@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rasterio.windows import Window
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,14 @@ _WINDOW_PART = re.compile(r"^(rows|cols)=(-?\d*):(-?\d*)$")
 
 
 def parse_window(
-    text: str | None, shape: tuple[int, int], *, option: str = "--window"
+    text: str | None, shape: tuple[int, int], *, setting: str = "window"
 ) -> PixelWindow:
     """A pixel window from ``"cols=0:677"``, ``"rows=100:900,cols=677:"`` or None (everything).
 
     Ranges are Python slices over (row, col) pixel indexes: end exclusive, an empty bound is the
-    scene edge, negative bounds count from the end.
+    scene edge, negative bounds count from the end. ``setting`` names the option in errors.
     """
+    name = option(setting)
     height, width = shape
     if text is None or not text.strip():
         return PixelWindow(0, 0, height, width)
@@ -81,14 +82,14 @@ def parse_window(
         match = _WINDOW_PART.match(part)
         if match is None:
             raise ConfigError(
-                f"{option} {text!r}: cannot read {part!r}; write e.g. cols=0:677 or "
+                f"{name} {text!r}: cannot read {part!r}; write e.g. cols=0:677 or "
                 "rows=0:1000,cols=677: (pixel ranges, end exclusive)"
             )
         axis, start, stop = match.groups()
         size = height if axis == "rows" else width
         s, e = slice(int(start) if start else None, int(stop) if stop else None).indices(size)[:2]
         if e <= s:
-            raise ConfigError(f"{option} {text!r}: {axis} range {start}:{stop} is empty")
+            raise ConfigError(f"{name} {text!r}: {axis} range {start}:{stop} is empty")
         bounds[axis] = (s, e)
     (r0, r1), (c0, c1) = bounds["rows"], bounds["cols"]
     return PixelWindow(r0, c0, r1 - r0, c1 - c0)

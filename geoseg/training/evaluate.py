@@ -23,7 +23,7 @@ import rasterio
 import shapely
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
-from geoseg.errors import ConfigError, OutputError
+from geoseg.errors import ConfigError, OutputError, option
 from geoseg.geo.window import PixelWindow, format_window, parse_window
 from geoseg.inference.device import resolve_device
 from geoseg.inference.predictor import Predictor
@@ -220,10 +220,10 @@ def preview_window(text: str | None, evaluated: PixelWindow, shape: tuple[int, i
     """The side-by-side window: ``text`` (scene pixels, inside the evaluated window) or the
     centred part of the evaluated window of at most `SIDE_BY_SIDE_MAX_PX` a side."""
     if text is not None:
-        window = parse_window(text, shape, option="--preview-window")
+        window = parse_window(text, shape, setting="preview_window")
         if evaluated.intersection(window) != window:
             raise ConfigError(
-                f"--preview-window {text!r} ({format_window(window)}) is not inside the "
+                f"{option('preview_window')} {text!r} ({format_window(window)}) is not inside the "
                 f"evaluated window {format_window(evaluated)}; pick pixels that are scored"
             )
         return window

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from geoseg.classes import ClassInfo
-from geoseg.errors import ConfigError, TrainingDataError
+from geoseg.errors import ConfigError, TrainingDataError, option
 from geoseg.inference.device import resolve_device
 from geoseg.io.raster import SceneInfo, open_scene
 from geoseg.models.package import (
@@ -114,7 +114,9 @@ def resolve_inputs(settings: TrainSettings) -> TrainInputs:
     bands = settings.bands or list(range(1, first.band_count + 1))
     band_names = settings.band_names or _band_names(scenes[0].image, bands)
     if len(band_names) != len(bands):
-        raise ConfigError(f"--band-names gives {len(band_names)} names for {len(bands)} bands")
+        raise ConfigError(
+            f"{option('band_names')} gives {len(band_names)} names for {len(bands)} bands"
+        )
     for spec in scenes[1:]:
         other = open_scene(spec.image)
         if other.dtypes[0] != first.dtypes[0] or other.band_count < max(bands):
@@ -146,8 +148,8 @@ def build_checked_model(
     if settings.tile_size % multiple:
         lower = max(multiple, settings.tile_size // multiple * multiple)
         raise ConfigError(
-            f"--tile-size {settings.tile_size}: {settings.arch} needs a multiple of {multiple} "
-            f"px; use {lower} or {lower + multiple}"
+            f"{option('tile_size')} {settings.tile_size}: {settings.arch} needs a multiple of "
+            f"{multiple} px; use {lower} or {lower + multiple}"
         )
     return model, args
 

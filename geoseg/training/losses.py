@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoseg.classes import CLASS_NODATA
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 
 IGNORE_INDEX = CLASS_NODATA
 """Target value of pixels that are not scored (nodata, unlabelled, held out)."""
@@ -52,10 +52,11 @@ def parse_loss(spec: str) -> tuple[LossName, ...]:
         except ValueError:
             valid = ", ".join(n.value for n in LossName)
             raise ConfigError(
-                f"--loss {spec!r}: unknown loss {part!r}; use one of {valid} or a sum like ce+dice"
+                f"{option('loss')} {spec!r}: unknown loss {part!r}; use one of {valid} or a sum "
+                "like ce+dice"
             ) from None
     if len(set(terms)) != len(terms):
-        raise ConfigError(f"--loss {spec!r}: a term appears twice")
+        raise ConfigError(f"{option('loss')} {spec!r}: a term appears twice")
     return tuple(terms)
 
 

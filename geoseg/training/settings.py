@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from geoseg.classes import ClassInfo
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 from geoseg.io.outputs import classes_from_tags
 from geoseg.training.data import SamplingMode, TrainingScene
 from geoseg.training.labels import IGNORE, LabelConfig, read_class_list
@@ -159,12 +159,13 @@ class TrainSettings(BaseModel):
     def scenes(self) -> list[TrainingScene]:
         if len(self.image) != len(self.labels):
             raise ConfigError(
-                f"--image given {len(self.image)} times but --labels {len(self.labels)} times; "
+                f"{option('image')} given {len(self.image)} times but {option('labels')} "
+                f"{len(self.labels)} times; "
                 "give one labels file per image"
             )
         if len(self.window) not in (0, 1, len(self.image)):
             raise ConfigError(
-                f"--window given {len(self.window)} times for {len(self.image)} images; "
+                f"{option('window')} given {len(self.window)} times for {len(self.image)} images; "
                 "give one for all images or one per image"
             )
         windows = self.window * len(self.image) if len(self.window) == 1 else self.window
@@ -180,15 +181,21 @@ class TrainSettings(BaseModel):
         smp = self.arch.startswith("smp-")
         if self.encoder is not None:
             if not smp and not self.arch.startswith("fcn"):
-                raise ConfigError(f"--encoder applies to smp-* and fcn* models, not {self.arch}")
+                raise ConfigError(
+                    f"{option('encoder')} applies to smp-* and fcn* models, not {self.arch}"
+                )
             args["encoder_name" if smp else "encoder"] = self.encoder
         if self.width is not None:
             if smp:
-                raise ConfigError(f"--width applies to unet and fcn* models, not {self.arch}")
+                raise ConfigError(
+                    f"{option('width')} applies to unet and fcn* models, not {self.arch}"
+                )
             args["width"] = self.width
         if self.decoder_channels:
             if not smp:
-                raise ConfigError(f"--decoder-channels applies to smp-* models, not {self.arch}")
+                raise ConfigError(
+                    f"{option('decoder_channels')} applies to smp-* models, not {self.arch}"
+                )
             args["decoder_channels"] = list(self.decoder_channels)
             args["encoder_depth"] = len(self.decoder_channels)
         return {**args, **self.arch_args}
@@ -224,13 +231,13 @@ def load_train_settings(
         # an unknown option (a typo) explains the other errors best: report it first
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
+        name = option(str(first["loc"][0])) if first["loc"] else "config"
         where = f"{config}: " if config is not None else ""
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown option; see `geoseg train --help` for the option names"
         separator = " " if first["type"] == _OPTION_TEXT else ": "  # --bands '1,x': expected ...
-        raise ConfigError(f"{where}{option}{separator}{message}") from None
+        raise ConfigError(f"{where}{name}{separator}{message}") from None
 
 
 def _numbers(text: str, kind: type[int] | type[float]) -> list[int] | list[float] | None:
