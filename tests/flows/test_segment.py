@@ -421,4 +421,5 @@ def test_train_model_flow_writes_a_package(prefect_api, scenes, tmp_path) -> Non
     assert train_model(options=options) == package
     assert load_package(package).metadata.architecture.name == "unet"
     state = train_model(options={**options, "tile_sise": 64}, return_state=True)
-    assert state.is_failed() and "--tile-sise: unknown option" in state.message
+    # named as the flow's options are named, not as `geoseg train` flags
+    assert state.is_failed() and "ConfigError: tile_sise: unknown option" in state.message
