@@ -34,7 +34,7 @@ from geoseg.io.outputs import (
     write_mosaic_vrt,
 )
 from geoseg.io.raster import write_cog
-from geoseg.io.vector import write_raster_qml
+from geoseg.io.styles import write_raster_qml
 from geoseg.models.package import (
     ModelPackage,
 )
