@@ -1,9 +1,10 @@
 """Class raster -> land-cover polygons with per-region attributes, block-wise and in parallel.
 
 One feature per connected region of equal class value (4- or 8-connected); nodata is never
-vectorized and holes are kept. The polygons are, vertex for vertex, those of one pass of
-``gdal_polygonize``, whatever the blocks; the raster is cut into blocks that run in this
-process or on Dask, and regions cut by block seams are merged exactly.
+vectorized and holes are kept. The raster is cut into blocks that run in this process or on
+Dask, and regions cut by seams are merged exactly: whatever the blocks, the polygons are those
+of one pass of ``gdal_polygonize`` (4-connected: vertex for vertex; 8-connected: the same
+areas, as valid MultiPolygons), unless simplified.
 
 Start reading at `api` (`vectorize_raster`, the file stage), then `blockwise` (the block-wise
 run); `polygonize` is the pure whole-array path on top of the crack tracer (`trace`).
