@@ -39,6 +39,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -276,7 +277,11 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.0f} MB"
 
 
-def main() -> None:
+Runs = dict[str, tuple[float, dict[str, tuple[int, float]], dict[str, float]]]
+"""Per contender: wall seconds, peak RSS and CPU per process, and what the run printed."""
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=10_000, help="raster width = height (px)")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
@@ -286,14 +291,11 @@ def main() -> None:
     parser.add_argument("--run", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--raster", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.run:
-        _child(args)
-        return
+    return parser
 
-    gdal = shutil.which("gdal_polygonize.py")
-    work = args.keep or Path(tempfile.mkdtemp(prefix="geoseg-vectorize-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+
+def _prepare_raster(args: argparse.Namespace, work: Path) -> Path:
+    """The synthetic class raster in ``work``: generated, or reused from ``--keep``."""
     raster = work / f"classes_{args.size}_{args.seed}.tif"
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} before")
     if raster.exists():
@@ -303,24 +305,31 @@ def main() -> None:
         print(f"raster: {raster} generated in {seconds:.1f}s")
     with rasterio.open(raster) as src:
         print(f"        {src.width} x {src.height} px, {src.crs}, {src.res[0]:g} m pixels")
+    return raster
 
+
+def _run_contenders(args: argparse.Namespace, raster: Path, outputs: dict[str, Path]) -> Runs:
+    """Each contender (and gdal_polygonize.py when installed) in its own measured process."""
     script = [sys.executable, str(Path(__file__).resolve())]
-    outputs = {name: work / f"{name}.gpkg" for name in (*CONTENDERS, "gdal")}
     for path in outputs.values():
         path.unlink(missing_ok=True)
-    runs: dict[str, tuple[float, dict[str, tuple[int, float]], dict[str, float]]] = {}
+    runs: Runs = {}
     for name in CONTENDERS:
         command = [*script, "--run", name, "--raster", str(raster), "--out", str(outputs[name])]
         command += ["--workers", str(args.workers), "--block-size", str(args.block_size)]
         wall, peaks, stdout = run_measured(command)
         runs[name] = (wall, peaks, json.loads(stdout.strip().splitlines()[-1]))
+    gdal = shutil.which("gdal_polygonize.py")
     if gdal:
         command = [gdal, "-q", str(raster), "-f", "GPKG", str(outputs["gdal"]), LAYER, "DN"]
         wall, peaks, _ = run_measured(command)
         runs["gdal"] = (wall, peaks, {"wall_s": wall})
     else:
         print("gdal_polygonize.py not found (Debian: apt-get install gdal-bin): skipped")
+    return runs
 
+
+def _print_timings(args: argparse.Namespace, runs: Runs) -> None:
     print(f"load average after the runs: {os.getloadavg()[0]:.1f}")
     shapes_s = runs["shapes"][2]["wall_s"]
     geoseg_timing = runs["geoseg"][2]
@@ -342,6 +351,16 @@ def main() -> None:
         total_cpu = sum(cpu for _, cpu in peaks.values())
         print(f"  {name:<12} {listed}; CPU total {total_cpu:.1f} s")
 
+
+def _same_counts_and_areas(summary: dict[str, Any], reference: dict[str, Any]) -> bool:
+    return summary["per_class"].keys() == reference["per_class"].keys() and all(
+        summary["per_class"][c][0] == reference["per_class"][c][0]
+        and math.isclose(summary["per_class"][c][1], reference["per_class"][c][1], rel_tol=1e-12)
+        for c in reference["per_class"]
+    )
+
+
+def _print_comparison(runs: Runs, outputs: dict[str, Path]) -> None:
     print("\nsame polygons?")
     summaries = {name: summarize(outputs[name], LAYER, "class_id") for name in CONTENDERS}
     if "gdal" in runs:
@@ -354,19 +373,27 @@ def main() -> None:
     reference = summaries["shapes"]
     for name in [n for n in summaries if n != "shapes"]:
         summary = summaries[name]
-        counts_equal = summary["per_class"].keys() == reference["per_class"].keys() and all(
-            summary["per_class"][c][0] == reference["per_class"][c][0]
-            and math.isclose(
-                summary["per_class"][c][1], reference["per_class"][c][1], rel_tol=1e-12
-            )
-            for c in reference["per_class"]
-        )
+        counts_equal = _same_counts_and_areas(summary, reference)
         identical = summary["wkb"] == reference["wkb"]
         print(
             f"  {name} vs shapes: counts and areas per class "
             f"{'equal' if counts_equal else 'DIFFER'}; geometries "
             f"{'identical (normalized WKB)' if identical else 'NOT identical'}"
         )
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.run:
+        _child(args)
+        return
+    work = args.keep or Path(tempfile.mkdtemp(prefix="geoseg-vectorize-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    raster = _prepare_raster(args, work)
+    outputs = {name: work / f"{name}.gpkg" for name in (*CONTENDERS, "gdal")}
+    runs = _run_contenders(args, raster, outputs)
+    _print_timings(args, runs)
+    _print_comparison(runs, outputs)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

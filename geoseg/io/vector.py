@@ -1,15 +1,11 @@
-"""GeoPackage writing and QGIS layer styles for land-cover polygons.
+"""GeoPackage writing for land-cover polygons, with the layer's QGIS style stored inside.
 
 A polygon layer is written with pyogrio (raw arrays, WKB geometry, one transaction per batch,
-spatial index) to a hidden temp name beside the final one; `PolygonLayerWriter` appends
-batches as they are produced, `write_polygons_gpkg` writes one. Its QGIS style -- a
-categorized renderer on ``class_id`` with each class's name and colour -- is stored as the
-layer's default style in the GeoPackage ``layer_styles`` table (the table QGIS itself reads
-and writes) and as a ``.qml`` beside the file. Only a complete file is renamed onto the final
-name, so a crash never leaves a half-written GeoPackage where a user would open it.
-
-The class raster gets a paletted-renderer ``.qml`` (`write_raster_qml`) so QGIS shows the same
-colours and labels for raster and polygons.
+spatial index) under a hidden temp name beside the final one (`geoseg.io.tempfiles`);
+`PolygonLayerWriter` appends batches as they are produced, `write_polygons_gpkg` writes one.
+On commit the style (`geoseg.io.styles.vector_qml`) becomes the layer's default in the
+``layer_styles`` table QGIS reads, a ``.qml`` is written beside it, and both are renamed
+onto their final names.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +25,8 @@ from pyogrio.raw import write as ogr_write
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, OutputError
+from geoseg.io.styles import CLASS_FIELD, vector_qml
+from geoseg.io.tempfiles import check_output_dir, remove_temp_files, temp_path_for
 
 
 class LayerGeometry(StrEnum):
@@ -41,16 +38,6 @@ class LayerGeometry(StrEnum):
 
 GEOMETRY_COLUMN = "geom"
 """Name of the geometry column in written GeoPackage layers (GDAL's default)."""
-
-CLASS_FIELD = "class_id"
-"""Attribute the categorized style renders on."""
-
-QGIS_VERSION = "3.22.0"
-"""QGIS version stamped on our QML (Debian's QGIS); the elements used are read by all QGIS 3."""
-
-_QML_DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
-_OUTLINE_DARKEN = 0.6
-_OUTLINE_WIDTH_MM = 0.2
 
 _PYOGRIO_WRITE_ERRORS = (
     pyogrio.errors.DataSourceError,
@@ -77,53 +64,6 @@ CREATE TABLE IF NOT EXISTS layer_styles (
     update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 )
 """
-
-
-# --------------------------------------------------------------------------- temp files
-
-
-def temp_path_for(final: Path, suffix: str | None = None) -> Path:
-    """Hidden temp name beside ``final``: ``.<stem>.partial-<pid><suffix>``.
-
-    The suffix is kept last (default: the final one) because GDAL warns about a GeoPackage
-    whose name does not end in ``.gpkg``.
-    """
-    suffix = final.suffix if suffix is None else suffix
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}{suffix}")
-
-
-def _remove_temp_files(*paths: Path) -> None:
-    """Remove temp files and the SQLite side files a crash may leave beside them."""
-    for p in paths:
-        for leftover in (p, p.with_name(p.name + "-journal"), p.with_name(p.name + "-wal")):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-
-
-@contextlib.contextmanager
-def _temp_files(*paths: Path) -> Iterator[None]:
-    """Remove the given temp files if the block raises (renamed ones are simply gone)."""
-    try:
-        yield
-    except BaseException:
-        _remove_temp_files(*paths)
-        raise
-
-
-def _check_output_dir(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise OutputError(
-            f"{path}: the folder {path.parent} does not exist; create it or choose another "
-            "output folder"
-        )
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError(
-            f"{path}: the folder {path.parent} is not writable; fix its permissions or choose "
-            "another output folder"
-        )
-
-
-# --------------------------------------------------------------------------- GeoPackage
 
 
 def write_polygons_gpkg(
@@ -183,7 +123,7 @@ class PolygonLayerWriter:
         final = Path(path)
         if final.suffix.lower() != ".gpkg":
             raise ConfigError(f"{final}: polygons are written as GeoPackage; use a .gpkg file name")
-        _check_output_dir(final)
+        check_output_dir(final)
         self.path = final
         self.crs = crs
         self.layer = layer
@@ -200,7 +140,7 @@ class PolygonLayerWriter:
 
     def __exit__(self, *exc: object) -> None:
         if not self._committed:
-            _remove_temp_files(self._tmp_gpkg, self._tmp_qml)
+            remove_temp_files(self._tmp_gpkg, self._tmp_qml)
 
     def write(
         self, geometries: Sequence[shapely.Geometry] | np.ndarray, attributes: Mapping[str, Any]
@@ -341,154 +281,3 @@ def store_default_style(gpkg: str | os.PathLike[str], layer: str, qml: str) -> N
             )
     finally:
         con.close()
-
-
-# --------------------------------------------------------------------------- QML
-
-
-def _darker(rgb: tuple[int, int, int], factor: float = _OUTLINE_DARKEN) -> tuple[int, int, int]:
-    r, g, b = (round(c * factor) for c in rgb)
-    return r, g, b
-
-
-def _qgis_color(rgb: tuple[int, int, int], alpha: int = 255) -> str:
-    return f"{rgb[0]},{rgb[1]},{rgb[2]},{alpha}"
-
-
-def _qml_document(root: ET.Element) -> str:
-    ET.indent(root, space="  ")
-    return f"{_QML_DOCTYPE}\n{ET.tostring(root, encoding='unicode')}\n"
-
-
-def _fill_symbol(name: str, cls: ClassInfo) -> ET.Element:
-    """A QGIS simple-fill symbol in the class colour with a thin, darker outline."""
-    props = {
-        "color": _qgis_color(cls.rgb),
-        "style": "solid",
-        "outline_color": _qgis_color(_darker(cls.rgb)),
-        "outline_style": "solid",
-        "outline_width": str(_OUTLINE_WIDTH_MM),
-        "outline_width_unit": "MM",
-        "joinstyle": "miter",
-    }
-    symbol = ET.Element(
-        "symbol",
-        {"type": "fill", "name": name, "alpha": "1", "clip_to_extent": "1", "force_rhr": "0"},
-    )
-    layer = ET.SubElement(
-        symbol, "layer", {"class": "SimpleFill", "enabled": "1", "locked": "0", "pass": "0"}
-    )
-    # QGIS >= 3.26 reads the Option map, older QGIS 3 reads <prop k v>: write both, as
-    # QGIS 3.16-3.26 itself did.
-    option_map = ET.SubElement(layer, "Option", {"type": "Map"})
-    for key, value in props.items():
-        ET.SubElement(option_map, "Option", {"name": key, "type": "QString", "value": value})
-    for key, value in props.items():
-        ET.SubElement(layer, "prop", {"k": key, "v": value})
-    return symbol
-
-
-def vector_qml(classes: Sequence[ClassInfo], field: str = CLASS_FIELD) -> str:
-    """QGIS 3 style: categorized renderer on ``field``, one filled category per class."""
-    root = ET.Element(
-        "qgis",
-        {
-            "version": QGIS_VERSION,
-            "styleCategories": "Symbology",
-            "hasScaleBasedVisibilityFlag": "0",
-            "minScale": "1e+08",
-            "maxScale": "0",
-        },
-    )
-    renderer = ET.SubElement(
-        root,
-        "renderer-v2",
-        {
-            "type": "categorizedSymbol",
-            "attr": field,
-            "symbollevels": "0",
-            "forceraster": "0",
-            "enableorderby": "0",
-            "referencescale": "-1",
-        },
-    )
-    categories = ET.SubElement(renderer, "categories")
-    symbols = ET.SubElement(renderer, "symbols")
-    for index, cls in enumerate(sorted(classes, key=lambda c: c.id)):
-        ET.SubElement(
-            categories,
-            "category",
-            {"value": str(cls.id), "label": cls.name, "symbol": str(index), "render": "true"},
-        )
-        symbols.append(_fill_symbol(str(index), cls))
-    ET.SubElement(renderer, "rotation")
-    ET.SubElement(renderer, "sizescale")
-    ET.SubElement(root, "blendMode").text = "0"
-    ET.SubElement(root, "featureBlendMode").text = "0"
-    ET.SubElement(root, "layerOpacity").text = "1"
-    return _qml_document(root)
-
-
-def raster_qml(classes: Sequence[ClassInfo], band: int = 1) -> str:
-    """QGIS 3 style for a class raster: paletted renderer, class colours and names as labels.
-
-    Nodata (255) has no palette entry, so QGIS draws it transparent.
-    """
-    root = ET.Element(
-        "qgis",
-        {
-            "version": QGIS_VERSION,
-            "styleCategories": "Symbology",
-            "hasScaleBasedVisibilityFlag": "0",
-            "minScale": "1e+08",
-            "maxScale": "0",
-        },
-    )
-    pipe = ET.SubElement(root, "pipe")
-    renderer = ET.SubElement(
-        pipe,
-        "rasterrenderer",
-        {
-            "type": "paletted",
-            "band": str(band),
-            "opacity": "1",
-            "alphaBand": "-1",
-            "nodataColor": "",
-        },
-    )
-    ET.SubElement(renderer, "rasterTransparency")
-    palette = ET.SubElement(renderer, "colorPalette")
-    for cls in sorted(classes, key=lambda c: c.id):
-        ET.SubElement(
-            palette,
-            "paletteEntry",
-            {"value": str(cls.id), "color": cls.color.lower(), "alpha": "255", "label": cls.name},
-        )
-    ET.SubElement(pipe, "brightnesscontrast", {"brightness": "0", "contrast": "0", "gamma": "1"})
-    ET.SubElement(pipe, "huesaturation", {"saturation": "0", "grayscaleMode": "0"})
-    # No zoomed-in/out resampler attributes: QGIS then uses nearest neighbour, right for classes.
-    ET.SubElement(pipe, "rasterresampler", {"maxOversampling": "2"})
-    ET.SubElement(root, "blendMode").text = "0"
-    return _qml_document(root)
-
-
-def write_raster_qml(
-    path: str | os.PathLike[str], classes: Sequence[ClassInfo], band: int = 1
-) -> Path:
-    """Write the paletted-renderer QML for a class raster (e.g. ``classes.qml``), atomically.
-
-    ``path`` may be the QML itself or the raster (``classes.tif`` -> ``classes.qml``).
-    """
-    target = Path(path).with_suffix(".qml")
-    _check_output_dir(target)
-    tmp = temp_path_for(target)
-    with _temp_files(tmp):
-        try:
-            tmp.write_text(raster_qml(classes, band), encoding="utf-8")
-            tmp.replace(target)
-        except OSError as exc:
-            raise OutputError(
-                f"{target}: writing the style failed ({exc}); check free disk space and "
-                "permissions of the output folder"
-            ) from exc
-    return target

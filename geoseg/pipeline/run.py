@@ -32,7 +32,7 @@ from geoseg.io.outputs import (
 )
 from geoseg.io.raster import write_cog
 from geoseg.io.staging import staged_folder
-from geoseg.io.vector import write_raster_qml
+from geoseg.io.styles import write_raster_qml
 from geoseg.models.package import (
     ModelPackage,
 )

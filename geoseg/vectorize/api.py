@@ -1,4 +1,9 @@
-"""The file stage: class raster in, styled GeoPackage layer out; class lists from rasters."""
+"""The file stage: class raster in, styled GeoPackage layer out.
+
+`vectorize_raster` checks the rasters, runs the blocks (`geoseg.vectorize.blockwise`) and
+writes the finished regions as they come; `vectorize_file` is `geoseg vectorize` (classes from
+a model package or the raster itself); `sieve_threshold_px` turns ``--min-area`` into pixels.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +21,14 @@ import rasterio.features
 
 from geoseg.classes import ClassInfo, validate_classes
 from geoseg.errors import ConfigError, SceneError
-from geoseg.io.raster import unreadable_raster
-from geoseg.io.vector import LayerGeometry, PolygonLayerWriter
-
-if TYPE_CHECKING:
-    from distributed import Client
-
 from geoseg.geo.grid import BlockGrid
 from geoseg.geo.scene import SceneGrid
 from geoseg.io.outputs import classes_for_raster, raster_scene_name
-from geoseg.vectorize.blocks import _Features, _Job
-from geoseg.vectorize.blockwise import _run_blocks
-from geoseg.vectorize.executors import SharedClient, _DaskExecutor, _executor_for
+from geoseg.io.raster import unreadable_raster
+from geoseg.io.vector import LayerGeometry, PolygonLayerWriter
+from geoseg.vectorize.blocks import BlockJob, FeatureBatch
+from geoseg.vectorize.blockwise import run_blocks
+from geoseg.vectorize.executors import SharedClient, executor_for
 from geoseg.vectorize.options import (
     BUILTIN_FIELDS,
     UNKNOWN_CLASS_COLOR,
@@ -36,6 +37,9 @@ from geoseg.vectorize.options import (
     VectorizeOptions,
     VectorizeResult,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def _inspect_class_raster(path: Path) -> SceneGrid:
@@ -98,13 +102,27 @@ class _Tally:
         self.count = np.zeros(256, dtype=np.int64)
         self.area = np.zeros(256, dtype=np.float64)
 
-    def add(self, features: _Features) -> None:
+    def add(self, features: FeatureBatch) -> None:
         self.count += np.bincount(features.class_id, minlength=256)
         self.area += np.bincount(features.class_id, weights=features.area_m2, minlength=256)
 
     @property
     def present(self) -> np.ndarray:
         return np.flatnonzero(self.count)
+
+    def result(
+        self, path: Path, styles: Sequence[ClassInfo], *, blocks: int, dask_workers: int
+    ) -> VectorizeResult:
+        """What was written: per class (every one of ``styles``) polygons, area and name."""
+        return VectorizeResult(
+            path=path,
+            n_polygons=int(self.count.sum()),
+            polygons_per_class={c.id: int(self.count[c.id]) for c in styles},
+            area_m2_per_class={c.id: float(self.area[c.id]) for c in styles},
+            blocks=blocks,
+            dask_workers=dask_workers,
+            class_names={c.id: c.name for c in styles},
+        )
 
 
 class _FeatureSink:
@@ -126,11 +144,11 @@ class _FeatureSink:
         self._names = names
         self._extra = extra
         self._tally = tally
-        self._buffer: list[_Features] = []
+        self._buffer: list[FeatureBatch] = []
         self._buffered = 0
         self._written = False
 
-    def __call__(self, features: _Features) -> None:
+    def __call__(self, features: FeatureBatch) -> None:
         self._tally.add(features)
         if len(features):
             self._buffer.append(features)
@@ -141,7 +159,7 @@ class _FeatureSink:
     def flush(self, *, final: bool = False) -> None:
         if not self._buffer and (self._written or not final):
             return
-        features = _Features.concat(self._buffer) if self._buffer else _Features.empty()
+        features = FeatureBatch.concat(self._buffer) if self._buffer else FeatureBatch.empty()
         columns: dict[str, np.ndarray] = {
             "class_id": features.class_id,
             "class_name": self._names[features.class_id],
@@ -154,6 +172,59 @@ class _FeatureSink:
             columns[name] = np.full(len(features), str(value), dtype=object)
         self._writer.write_wkb(features.wkb, columns)
         self._buffer, self._buffered, self._written = [], 0, True
+
+
+def _checked_connectivity(connectivity: int) -> Connectivity:
+    if connectivity not in (Connectivity.FOUR, Connectivity.EIGHT):
+        raise ConfigError(
+            f"--connectivity: {connectivity} is not 4 or 8; give 4 (edges, gdal_polygonize's "
+            "default) or 8 (edges and corners, its -8)"
+        )
+    return Connectivity(connectivity)
+
+
+def _checked_extra(extra_attributes: Mapping[str, str] | None) -> dict[str, str]:
+    extra = dict(extra_attributes or {})
+    clashes = sorted(set(extra) & set(BUILTIN_FIELDS))
+    if clashes:
+        raise ConfigError(
+            f"extra attributes {clashes} would replace built-in columns; rename them "
+            f"(built-in: {', '.join(BUILTIN_FIELDS)})"
+        )
+    return extra
+
+
+def _block_job(
+    classes_path: Path,
+    confidence_path: str | os.PathLike[str] | None,
+    connectivity: Connectivity,
+    options: VectorizeOptions,
+) -> BlockJob:
+    """The job of every block task, after checking the rasters (sizes in pixels)."""
+    raster = _inspect_class_raster(classes_path)
+    if confidence_path is not None:
+        _check_confidence_grid(Path(confidence_path), raster)
+    pixel_m2 = raster.pixel_area_m2
+    return BlockJob(
+        classes_path=str(classes_path.resolve()),
+        confidence_path=None if confidence_path is None else str(Path(confidence_path).resolve()),
+        height_px=raster.shape[0],
+        width_px=raster.shape[1],
+        transform=raster.transform,
+        crs_wkt=pyproj.CRS.from_wkt(raster.crs.to_wkt()).to_wkt(),
+        connectivity=connectivity,
+        block_px=options.block_size_px,
+        sieve_px=sieve_threshold_px(options.min_area_m2, pixel_m2),
+        simplify_px=options.simplify_m / math.sqrt(pixel_m2) if options.simplify_m else 0.0,
+    )
+
+
+def _class_names(classes: Sequence[ClassInfo]) -> np.ndarray:
+    """The name of every class value 0..255: listed classes by name, others ``class <id>``."""
+    names = np.array([f"class {i}" for i in range(256)], dtype=object)
+    for c in classes:
+        names[c.id] = c.name
+    return names
 
 
 def vectorize_raster(
@@ -185,41 +256,11 @@ def vectorize_raster(
     ``on_block(done, total)`` is called as blocks finish (for progress bars).
     """
     options = options or VectorizeOptions()
-    if connectivity not in (Connectivity.FOUR, Connectivity.EIGHT):
-        raise ConfigError(
-            f"--connectivity: {connectivity} is not 4 or 8; give 4 (edges, gdal_polygonize's "
-            "default) or 8 (edges and corners, its -8)"
-        )
-    connectivity = Connectivity(connectivity)
+    connectivity = _checked_connectivity(connectivity)
     classes = validate_classes(classes) if len(classes) else ()
-    extra = dict(extra_attributes or {})
-    clashes = sorted(set(extra) & set(BUILTIN_FIELDS))
-    if clashes:
-        raise ConfigError(
-            f"extra attributes {clashes} would replace built-in columns; rename them "
-            f"(built-in: {', '.join(BUILTIN_FIELDS)})"
-        )
-    classes_path = Path(classes_path)
-    raster = _inspect_class_raster(classes_path)
-    if confidence_path is not None:
-        _check_confidence_grid(Path(confidence_path), raster)
-    pixel_m2 = raster.pixel_area_m2
-    job = _Job(
-        classes_path=str(classes_path.resolve()),
-        confidence_path=None if confidence_path is None else str(Path(confidence_path).resolve()),
-        height_px=raster.shape[0],
-        width_px=raster.shape[1],
-        transform=raster.transform,
-        crs_wkt=pyproj.CRS.from_wkt(raster.crs.to_wkt()).to_wkt(),
-        connectivity=connectivity,
-        block_px=options.block_size_px,
-        sieve_px=sieve_threshold_px(options.min_area_m2, pixel_m2),
-        simplify_px=options.simplify_m / math.sqrt(pixel_m2) if options.simplify_m else 0.0,
-    )
-    grid = BlockGrid(raster.shape[0], raster.shape[1], options.block_size_px)
-    names = np.array([f"class {i}" for i in range(256)], dtype=object)
-    for c in classes:
-        names[c.id] = c.name
+    extra = _checked_extra(extra_attributes)
+    job = _block_job(Path(classes_path), confidence_path, connectivity, options)
+    grid = BlockGrid(job.height_px, job.width_px, options.block_size_px)
     tally = _Tally()
     # One layer type per connectivity, whatever the data: corner-joined 8-connected regions
     # are MultiPolygons, so every 8-connected feature is written as one.
@@ -229,35 +270,20 @@ def vectorize_raster(
     with PolygonLayerWriter(
         out_path, crs=job.crs_wkt, geometry_type=geometry_type, layer=layer
     ) as writer:
-        sink = _FeatureSink(writer, names, extra, tally)
-        with _executor_for(grid, options, client) as (executor, n_workers):
-            try:
-                _run_blocks(
-                    job,
-                    grid,
-                    executor,
-                    sink,
-                    on_block=on_block or (lambda done, total: None),
-                    parallelism=n_workers,
-                )
-            except BaseException:
-                if isinstance(executor, _DaskExecutor):
-                    executor.cancel_all()
-                raise
+        sink = _FeatureSink(writer, _class_names(classes), extra, tally)
+        with executor_for(grid, options, client) as (executor, n_workers):
+            run_blocks(
+                job,
+                grid,
+                executor,
+                sink,
+                on_block=on_block or (lambda done, total: None),
+                parallelism=n_workers,
+            )
         sink.flush(final=True)
         styles = _class_styles(classes, tally.present)
         path = writer.commit(styles)
-    polygons_per_class = {c.id: int(tally.count[c.id]) for c in styles}
-    area_per_class = {c.id: float(tally.area[c.id]) for c in styles}
-    return VectorizeResult(
-        path=path,
-        n_polygons=int(tally.count.sum()),
-        polygons_per_class=polygons_per_class,
-        area_m2_per_class=area_per_class,
-        blocks=len(grid),
-        dask_workers=n_workers,
-        class_names={c.id: c.name for c in styles},
-    )
+    return tally.result(path, styles, blocks=len(grid), dask_workers=n_workers)
 
 
 def vectorize_file(

@@ -1,4 +1,9 @@
-"""Blocks of a class raster: the grid, what a block task reads, and what it hands back."""
+"""One block of a class raster: what every block task shares, reads and hands back.
+
+`BlockJob` is the small picklable job; a task reads its block (`read_block`), reports the
+region labels along the block's edges (`BlockEdges`) and its regions as `RegionPieces`;
+`finish_regions` turns complete regions into layer rows (`FeatureBatch`) in the raster's CRS.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +27,19 @@ from geoseg.geo.grid import Block
 from geoseg.geo.scene import map_xy, measure_m
 from geoseg.io.raster import unreadable_raster
 from geoseg.io.vector import as_multipolygons
-from geoseg.vectorize.core import _cut_at_pixels, _mean, _repair_if_invalid, polygonize_labels
+from geoseg.vectorize.geometry import cut_at_pixels, repair_if_invalid
 from geoseg.vectorize.options import DEFAULT_BLOCK_PX, Connectivity
+from geoseg.vectorize.polygonize import mean_or_nan, polygonize_labels
 
-_TOP, _BOTTOM, _LEFT, _RIGHT = range(4)
+TOP, BOTTOM, LEFT, RIGHT = range(4)
+"""Positions of a block's four edges in `EdgeStrips`."""
+
+EdgeStrips = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Values along a block's top, bottom, left and right edges."""
 
 
 @dataclass(frozen=True)
-class _Job:
+class BlockJob:
     """Everything a worker needs to process any block of one raster (small, picklable)."""
 
     classes_path: str
@@ -45,15 +55,15 @@ class _Job:
 
 
 @dataclass(frozen=True, eq=False)
-class _Edges:
+class BlockEdges:
     """Region labels and class values along a block's top, bottom, left and right edges."""
 
-    labels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    classes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    labels: EdgeStrips
+    classes: EdgeStrips
 
 
 @dataclass(frozen=True, eq=False)
-class _Pieces:
+class RegionPieces:
     """Regions (or pieces of regions) in pixel coordinates with their additive numbers."""
 
     geometry: np.ndarray
@@ -65,8 +75,8 @@ class _Pieces:
     def __len__(self) -> int:
         return len(self.geometry)
 
-    def take(self, index: np.ndarray) -> _Pieces:
-        return _Pieces(
+    def take(self, index: np.ndarray) -> RegionPieces:
+        return RegionPieces(
             self.geometry[index],
             self.class_id[index],
             self.pixel_count[index],
@@ -75,8 +85,8 @@ class _Pieces:
         )
 
     @staticmethod
-    def concat(parts: Sequence[_Pieces]) -> _Pieces:
-        return _Pieces(
+    def concat(parts: Sequence[RegionPieces]) -> RegionPieces:
+        return RegionPieces(
             *(
                 np.concatenate([getattr(p, name) for p in parts])
                 for name in (
@@ -91,7 +101,7 @@ class _Pieces:
 
 
 @dataclass(frozen=True, eq=False)
-class _Features:
+class FeatureBatch:
     """Finished regions ready for the GeoPackage: WKB in the CRS and the numeric columns."""
 
     wkb: np.ndarray
@@ -105,28 +115,28 @@ class _Features:
         return len(self.wkb)
 
     @staticmethod
-    def empty() -> _Features:
-        return _Features(
+    def empty() -> FeatureBatch:
+        return FeatureBatch(
             *(np.empty(0, dtype=t) for t in (object, np.int32, np.int64, float, float, float))
         )
 
     @staticmethod
-    def concat(parts: Sequence[_Features]) -> _Features:
+    def concat(parts: Sequence[FeatureBatch]) -> FeatureBatch:
         names = ("wkb", "class_id", "pixel_count", "area_m2", "perimeter_m", "mean_confidence")
-        return _Features(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+        return FeatureBatch(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
 
 @dataclass(frozen=True, eq=False)
-class _BlockOutput:
+class BlockOutput:
     """A polygonized block: finished interior regions, seam pieces, and its edge labels."""
 
-    features: _Features
-    edges: _Edges
+    features: FeatureBatch
+    edges: BlockEdges
     seam_ids: np.ndarray
-    seams: _Pieces
+    seams: RegionPieces
 
 
-def _read_block(job: _Job, block: Block) -> np.ndarray:
+def read_block(job: BlockJob, block: Block) -> np.ndarray:
     """Band 1 of the block as uint8 with every masked pixel (nodata or mask band) set to 255."""
     path = Path(job.classes_path)
     try:
@@ -145,7 +155,7 @@ def _read_block(job: _Job, block: Block) -> np.ndarray:
     return np.where(valid, data, CLASS_NODATA).astype(np.uint8)
 
 
-def _read_block_confidence(job: _Job, block: Block) -> np.ndarray | None:
+def read_block_confidence(job: BlockJob, block: Block) -> np.ndarray | None:
     """Band 1 of the confidence raster in the block as float64, NaN where masked."""
     if job.confidence_path is None:
         return None
@@ -160,21 +170,19 @@ def _read_block_confidence(job: _Job, block: Block) -> np.ndarray | None:
     return values
 
 
-def _label_strips(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def edge_strips(labels: np.ndarray) -> EdgeStrips:
+    """The top and bottom rows and the left and right columns of an array, contiguous."""
     return tuple(  # type: ignore[return-value]
         np.ascontiguousarray(s) for s in (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1])
     )
 
 
-def _edges_of(
-    label_strips: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], classes: np.ndarray
-) -> _Edges:
-    return _Edges(label_strips, _label_strips(classes))
+def block_edges(label_strips: EdgeStrips, classes: np.ndarray) -> BlockEdges:
+    """A block's edges: its region labels along them and its class values there."""
+    return BlockEdges(label_strips, edge_strips(classes))
 
 
-def _seam_labels(
-    label_strips: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], block: Block
-) -> np.ndarray:
+def seam_labels(label_strips: EdgeStrips, block: Block) -> np.ndarray:
     """Sorted ids of the regions that touch one of the block's seams."""
     seams = (block.seam_top, block.seam_bottom, block.seam_left, block.seam_right)
     parts = [strip for strip, is_seam in zip(label_strips, seams, strict=True) if is_seam]
@@ -197,9 +205,7 @@ def _fill_intervals(
     return out
 
 
-def _traced_strips(
-    geometry: np.ndarray, block: Block
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def traced_edge_labels(geometry: np.ndarray, block: Block) -> EdgeStrips:
     """Region ids (row + 1) along the block's seams, read off the traced rings.
 
     Polygons traced in one block have their pixels on a block edge exactly where their rings
@@ -238,29 +244,51 @@ def _traced_strips(
     return tuple(strips)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class _OffFrame:
+    """Edge chooser (`cut_at_pixels`): the edges that do not lie on a block's outline."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @staticmethod
+    def of(block: Block) -> _OffFrame:
+        x0, y0 = block.col_off, block.row_off
+        return _OffFrame(x0, y0, x0 + block.width, y0 + block.height)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        vertical, horizontal = a[:, 0] == b[:, 0], a[:, 1] == b[:, 1]
+        on_frame = (vertical & ((a[:, 0] == self.x0) | (a[:, 0] == self.x1))) | (
+            horizontal & ((a[:, 1] == self.y0) | (a[:, 1] == self.y1))
+        )
+        return ~on_frame
+
+
 @lru_cache(maxsize=4)
 def _crs(wkt: str) -> pyproj.CRS:
     return pyproj.CRS.from_wkt(wkt)
 
 
-def _finish(job: _Job, pieces: _Pieces) -> _Features:
+def finish_regions(job: BlockJob, pieces: RegionPieces) -> FeatureBatch:
     """Complete regions in pixel space -> WKB in the CRS with area, perimeter, mean."""
     geometry = map_xy(pieces.geometry, job.transform)
     area, perimeter = measure_m(geometry, _crs(job.crs_wkt))
     if job.connectivity == Connectivity.EIGHT:
         geometry = as_multipolygons(geometry)
     wkb = shapely.to_wkb(geometry) if len(geometry) else np.empty(0, dtype=object)
-    return _Features(
+    return FeatureBatch(
         wkb=wkb,
         class_id=pieces.class_id.astype(np.int32),
         pixel_count=pieces.pixel_count.astype(np.int64),
         area_m2=np.asarray(area, dtype=np.float64),
         perimeter_m=np.asarray(perimeter, dtype=np.float64),
-        mean_confidence=_mean(pieces.confidence_sum, pieces.confidence_count),
+        mean_confidence=mean_or_nan(pieces.confidence_sum, pieces.confidence_count),
     )
 
 
-def _simplify_coverage(
+def simplify_coverage(
     geometry: np.ndarray, classes: np.ndarray, block: Block, tolerance_px: float
 ) -> np.ndarray:
     """Simplify a block's regions as one coverage, keeping the block outline fixed.
@@ -275,17 +303,7 @@ def _simplify_coverage(
     extra = np.empty(0, dtype=object)
     if nodata.any():
         nodata_labels, _ = ndimage.label(nodata, output=np.int32)
-        extra = _repair_if_invalid(polygonize_labels(nodata_labels, origin))
-    x0, y0 = block.col_off, block.row_off
-    x1, y1 = x0 + block.width, y0 + block.height
-
-    def inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        vertical, horizontal = a[:, 0] == b[:, 0], a[:, 1] == b[:, 1]
-        on_frame = (vertical & ((a[:, 0] == x0) | (a[:, 0] == x1))) | (
-            horizontal & ((a[:, 1] == y0) | (a[:, 1] == y1))
-        )
-        return ~on_frame
-
-    coverage = _cut_at_pixels(np.concatenate([geometry, extra]), inside)
+        extra = repair_if_invalid(polygonize_labels(nodata_labels, origin))
+    coverage = cut_at_pixels(np.concatenate([geometry, extra]), _OffFrame.of(block))
     simplified = shapely.coverage_simplify(coverage, tolerance_px, simplify_boundary=False)
     return np.asarray(simplified, dtype=object)[: len(geometry)]

@@ -1,13 +1,9 @@
 """Union of region pieces cut by block seams, on the pixel-edge lattice, for all groups at once.
 
-Pieces of one 4-connected region traced in different blocks share the seams between them.
-Their union is re-linked here with the same rules as `geoseg.vectorize.trace`, rather than by
-a polygon overlay: the seam edges of every piece are cut into unit cracks; a crack that two
-pieces of one group run along in opposite directions lies inside the region and is dropped;
-the remaining edges are joined end to start (where a region meets itself at a corner, the
-joint that makes a shell and a touching hole, as GDAL's polygonizer does); vertices where
-the boundary runs straight on are dropped. The result is, vertex for vertex, what tracing the
-region in one piece gives. Exact: pixel coordinates are integers.
+No polygon overlay: the pieces' seam edges are cut into unit cracks, a crack two pieces of one
+group run along in opposite directions (inside the region) is dropped, and the rest are
+re-linked end to start with the tracer's rules. The result is, vertex for vertex, the region
+traced in one piece. Exact: pixel coordinates are integers.
 """
 
 from __future__ import annotations
@@ -15,22 +11,14 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from geoseg.vectorize.trace import (
-    _E,
-    _N,
-    _S,
-    _W,
-    _cycles,
-    _ring_order,
-    assemble_polygons,
-    ring_areas,
-)
+from geoseg.vectorize.lattice import E, N, S, W
+from geoseg.vectorize.rings import assemble_polygons, cycles, ring_areas, ring_order
 
 
 def _directions(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Direction code of each axis-parallel edge a -> b (rows grow downwards)."""
     dx, dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
-    return np.select([dx > 0, dy > 0, dx < 0], [_E, _S, _W], _N).astype(np.int8)
+    return np.select([dx > 0, dy > 0, dx < 0], [E, S, W], N).astype(np.int8)
 
 
 def _edges(pieces: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,6 +57,53 @@ def _without_inner_cracks(
     return counts[inverse] == 1
 
 
+def _vertex_keys(p: np.ndarray, owner: np.ndarray, width: int, height: int) -> np.ndarray:
+    """One integer per (group, lattice vertex) of the points ``p``."""
+    ints = p.astype(np.int64)
+    return (owner * (height + 1) + ints[:, 1]) * (width + 1) + ints[:, 0]
+
+
+def _seams_cut_into_cracks(
+    a: np.ndarray, b: np.ndarray, owner: np.ndarray, *, block_px: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edges with those on seams cut into unit cracks, inner cracks dropped."""
+    on_seam = (
+        (a[:, 0] == b[:, 0]) & (a[:, 0] % block_px == 0) & (a[:, 0] > 0) & (a[:, 0] < width)
+    ) | ((a[:, 1] == b[:, 1]) & (a[:, 1] % block_px == 0) & (a[:, 1] > 0) & (a[:, 1] < height))
+    ua, ub, uowner = _unit_cracks(a[on_seam], b[on_seam], owner[on_seam])
+    keep = _without_inner_cracks(ua, ub, uowner, width, height)
+    return (
+        np.concatenate([a[~on_seam], ua[keep]]),
+        np.concatenate([b[~on_seam], ub[keep]]),
+        np.concatenate([owner[~on_seam], uowner[keep]]),
+    )
+
+
+def _successors(
+    a: np.ndarray,
+    b: np.ndarray,
+    owner: np.ndarray,
+    *,
+    direction: np.ndarray,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """``following[i]``: the edge that leaves where edge ``i`` ends, in the same group.
+
+    At a vertex where the region meets itself diagonally (two in, two out), an edge coming
+    in heading d leaves turning left, d - 1.
+    """
+    at_start = _vertex_keys(a, owner, width, height)
+    at_end = _vertex_keys(b, owner, width, height)
+    starts = np.lexsort((direction, at_start))
+    ends = np.lexsort(((direction + 3) % 4, at_end))
+    if not np.array_equal(at_start[starts], at_end[ends]):
+        raise RuntimeError("seam merge: the pieces' edges do not close up; this is a bug in geoseg")
+    following = np.empty(len(a), dtype=np.int64)
+    following[ends] = starts
+    return following
+
+
 def union_crack_pieces(
     pieces: np.ndarray,
     group: np.ndarray,
@@ -84,34 +119,14 @@ def union_crack_pieces(
     ``block_px`` blocks; ``group[i]`` (0..n_groups-1, each used) is piece i's region.
     """
     a, b, owner = _edges(np.asarray(pieces, dtype=object), np.asarray(group, dtype=np.int64))
-    on_seam = (
-        (a[:, 0] == b[:, 0]) & (a[:, 0] % block_px == 0) & (a[:, 0] > 0) & (a[:, 0] < width)
-    ) | ((a[:, 1] == b[:, 1]) & (a[:, 1] % block_px == 0) & (a[:, 1] > 0) & (a[:, 1] < height))
-    ua, ub, uowner = _unit_cracks(a[on_seam], b[on_seam], owner[on_seam])
-    keep = _without_inner_cracks(ua, ub, uowner, width, height)
-    a = np.concatenate([a[~on_seam], ua[keep]])
-    b = np.concatenate([b[~on_seam], ub[keep]])
-    owner = np.concatenate([owner[~on_seam], uowner[keep]])
+    a, b, owner = _seams_cut_into_cracks(a, b, owner, block_px=block_px, width=width, height=height)
     direction = _directions(a, b)
-
-    # join each edge to the one leaving its end; at a vertex where the region meets itself
-    # diagonally (two in, two out), an edge coming in heading d leaves turning left, d - 1
-    def vertex(p: np.ndarray) -> np.ndarray:
-        ints = p.astype(np.int64)
-        return (owner * (height + 1) + ints[:, 1]) * (width + 1) + ints[:, 0]
-
-    at_start, at_end = vertex(a), vertex(b)
-    starts = np.lexsort((direction, at_start))
-    ends = np.lexsort(((direction + 3) % 4, at_end))
-    if not np.array_equal(at_start[starts], at_end[ends]):
-        raise RuntimeError("seam merge: the pieces' edges do not close up; this is a bug in geoseg")
-    following = np.empty(len(a), dtype=np.int64)
-    following[ends] = starts
-    n_rings, cycle = _cycles(following)
-    order, ring_start = _ring_order(following, cycle, n_rings)
+    following = _successors(a, b, owner, direction=direction, width=width, height=height)
+    n_rings, cycle = cycles(following)
+    order, ring_start = ring_order(following, cycle, n_rings)
     previous = np.empty_like(following)
     previous[following] = np.arange(len(following))
-    turn = direction != direction[previous]
+    turn = direction != direction[previous]  # vertices where the boundary runs straight on go
     kept = turn[order]
     ring = (np.cumsum(ring_start) - 1)[kept]
     heads = order[ring_start]

@@ -1,4 +1,8 @@
-"""Where block tasks run: in this process, on a LocalCluster, or on a given scheduler."""
+"""Where block tasks run: in this process, on a LocalCluster, or on a given scheduler.
+
+`executor_for` picks one per raster: `LocalExecutor` (one block, or ``workers=0``) or
+`DaskExecutor` on a given client, a `SharedClient` or a LocalCluster started by `dask_client`.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ DASK_CONNECT_TIMEOUT_S = 10.0
 """How long to try reaching a scheduler given by address before giving up."""
 
 
-class _Executor(Protocol):
-    """Where block tasks run: this process (`_LocalExecutor`) or Dask (`_DaskExecutor`)."""
+class Executor(Protocol):
+    """Where block tasks run: this process (`LocalExecutor`) or Dask (`DaskExecutor`)."""
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
@@ -32,6 +36,8 @@ class _Executor(Protocol):
     def settle(self, task: Any) -> None: ...
 
     def release(self, task: Any) -> None: ...
+
+    def cancel_all(self) -> None: ...
 
 
 class _LocalTask:
@@ -56,7 +62,7 @@ class _LocalTask:
         self._value, self._state = None, "released"
 
 
-class _LocalExecutor:
+class LocalExecutor:
     """Runs block tasks in this process, one after another, when their results are needed."""
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> _LocalTask:
@@ -72,8 +78,11 @@ class _LocalExecutor:
     def release(self, task: _LocalTask) -> None:
         task.release()
 
+    def cancel_all(self) -> None:
+        pass  # nothing runs ahead: a task runs only when its result is asked for
 
-class _DaskExecutor:
+
+class DaskExecutor:
     """Runs block tasks on a dask.distributed cluster; results stay there until fetched."""
 
     def __init__(self, client: Client) -> None:
@@ -202,18 +211,27 @@ class SharedClient:
 
 
 @contextlib.contextmanager
-def _executor_for(
+def executor_for(
     grid: BlockGrid, options: VectorizeOptions, client: Client | SharedClient | None
-) -> Iterator[tuple[_Executor, int]]:
-    """The executor for a raster and the number of Dask workers behind it (0 = none)."""
+) -> Iterator[tuple[Executor, int]]:
+    """The executor for a raster and the number of Dask workers behind it (0 = none).
+
+    When the ``with`` block raises, the Dask tasks not yet done are cancelled.
+    """
     local = len(grid) == 1 or (client is None and not options.uses_dask)
     if local:
-        yield _LocalExecutor(), 0
+        yield LocalExecutor(), 0
         return
     if isinstance(client, SharedClient):
         client = client.get()
-    if client is not None:
-        yield _DaskExecutor(client), len(client.nthreads())
-        return
-    with dask_client(workers=options.workers, address=options.dask_address) as started:
-        yield _DaskExecutor(started), len(started.nthreads())
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(
+                dask_client(workers=options.workers, address=options.dask_address)
+            )
+        executor = DaskExecutor(client)
+        try:
+            yield executor, len(client.nthreads())
+        except BaseException:
+            executor.cancel_all()
+            raise

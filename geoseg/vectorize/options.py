@@ -37,9 +37,6 @@ WRITE_BATCH_FEATURES = 20_000
 """Rows the client buffers before appending them to the GeoPackage in one transaction."""
 
 
-_NO_VALUE = -1
-
-
 class Connectivity(IntEnum):
     """Which pixel neighbours join a region: edges only (4) or edges and corners (8)."""
 

@@ -1,112 +1,38 @@
 """Crack tracing: polygons of 4-connected regions of equal value, built with array operations.
 
-Each 4-connected region of equal value becomes one polygon whose rings run along the pixel
-edges ("cracks") with a vertex only where they turn: exactly the polygons of GDAL's
-polygonizer (``gdal_polygonize.py``, ``rasterio.features.shapes``), about twice as fast and
-with no Python object per feature on the way (GDAL's path builds a GeoJSON dict of tuples
-per polygon, which costs as much again as its tracing).
-
-How it works, on the lattice of pixel corners:
-
-1. A corner vertex is one where some boundary turns. The 2x2 pixels around it say, through a
-   lookup table of their equality pattern, which regions turn there and from which direction
-   to which: one *event* per turn. Boundaries are walked with their region on the right.
-2. The straight run that leaves an event along a lattice line ends at the next event on that
-   line that enters the same direction; as runs of one direction on one line never overlap,
-   the k-th start pairs with the k-th end. This links all events into cycles: the rings.
-3. Walking with the region on the right hugs it, so regions meeting only diagonally stay
-   apart (4-connectivity). A region that meets *itself* diagonally would get one ring through
-   that vertex twice; it is split there into a shell and a hole touching at the vertex, as
-   GDAL does, so every polygon is OGC-valid.
-4. Rings around their region are shells (positive area), the others holes; a hole belongs to
-   the smallest shell of the same value that holds one of the hole's own region pixels.
+Each region becomes one polygon whose rings run along the pixel edges ("cracks") with a vertex
+only where they turn: exactly the polygons of GDAL's polygonizer (``gdal_polygonize.py``,
+``rasterio.features.shapes``), vertex for vertex, about twice as fast and with no Python
+object per feature. `trace_regions` also tells which region every run of equal pixels along a
+row belongs to, so per-region sums need no label image. The steps, in `_trace`: the turns at
+corner vertices (`geoseg.vectorize.lattice`), runs between them linked into rings (`_link`),
+rings through a vertex twice split (`_split_pinches`), holes given to their shells
+(`_hole_polygons`).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 from affine import Affine
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components, depth_first_order
+from scipy.sparse.csgraph import connected_components
 
 from geoseg.geo.scene import affine_xy
-
-# Directions of travel on the lattice (rows grow downwards) and the four pixels round a vertex.
-_E, _S, _W, _N = range(4)
-_TL, _TR, _BL, _BR = range(4)
-_NEIGHBOURS = {
-    _TL: (_TR, _BL, _BR),
-    _TR: (_TL, _BR, _BL),
-    _BL: (_BR, _TL, _TR),
-    _BR: (_BL, _TR, _TL),
-}
-# (enter, leave) of a boundary turning round the outer corner of a pixel (the pixel is the
-# region's only one of the four) and round an inner corner (the pixel's two neighbours are
-# the region's too, the diagonal one is not).
-_CONVEX = {_TL: (_S, _W), _TR: (_W, _N), _BR: (_N, _E), _BL: (_E, _S)}
-_CONCAVE = {_BR: (_E, _N), _BL: (_S, _E), _TL: (_W, _S), _TR: (_N, _W)}
-_PAIRS = ((_TL, _TR), (_TL, _BL), (_TL, _BR), (_TR, _BL), (_TR, _BR), (_BL, _BR))
-_DIAGONALS = ((_TL, _BR), (_TR, _BL))
-# Centre of each quadrant's pixel relative to the vertex.
-_QUADRANT_DX = np.array([-0.5, 0.5, -0.5, 0.5])
-_QUADRANT_DY = np.array([-0.5, -0.5, 0.5, 0.5])
-_N_CODES = 1 << (len(_PAIRS) + 4)
-
-
-@dataclass(frozen=True, eq=False)
-class _EventTable:
-    """Per 2x2 pattern code: its events (quadrant, enter, leave) and its diagonal pinches."""
-
-    count: np.ndarray  # (codes,) events at a vertex with this pattern, 0..4
-    quadrant: np.ndarray  # (codes, 4)
-    enter: np.ndarray  # (codes, 4)
-    leave: np.ndarray  # (codes, 4)
-    pinch: np.ndarray  # (codes, 2 diagonals, 2): slots of two same-value outer corners, or -1
-
-
-def _pattern_code(values: tuple[int, ...], valid: tuple[bool, ...]) -> int:
-    code = 0
-    for bit, (i, j) in enumerate(_PAIRS):
-        code |= int(values[i] == values[j]) << bit
-    for q in range(4):
-        code |= int(valid[q]) << (len(_PAIRS) + q)
-    return code
-
-
-def _build_event_table() -> _EventTable:
-    """Enumerate every equality pattern of four pixels (with nodata) once, at import."""
-    count = np.zeros(_N_CODES, np.int8)
-    quadrant, enter, leave = (np.zeros((_N_CODES, 4), np.int8) for _ in range(3))
-    pinch = np.full((_N_CODES, 2, 2), -1, np.int8)
-    for values in itertools.product(range(4), repeat=4):
-        for valid in itertools.product((False, True), repeat=4):
-            v = tuple(values[q] if valid[q] else -1 for q in range(4))
-            code = _pattern_code(v, valid)
-            events = []
-            for q in range(4):
-                if not valid[q]:
-                    continue
-                horizontal, vertical, diagonal = _NEIGHBOURS[q]
-                if v[q] != v[horizontal] and v[q] != v[vertical]:
-                    events.append((q, *_CONVEX[q]))
-                elif v[q] == v[horizontal] == v[vertical] != v[diagonal]:
-                    events.append((q, *_CONCAVE[q]))
-            count[code] = len(events)
-            for slot, (q, a, b) in enumerate(events):
-                quadrant[code, slot], enter[code, slot], leave[code, slot] = q, a, b
-            convex = [q for q, a, b in events if (a, b) == _CONVEX[q]]
-            for k, (a, b) in enumerate(_DIAGONALS):
-                if a in convex and b in convex and v[a] == v[b]:
-                    slots = [q for q, *_ in events]
-                    pinch[code, k] = (slots.index(a), slots.index(b))
-    return _EventTable(count, quadrant, enter, leave, pinch)
-
-
-_TABLE = _build_event_table()
+from geoseg.vectorize.lattice import (
+    DIAGONALS,
+    EVENTS,
+    QUADRANT_DX,
+    QUADRANT_DY,
+    E,
+    N,
+    S,
+    W,
+    pattern_codes,
+)
+from geoseg.vectorize.rings import assemble_polygons, cycles, ring_areas, ring_order
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,13 +100,6 @@ def _corner_vertices(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return corners, np.flatnonzero(vertical)
 
 
-def first_index(labels: np.ndarray, n_labels: int) -> np.ndarray:
-    """The first position of each label 0..n_labels-1 in ``labels`` (each must occur)."""
-    first = np.empty(n_labels, dtype=np.int64)
-    first[labels[::-1]] = np.arange(len(labels) - 1, -1, -1)  # the last write wins
-    return first
-
-
 def _events(padded: np.ndarray, vertices: np.ndarray, nodata: int) -> _Events:
     """The events of the corner vertices, in vertex order (row-major), via the pattern table."""
     width = padded.shape[1]
@@ -190,28 +109,24 @@ def _events(padded: np.ndarray, vertices: np.ndarray, nodata: int) -> _Events:
     quad = np.stack(
         [flat[top_left], flat[top_left + 1], flat[top_left + width], flat[top_left + width + 1]]
     )
-    code = np.zeros(len(vertices), np.int16)
-    for bit, (i, j) in enumerate(_PAIRS):
-        code |= (quad[i] == quad[j]).astype(np.int16) << bit
-    for q in range(4):
-        code |= (quad[q] != nodata).astype(np.int16) << (len(_PAIRS) + q)
-    count = _TABLE.count[code].astype(np.int64)
+    code = pattern_codes(quad, nodata)
+    count = EVENTS.count[code].astype(np.int64)
     first = np.cumsum(count) - count
     vertex = np.repeat(np.arange(len(vertices)), count)
     slot = np.arange(len(vertex)) - first[vertex]
     code_of = code[vertex]
-    quadrant = _TABLE.quadrant[code_of, slot]
+    quadrant = EVENTS.quadrant[code_of, slot]
     pinch_a, pinch_b = [], []
-    for k in range(len(_DIAGONALS)):
-        at = np.flatnonzero(_TABLE.pinch[code, k, 0] >= 0)
-        pinch_a.append(first[at] + _TABLE.pinch[code[at], k, 0])
-        pinch_b.append(first[at] + _TABLE.pinch[code[at], k, 1])
+    for k in range(len(DIAGONALS)):
+        at = np.flatnonzero(EVENTS.pinch[code, k, 0] >= 0)
+        pinch_a.append(first[at] + EVENTS.pinch[code[at], k, 0])
+        pinch_b.append(first[at] + EVENTS.pinch[code[at], k, 1])
     return _Events(
         row=row[vertex],
         col=col[vertex],
         quadrant=quadrant,
-        enter=_TABLE.enter[code_of, slot],
-        leave=_TABLE.leave[code_of, slot],
+        enter=EVENTS.enter[code_of, slot],
+        leave=EVENTS.leave[code_of, slot],
         value=quad[quadrant, vertex],
         pinches=(np.concatenate(pinch_a), np.concatenate(pinch_b)),
     )
@@ -225,10 +140,10 @@ def _link(events: _Events) -> np.ndarray:
     """
     following = np.empty(len(events), dtype=np.int64)
     column = events.col.astype(np.uint16 if events.col.max(initial=0) < 2**16 else np.int64)
-    for direction in (_E, _W, _S, _N):
+    for direction in (E, W, S, N):
         starts = np.flatnonzero(events.leave == direction)
         ends = np.flatnonzero(events.enter == direction)
-        if direction in (_S, _N):
+        if direction in (S, N):
             starts = starts[np.argsort(column[starts], kind="stable")]
             ends = ends[np.argsort(column[ends], kind="stable")]
         if len(starts) != len(ends):
@@ -237,70 +152,26 @@ def _link(events: _Events) -> np.ndarray:
     return following
 
 
-def _cycles(following: np.ndarray) -> tuple[int, np.ndarray]:
-    """Number of cycles of the permutation ``following`` and each element's cycle label."""
-    n = len(following)
-    graph = csr_matrix((np.ones(n, np.int8), following, np.arange(n + 1)), shape=(n, n))
-    return connected_components(graph, directed=True, connection="weak")
-
-
 def _split_pinches(following: np.ndarray, events: _Events) -> tuple[int, np.ndarray]:
     """Split rings that pass one vertex twice (a region meeting itself diagonally).
 
     Swapping the successors of two events of one cycle splits it in two; two same-value
     outer corners across a vertex are on one ring exactly when they are one region's.
     """
-    n_rings, ring = _cycles(following)
+    n_rings, ring = cycles(following)
     a, b = events.pinches
     same = ring[a] == ring[b]
     if same.any():
         a, b = a[same], b[same]
         following[a], following[b] = following[b], following[a]
-        n_rings, ring = _cycles(following)
+        n_rings, ring = cycles(following)
     return n_rings, ring
-
-
-def ring_areas(
-    start: np.ndarray, end: np.ndarray, cycle: np.ndarray, heads: np.ndarray
-) -> np.ndarray:
-    """Signed area of each ring (in the order of ``heads``) from its edges ``start -> end``
-    and their cycle labels: positive for rings with their region inside (shells)."""
-    cross = start[:, 0] * end[:, 1] - end[:, 0] * start[:, 1]
-    return np.bincount(cycle, weights=cross, minlength=len(heads))[cycle[heads]] / 2
-
-
-def assemble_polygons(linear: np.ndarray, shell: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Polygons from linear rings: ring k goes to polygon ``polygon[k]``, shells first."""
-    order = np.lexsort((~shell, polygon))
-    return np.asarray(shapely.polygons(linear[order], indices=polygon[order]), dtype=object)
-
-
-def _ring_order(
-    following: np.ndarray, ring: np.ndarray, n_rings: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Events in ring order, rings one after another, and whether each starts a ring.
-
-    Each cycle is cut at its first event and its last event is pointed at the next ring's
-    first, making one path through everything that a depth-first walk lists in order.
-    """
-    n = len(following)
-    head = first_index(ring, n_rings)  # the smallest event of each cycle
-    is_head = np.zeros(n, bool)
-    is_head[head] = True
-    path = following.copy()
-    tails = np.flatnonzero(is_head[following])
-    path[tails] = np.append(head[1:], n)[ring[tails]]
-    indptr = np.append(np.arange(n + 1), n)
-    graph = csr_matrix((np.ones(n, np.int8), path, indptr), shape=(n + 1, n + 1))
-    order = depth_first_order(graph, int(head[0]), directed=True, return_predecessors=False)
-    order = order[order < n]
-    return order, is_head[order]
 
 
 def _run_east_of(events: _Events, col: np.ndarray, row: np.ndarray, height: int) -> np.ndarray:
     """For cracks (lattice column, pixel row) with a region on their east: an event of the
     northward run along each, i.e. of the ring that bounds that region there."""
-    ends = np.flatnonzero(events.enter == _N)
+    ends = np.flatnonzero(events.enter == N)
     key = events.col[ends] * (height + 1) + events.row[ends]
     by_key = np.argsort(key, kind="stable")
     return ends[by_key[np.searchsorted(key[by_key], col * (height + 1) + row, side="right") - 1]]
@@ -422,7 +293,7 @@ def _trace(values: np.ndarray, nodata: int) -> _Traced:
         return _Traced(rings, padded, cracks, events, index)
     following = _link(events)
     n_rings, cycle = _split_pinches(following, events)
-    order, starts = _ring_order(following, cycle, n_rings)
+    order, starts = ring_order(following, cycle, n_rings)
     heads = order[starts]
     ring_of_cycle = np.empty(n_rings, dtype=np.int64)
     ring_of_cycle[cycle[heads]] = np.arange(n_rings)
@@ -432,10 +303,10 @@ def _trace(values: np.ndarray, nodata: int) -> _Traced:
     # a pixel of each ring's region: at a shell's first vertex, the corner's own pixel; above
     # a hole's first (top-left) vertex, the pixel the hole's top edge borders
     pixel_x = np.where(
-        shell, xy[heads, 0] + _QUADRANT_DX[events.quadrant[heads]], xy[heads, 0] + 0.5
+        shell, xy[heads, 0] + QUADRANT_DX[events.quadrant[heads]], xy[heads, 0] + 0.5
     )
     pixel_y = np.where(
-        shell, xy[heads, 1] + _QUADRANT_DY[events.quadrant[heads]], xy[heads, 1] - 0.5
+        shell, xy[heads, 1] + QUADRANT_DY[events.quadrant[heads]], xy[heads, 1] - 0.5
     )
     ring_of_event = ring_of_cycle[cycle]
     value = events.value[heads]

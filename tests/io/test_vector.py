@@ -1,4 +1,4 @@
-"""GeoPackage writing and QGIS styles (geoseg.io.vector)."""
+"""GeoPackage writing (geoseg.io.vector): schema, spatial index, stored style, atomic publish."""
 
 from __future__ import annotations
 
@@ -16,21 +16,10 @@ import shapely
 from pyogrio.raw import read as ogr_read
 
 import geoseg.io.vector as vector_io
-from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, OutputError
-from geoseg.io.vector import (
-    LayerGeometry,
-    raster_qml,
-    vector_qml,
-    write_polygons_gpkg,
-    write_raster_qml,
-)
-
-CLASSES = (
-    ClassInfo(0, "water", "#1f78b4"),
-    ClassInfo(1, "forest & <scrub>", "#33a02c"),
-    ClassInfo(2, "urban", "#E31A1C"),
-)
+from geoseg.io.vector import LayerGeometry, write_polygons_gpkg
+from tests.support.gpkg import STYLE_CLASSES as CLASSES
+from tests.support.gpkg import listing
 
 
 def _polygons() -> tuple[list[shapely.Polygon], dict[str, np.ndarray]]:
@@ -45,10 +34,6 @@ def _polygons() -> tuple[list[shapely.Polygon], dict[str, np.ndarray]]:
         "pixel_count": np.array([8, 1, 1], dtype=np.int64),
     }
     return geoms, attributes
-
-
-def _listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 @pytest.fixture
@@ -189,22 +174,6 @@ def test_qml_file_is_qgis_categorized_renderer(written: Path) -> None:
         assert 0 < float(props["outline_width"]) < 0.5
 
 
-def test_raster_qml_paletted(tmp_path: Path) -> None:
-    path = write_raster_qml(tmp_path / "classes.tif", CLASSES)
-    assert path == tmp_path / "classes.qml"
-    assert _listing(tmp_path) == ["classes.qml"]
-    root = ET.parse(path).getroot()
-    renderer = root.find("pipe/rasterrenderer")
-    assert renderer is not None
-    assert renderer.get("type") == "paletted"
-    assert renderer.get("band") == "1"
-    entries = renderer.findall("colorPalette/paletteEntry")
-    assert [(e.get("value"), e.get("color"), e.get("label")) for e in entries] == [
-        (str(c.id), c.color.lower(), c.name) for c in CLASSES
-    ]
-    assert raster_qml(CLASSES) == path.read_text(encoding="utf-8")
-
-
 def test_zero_polygons_give_empty_layer_with_schema(tmp_path: Path) -> None:
     attributes = {
         "class_id": np.array([], dtype=np.int32),
@@ -248,7 +217,7 @@ def test_failure_after_temp_file_leaves_nothing(
     seen: list[list[str]] = []
 
     def broken_style(gpkg: Path, layer: str, qml: str) -> None:
-        seen.append(_listing(tmp_path))
+        seen.append(listing(tmp_path))
         raise RuntimeError("disk vanished")
 
     monkeypatch.setattr(vector_io, "store_default_style", broken_style)
@@ -256,7 +225,7 @@ def test_failure_after_temp_file_leaves_nothing(
     with pytest.raises(RuntimeError, match="disk vanished"):
         write_polygons_gpkg(tmp_path / "polygons.gpkg", geoms, attributes, "EPSG:32633", CLASSES)
     assert seen == [[f".polygons.partial-{os.getpid()}.gpkg"]]  # temp name beside the final
-    assert _listing(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_failure_keeps_previous_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +245,7 @@ def test_failure_keeps_previous_output(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OutputError, match=r"polygons\.gpkg.*no space left"):
         write_polygons_gpkg(final, geoms[:1], {"class_id": np.array([0])}, "EPSG:32633", CLASSES)
     assert final.read_bytes() == before
-    assert _listing(tmp_path) == ["polygons.gpkg", "polygons.qml"]
+    assert listing(tmp_path) == ["polygons.gpkg", "polygons.qml"]
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
@@ -293,14 +262,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         write_polygons_gpkg(tmp_path / "p.gpkg", geoms, {}, "EPSG:4326", CLASSES)
     with pytest.raises(ConfigError, match="CRS"):
         write_polygons_gpkg(tmp_path / "p.gpkg", geoms, attributes, "EPSG:999999", CLASSES)
-    assert _listing(tmp_path) == []
-
-
-def test_vector_qml_escapes_and_orders_by_id() -> None:
-    shuffled = (CLASSES[2], CLASSES[0], CLASSES[1])
-    root = ET.fromstring(vector_qml(shuffled).split("\n", 1)[1])
-    labels = [c.get("label") for c in root.iter("category")]
-    assert labels == [c.name for c in CLASSES]
+    assert listing(tmp_path) == []
 
 
 def test_writer_appends_batches_into_one_layer(tmp_path: Path) -> None:
@@ -316,7 +278,7 @@ def test_writer_appends_batches_into_one_layer(tmp_path: Path) -> None:
         )
         assert writer.n_features == 3
         assert writer.commit(CLASSES) == final
-    assert _listing(tmp_path) == ["polygons.gpkg", "polygons.qml"]
+    assert listing(tmp_path) == ["polygons.gpkg", "polygons.qml"]
     _, _, wkb, fields = ogr_read(final, layer="lc")
     assert shapely.equals(shapely.from_wkb(wkb), np.array(geoms, dtype=object)).all()
     assert list(fields[0]) == [0, 1, 2]
@@ -331,7 +293,7 @@ def test_writer_without_commit_leaves_nothing(tmp_path: Path) -> None:
         writer.write(geoms, attributes)
         with pytest.raises(ConfigError, match="columns"):
             writer.write(geoms[:1], {"class_id": attributes["class_id"][:1]})
-    assert _listing(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_writer_refuses_multipolygons_in_a_polygon_layer(tmp_path: Path) -> None:
@@ -341,4 +303,4 @@ def test_writer_refuses_multipolygons_in_a_polygon_layer(tmp_path: Path) -> None
         pytest.raises(ConfigError, match="Polygon layer"),
     ):
         writer.write([multi], {"class_id": np.array([0], dtype=np.int32)})
-    assert _listing(tmp_path) == []
+    assert listing(tmp_path) == []

@@ -1,11 +1,14 @@
-"""The pure core: one array + affine transform -> polygons with exact per-region sums."""
+"""Polygonize one array: class values + affine transform -> polygons with exact per-region sums.
+
+Pure, no I/O. `polygonize_array` takes the regions from the crack tracer, joins 4-connected
+parts at their corner contacts for 8-connectivity, and adds up pixel counts and confidence
+over the tracer's pixel runs. `label_components` (scipy) and `label_regions` (tracer) give
+the label image of the same regions.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-import shapely
 from affine import Affine
 from scipy import ndimage
 from scipy.sparse import csr_matrix
@@ -13,14 +16,10 @@ from scipy.sparse.csgraph import connected_components
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.errors import ConfigError
+from geoseg.vectorize.geometry import group_parts
 from geoseg.vectorize.options import Connectivity, PolygonTable
-from geoseg.vectorize.trace import (
-    PixelRuns,
-    first_index,
-    trace_polygons,
-    trace_regions,
-    trace_runs,
-)
+from geoseg.vectorize.rings import first_index
+from geoseg.vectorize.trace import PixelRuns, trace_polygons, trace_regions, trace_runs
 
 
 def label_components(
@@ -71,36 +70,6 @@ def polygonize_labels(labels: np.ndarray, transform: Affine) -> np.ndarray:
     return by_id
 
 
-def _group_parts(parts: np.ndarray, owner: np.ndarray, n_groups: int) -> np.ndarray:
-    """One geometry per group: the Polygon itself for one part, else a MultiPolygon."""
-    order = np.argsort(owner, kind="stable")
-    sorted_owner = owner[order]
-    sorted_parts = parts[order]
-    multi = shapely.multipolygons(sorted_parts, indices=sorted_owner)
-    first = sorted_parts[np.searchsorted(sorted_owner, np.arange(n_groups))]
-    single = np.bincount(owner, minlength=n_groups) == 1
-    return np.where(single, first, multi)
-
-
-def _repair_if_invalid(geometries: np.ndarray) -> np.ndarray:
-    """Safety net: make any OGC-invalid polygon valid without changing the covered area.
-
-    GDAL's 4-connected rings are valid (holes touch shells at most at points), so this
-    normally finds nothing to do.
-    """
-    invalid = ~shapely.is_valid(geometries)
-    if not invalid.any():
-        return geometries
-    geometries = geometries.copy()
-    geometries[invalid] = shapely.make_valid(
-        geometries[invalid], method="structure", keep_collapsed=False
-    )
-    types = shapely.get_type_id(geometries[invalid])
-    if not np.isin(types, [shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON]).all():
-        raise RuntimeError("polygonize: repairing a region gave a non-polygonal geometry")
-    return geometries
-
-
 def _eight_connected(
     n: int, contacts: tuple[np.ndarray, np.ndarray]
 ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -138,7 +107,7 @@ def label_regions(
     return labels, value
 
 
-def _traced_regions(
+def traced_regions(
     classes: np.ndarray, transform: Affine, *, nodata: int, connectivity: Connectivity
 ) -> tuple[np.ndarray, np.ndarray, PixelRuns]:
     """``(geometry, class per region, pixel runs)``, runs naming regions by row number.
@@ -152,11 +121,11 @@ def _traced_regions(
     if connectivity == Connectivity.FOUR or not len(a):
         return parts, part_class, runs
     n_regions, region, first = _eight_connected(len(parts), (a, b))
-    geometry = _group_parts(parts, region, n_regions)
+    geometry = group_parts(parts, region, n_regions)
     return geometry, part_class[first], _renamed(runs, region)
 
 
-def _run_sums(
+def run_sums(
     runs: PixelRuns, n: int, confidence: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per region: pixel count, sum and count of the confidence pixels that have a value.
@@ -180,23 +149,25 @@ def _run_sums(
     return pixel_count, sums, counts
 
 
-def _run_strips(
+def run_edge_labels(
     runs: PixelRuns, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Region ids (polygon + 1, 0 = nodata) along the top, bottom, left and right edges."""
     ids = (runs.region + 1).astype(np.int32)
-    length = runs.stop - runs.start
-
-    def row_of(r: int) -> np.ndarray:
-        on = runs.row == r
-        return np.repeat(ids[on], length[on])
-
     first_in_row = runs.start == 0
     last_in_row = runs.stop == width
-    return row_of(0), row_of(height - 1), ids[first_in_row], ids[last_in_row]
+    top, bottom = _row_ids(runs, ids, 0), _row_ids(runs, ids, height - 1)
+    return top, bottom, ids[first_in_row], ids[last_in_row]
 
 
-def _mean(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _row_ids(runs: PixelRuns, ids: np.ndarray, row: int) -> np.ndarray:
+    """The region id of every pixel of one row, from the runs along it."""
+    on = runs.row == row
+    return np.repeat(ids[on], (runs.stop - runs.start)[on])
+
+
+def mean_or_nan(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``sums / counts``, NaN where the count is 0."""
     mean = np.full(len(sums), np.nan)
     np.divide(sums, counts, out=mean, where=counts > 0)
     return mean
@@ -234,40 +205,13 @@ def polygonize_array(
             f"polygonize: confidence shape {np.shape(confidence)} differs from the class "
             f"array's {classes.shape}; pass the confidence raster of the same scene"
         )
-    geometry, component_class, runs = _traced_regions(
+    geometry, component_class, runs = traced_regions(
         classes, transform, nodata=nodata, connectivity=connectivity
     )
-    pixel_count, sums, counts = _run_sums(runs, len(geometry), confidence)
+    pixel_count, sums, counts = run_sums(runs, len(geometry), confidence)
     return PolygonTable(
         geometry=geometry,
         class_id=component_class.astype(np.int32),
         pixel_count=pixel_count,
-        mean_confidence=_mean(sums, counts),
+        mean_confidence=mean_or_nan(sums, counts),
     )
-
-
-def _cut_at_pixels(
-    geometries: np.ndarray, chosen: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """The same polygons with the chosen axis-parallel edges cut at every pixel corner.
-
-    ``chosen(a, b)`` gets the start and end points of all edges (pixel coordinates) and says
-    which to cut; the others are kept as they are. Vectorized over all rings.
-    """
-    if not len(geometries):
-        return geometries
-    parts, part_owner = shapely.get_parts(geometries, return_index=True)
-    rings, ring_owner = shapely.get_rings(parts, return_index=True)
-    xy, vertex_ring = shapely.get_coordinates(rings, return_index=True)
-    a, b = xy[:-1], xy[1:]
-    segment = vertex_ring[:-1] == vertex_ring[1:]
-    axis_parallel = (a[:, 0] == b[:, 0]) | (a[:, 1] == b[:, 1])
-    cut = segment & axis_parallel & chosen(a, b)
-    steps = np.where(cut, np.abs(b - a).sum(axis=1), 1).astype(np.int64)
-    steps[~segment] = 0  # a ring's last vertex starts no edge (rings are closed again)
-    k = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
-    direction = np.where(cut[:, None], np.sign(b - a), 0.0)
-    points = np.repeat(a, steps, axis=0) + np.repeat(direction, steps, axis=0) * k[:, None]
-    dense = shapely.linearrings(points, indices=np.repeat(vertex_ring[:-1], steps))
-    polygons = np.asarray(shapely.polygons(dense, indices=ring_owner), dtype=object)
-    return _group_parts(polygons, part_owner, len(geometries))
