@@ -14,7 +14,7 @@ from pathlib import Path
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import OutputError
-from geoseg.io.tempfiles import check_output_dir, removed_on_error, temp_path_for
+from geoseg.io.staging import check_output_dir, removed_on_error, temp_path_for
 
 CLASS_FIELD = "class_id"
 """Attribute the categorized style renders on."""

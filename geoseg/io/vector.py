@@ -1,7 +1,7 @@
 """GeoPackage writing for land-cover polygons, with the layer's QGIS style stored inside.
 
 A polygon layer is written with pyogrio (raw arrays, WKB geometry, one transaction per batch,
-spatial index) under a hidden temp name beside the final one (`geoseg.io.tempfiles`);
+spatial index) under a hidden temp name beside the final one (`geoseg.io.staging`);
 `PolygonLayerWriter` appends batches as they are produced, `write_polygons_gpkg` writes one.
 On commit the style (`geoseg.io.styles.vector_qml`) becomes the layer's default in the
 ``layer_styles`` table QGIS reads, a ``.qml`` is written beside it, and both are renamed
@@ -25,8 +25,8 @@ from pyogrio.raw import write as ogr_write
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, OutputError
+from geoseg.io.staging import check_output_dir, remove_temp_files, temp_path_for
 from geoseg.io.styles import CLASS_FIELD, vector_qml
-from geoseg.io.tempfiles import check_output_dir, remove_temp_files, temp_path_for
 
 
 class LayerGeometry(StrEnum):

@@ -10,7 +10,6 @@ checks the weights against the sha256 recorded at save time.
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from torch import nn
 
 from geoseg.classes import ClassInfo, validate_classes
 from geoseg.errors import IncompatibleSceneError, ModelPackageError, option
+from geoseg.io.staging import temp_name
 from geoseg.models.registry import build_model
 
 METADATA_NAME = "metadata.json"
@@ -132,7 +132,7 @@ def save_package(path: Path, model: nn.Module, metadata: PackageMetadata) -> Pat
         from geoseg import __version__
 
         meta = meta.model_copy(update={"geoseg_version": __version__})
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp = temp_name(path)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(METADATA_NAME, meta.model_dump_json(indent=2))

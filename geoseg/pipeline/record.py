@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from geoseg.io.outputs import (
     PREVIEW_NAME,
     RUN_JSON,
 )
-from geoseg.io.staging import disk_full_error
+from geoseg.io.staging import disk_full_error, temp_name
 from geoseg.models.package import (
     ModelPackage,
     package_summary,
@@ -166,7 +165,7 @@ def write_run_json(
         "timings_s": {"total": round(seconds, 3)},
     }
     path = settings.out / RUN_JSON
-    tmp = path.with_name(f".{RUN_JSON}.partial-{os.getpid()}")
+    tmp = temp_name(path)
     try:
         tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
         tmp.replace(path)

@@ -9,7 +9,6 @@ change between the run that wrote it and the run that resumes it. Writes are ato
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError
+from geoseg.io.staging import temp_name
 from geoseg.training.progress import EpochReport
 from geoseg.training.settings import TrainSettings
 
@@ -77,7 +77,7 @@ def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any])
         "grad_scaler": loop.amp.scaler.state_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp = temp_name(path)
     try:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
         tmp.replace(path)

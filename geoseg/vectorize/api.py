@@ -20,7 +20,7 @@ import rasterio.errors
 import rasterio.features
 
 from geoseg.classes import ClassInfo, validate_classes
-from geoseg.errors import ConfigError, SceneError
+from geoseg.errors import ConfigError, SceneError, option
 from geoseg.geo.grid import BlockGrid
 from geoseg.geo.scene import SceneGrid
 from geoseg.io.outputs import classes_for_raster, raster_scene_name
@@ -177,7 +177,8 @@ class _FeatureSink:
 def _checked_connectivity(connectivity: int) -> Connectivity:
     if connectivity not in (Connectivity.FOUR, Connectivity.EIGHT):
         raise ConfigError(
-            f"--connectivity: {connectivity} is not 4 or 8; give 4 (edges, gdal_polygonize's "
+            f"{option('connectivity')}: {connectivity} is not 4 or 8; give 4 (edges, "
+            "gdal_polygonize's "
             "default) or 8 (edges and corners, its -8)"
         )
     return Connectivity(connectivity)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -151,7 +151,8 @@ def dask_client(*, workers: int | None = None, address: str | None = None) -> It
                 client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ConfigError(
-                    f"--dask-address {address}: no Dask scheduler answered ({exc}); start one "
+                    f"{option('dask_address')} {address}: no Dask scheduler answered ({exc}); "
+                    "start one "
                     "(dask scheduler) and its workers, or leave the option out to use a local "
                     "cluster"
                 ) from None
@@ -160,7 +161,9 @@ def dask_client(*, workers: int | None = None, address: str | None = None) -> It
             return
         n_workers = default_workers() if workers is None else workers
         if n_workers < 1:
-            raise ConfigError("--workers: a local Dask cluster needs at least one worker")
+            raise ConfigError(
+                f"{option('workers')}: a local Dask cluster needs at least one worker"
+            )
         with (
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers, which turns
             # off glibc's adaptive mmap threshold: every large numpy temporary is then a fresh

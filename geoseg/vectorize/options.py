@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, option
 
 UNKNOWN_CLASS_COLOR = "#808080"
 """Style colour for class values found in a raster but missing from the class list."""
@@ -109,14 +109,16 @@ class VectorizeOptions:
     def __post_init__(self) -> None:
         if isinstance(self.block_size_px, bool) or self.block_size_px < 1:
             raise ConfigError(
-                f"--block-size: {self.block_size_px} px is not a block size; give a positive "
+                f"{option('block_size')}: {self.block_size_px} px is not a block size; give a "
+                "positive "
                 f"number of pixels (default {DEFAULT_BLOCK_PX})"
             )
         if self.workers is not None and self.workers < 0:
             raise ConfigError(
-                f"--workers: {self.workers} is negative; give a number of worker processes "
+                f"{option('workers')}: {self.workers} is negative; give a number of worker "
+                "processes "
                 "(0 = no Dask, blocks one after another in this process)"
             )
-        for option, value in (("--min-area", self.min_area_m2), ("--simplify", self.simplify_m)):
+        for name, value in (("min_area", self.min_area_m2), ("simplify", self.simplify_m)):
             if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{option}: {value} must be a finite number >= 0 (metres)")
+                raise ConfigError(f"{option(name)}: {value} must be a finite number >= 0 (metres)")
