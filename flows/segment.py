@@ -31,7 +31,7 @@ from flows.tasks import (
     write_run_record,
 )
 from geoseg.config import RunOptions
-from geoseg.demo import DEMO_MODEL
+from geoseg.models import DEMO_MODEL
 
 DASK_ADDRESS_ENV = "GEOSEG_DASK_ADDRESS"
 DEFAULT_LOCAL_WORKERS = 2

@@ -17,14 +17,13 @@ from rasterio.windows import from_bounds
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.config import RunSettings
+from geoseg.models import DEMO_MODEL
 from geoseg.models.package import load_package
 from geoseg.pipeline.record import RunReport
 from geoseg.pipeline.run import run
 from geoseg.progress import Progress
 from geoseg.synthetic import SyntheticScene, write_synthetic_scene
 from geoseg.training.metrics import confusion_matrix, scores
-
-DEMO_MODEL = Path(__file__).parent / "data" / "demo.geoseg"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ the command-line flag of the field at fault.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -63,13 +62,6 @@ SimplifyOption = Annotated[
         "shared edges stay shared."
     ),
 ]
-
-
-def default_model_path() -> Path:
-    """The small demo package shipped inside geoseg (the default of ``--model``)."""
-    from importlib.resources import files
-
-    return Path(str(files("geoseg") / "data" / "demo.geoseg"))
 
 
 def given_options(ctx: typer.Context, *, exclude: Collection[str] = ()) -> dict[str, Any]:

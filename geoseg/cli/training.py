@@ -1,0 +1,209 @@
+"""Commands that make and score models: `train` and `evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geoseg.cli.errors import handles_errors
+from geoseg.cli.options import (
+    BatchSizeOption,
+    DeviceOption,
+    OverlapOption,
+    ThreadsOption,
+    TileSizeOption,
+    TtaOption,
+    given_options,
+)
+from geoseg.cli.rich import err_console, out_console
+
+
+@handles_errors
+def train(
+    ctx: typer.Context,
+    *,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML training config; its keys are these options (CLI wins)."),
+    ] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option(help="Image GeoTIFF; repeat per scene.")
+    ] = None,
+    labels: Annotated[
+        list[Path] | None,
+        typer.Option(help="Label raster on the image grid, or polygons (.gpkg/.geojson); repeat."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Model package to write (.geoseg).")] = None,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(help="Pixel window to train on, e.g. cols=0:677 (one, or one per image)."),
+    ] = None,
+    classes: Annotated[
+        Path | None,
+        typer.Option(help="JSON/YAML list of {id, name, color}; default: GEOSEG_CLASSES tag."),
+    ] = None,
+    label_map: Annotated[
+        str | None, typer.Option(help="Label value -> class id, e.g. '11=1,12=1,21=2'.")
+    ] = None,
+    label_nodata: Annotated[
+        list[int] | None, typer.Option(help="Label value meaning 'no label'; repeat.")
+    ] = None,
+    class_column: Annotated[
+        str | None, typer.Option(help="Class column of label polygons (default: class).")
+    ] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="1-based image bands, e.g. 1,2,3,4 (default: all).")
+    ] = None,
+    band_names: Annotated[
+        str | None, typer.Option(help="Band names, e.g. blue,green,red,nir.")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Registry name: unet, fcn8s, fcn16s, fcn32s, smp-unet, ..."),
+    ] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="smp/timm encoder for smp-* and fcn* (e.g. resnet34).")
+    ] = None,
+    width: Annotated[
+        float | None, typer.Option(help="Width multiplier of unet / fcn* channels.")
+    ] = None,
+    decoder_channels: Annotated[
+        str | None, typer.Option(help="Comma-separated decoder channels (smp-*).")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="ce, weighted-ce, focal, dice or a sum like ce+dice.")
+    ] = None,
+    class_weighting: Annotated[
+        str | None, typer.Option(help="Class weights of weighted-ce: median or inverse.")
+    ] = None,
+    weight_power: Annotated[
+        float | None, typer.Option(help="Raise class weights to this power (0.5: sqrt).")
+    ] = None,
+    max_class_weight: Annotated[float | None, typer.Option(help="Clip class weights.")] = None,
+    focal_gamma: Annotated[float | None, typer.Option(help="Focal loss gamma (2).")] = None,
+    focal_alpha: Annotated[
+        str | None, typer.Option(help="Focal loss per-class alpha, comma-separated.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tiles per batch.")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Training tile size in px.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (1e-4).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay.")] = None,
+    lr_patience: Annotated[
+        int | None, typer.Option(help="Epochs without val-loss gain before halving lr.")
+    ] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(help="Stop after N epochs without gain (0: never).")
+    ] = None,
+    monitor: Annotated[
+        str | None, typer.Option(help="What picks the best epoch: loss or miou.")
+    ] = None,
+    sampling: Annotated[
+        str | None, typer.Option(help="Training tiles: random, grid or balanced.")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of spatial blocks held out for validation.")
+    ] = None,
+    val_block: Annotated[
+        int | None, typer.Option(help="Block size of the spatial split in px.")
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option("--augment/--no-augment", help="Flips/rotations, scale, brightness."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name stored in the package.")] = None,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: <out>.ckpt/).")
+    ] = None,
+    resume: Annotated[
+        bool | None, typer.Option("--resume", help="Continue from the last checkpointed epoch.")
+    ] = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Train a segmentation model on labelled scenes and write a model package."""
+    from geoseg.cli.rich import RichTrainProgress
+    from geoseg.training.loop import train as train_model
+    from geoseg.training.settings import load_train_settings
+
+    settings = load_train_settings(config, given_options(ctx, exclude={"config"}))
+    with RichTrainProgress(err_console) as progress:
+        result = train_model(settings, progress)
+    out_console.print(
+        f"wrote {result.package} in {result.seconds:.0f}s (best epoch {result.best_epoch}"
+        f"{', stopped early' if result.stopped_early else ''}); "
+        f"inspect it with: geoseg model info {result.package}",
+        highlight=False,
+    )
+
+
+@handles_errors
+def evaluate(
+    *,
+    model: Annotated[Path, typer.Option(help="Model package (.geoseg).")],
+    image: Annotated[Path, typer.Option(help="Image GeoTIFF to predict.")],
+    labels: Annotated[
+        Path, typer.Option(help="Reference labels: raster on the image grid, or polygons.")
+    ],
+    window: Annotated[
+        str | None, typer.Option(help="Pixel window to evaluate, e.g. cols=677: (default: all).")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for report.json, confusion.png and side_by_side.png."),
+    ] = Path("evaluation"),
+    preview_window: Annotated[
+        str | None,
+        typer.Option(
+            help="Pixel window of side_by_side.png, e.g. rows=0:512,cols=0:512 "
+            "(default: the centre of the evaluated window, at most 1024 px a side)."
+        ),
+    ] = None,
+    device: DeviceOption = "auto",
+    tile_size: TileSizeOption = None,
+    overlap: OverlapOption = None,
+    batch_size: BatchSizeOption = None,
+    tta: TtaOption = False,
+    label_nodata: Annotated[
+        list[int] | None,
+        typer.Option(help="Label value meaning 'no label'; repeat (default: as trained)."),
+    ] = None,
+    class_column: Annotated[
+        str | None, typer.Option(help="Class column of label polygons (default: as trained).")
+    ] = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Score a model against reference labels with the same tiled prediction as `run`."""
+    from geoseg.cli.rich import evaluation_table
+    from geoseg.training.evaluate import EvaluateSettings
+    from geoseg.training.evaluate import evaluate as evaluate_model
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    settings = EvaluateSettings(
+        model=model,
+        image=image,
+        labels=labels,
+        window=window,
+        out=out,
+        device=device,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        tta=tta,
+        label_nodata=label_nodata or None,
+        class_column=class_column,
+        preview_window=preview_window,
+    )
+    with err_console.status("predicting and scoring ..."):
+        report = evaluate_model(settings)
+    where = f" {window}" if window else ""
+    out_console.print(evaluation_table(report, f"{model.name} on {image.name}{where}"))
+    for kind, path in report.files.items():
+        out_console.print(f"{kind:<7} {path}")
