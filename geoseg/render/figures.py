@@ -10,8 +10,6 @@ import numpy as np
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
 from geoseg.errors import OutputError
-from geoseg.training.labels import IGNORE
-from geoseg.training.metrics import scores
 
 _CELL_PX = 64
 
@@ -19,11 +17,14 @@ _CELL_PX = 64
 _MARGIN_PX = 12
 
 
-def write_confusion_png(matrix: np.ndarray, classes: Sequence[ClassInfo], path: Path) -> Path:
+def write_confusion_png(
+    matrix: np.ndarray, classes: Sequence[ClassInfo], path: Path, *, caption: str = ""
+) -> Path:
     """Row-normalized confusion matrix as a PNG: shade = share of the reference class.
 
     Each cell shows the row percentage and the pixel count; rows are reference classes,
-    columns predicted classes, and the class colours mark both axes.
+    columns predicted classes, and the class colours mark both axes. ``caption`` (e.g. the
+    overall scores) is written below the matrix.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -71,11 +72,9 @@ def write_confusion_png(matrix: np.ndarray, classes: Sequence[ClassInfo], path: 
     for k in range(n):
         x, y = label_w + k * _CELL_PX, top + k * _CELL_PX
         draw.rectangle([x, y, x + _CELL_PX - 1, y + _CELL_PX - 1], outline="black", width=2)
-    s = scores(matrix)
     draw.text(
         (_MARGIN_PX, height - 28),
-        f"overall accuracy {s.overall_accuracy:.3f}   mIoU {s.miou:.3f}   "
-        f"macro-F1 {s.macro_f1:.3f}",
+        caption,
         fill="black",
         font=font,
     )
@@ -140,7 +139,7 @@ def write_side_by_side_png(
     (lx, top), (rx, _), step = side_by_side_panels(predicted.shape)
     ids = np.array([c.id for c in classes], dtype=np.uint8)
     safe = np.minimum(reference, len(ids) - 1)
-    ref_ids = np.where(reference == IGNORE, CLASS_NODATA, ids[safe]).astype(np.uint8)
+    ref_ids = np.where(reference == CLASS_NODATA, CLASS_NODATA, ids[safe]).astype(np.uint8)
     left = colorize(predicted[::step, ::step], classes)
     right = colorize(ref_ids[::step, ::step], classes)
     rows, cols = left.shape[:2]

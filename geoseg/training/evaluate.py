@@ -209,7 +209,11 @@ def _write_report(
     """report.json and confusion.png in ``out``; the report with all its files."""
     report_path = out / REPORT_NAME
     report_path.write_text(json.dumps(result.to_json(settings, package), indent=2) + "\n")
-    png = write_confusion_png(result.matrix, result.classes, out / CONFUSION_NAME)
+    s = result.scores
+    caption = (
+        f"overall accuracy {s.overall_accuracy:.3f}   mIoU {s.miou:.3f}   macro-F1 {s.macro_f1:.3f}"
+    )
+    png = write_confusion_png(result.matrix, result.classes, out / CONFUSION_NAME, caption=caption)
     files = {"report": report_path, "png": png}
     if side_by_side is not None:
         files["compare"] = side_by_side

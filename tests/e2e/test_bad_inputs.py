@@ -269,7 +269,8 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, demo_
     """SIGKILL mid-prediction leaves only a temp folder; the rerun removes it and completes."""
     from geoseg.synthetic import write_synthetic_scene
 
-    scene = write_synthetic_scene(tmp_path / "in", size_px=768, seed=13)
+    # large enough that prediction lasts well over a second after its files appear
+    scene = write_synthetic_scene(tmp_path / "in", size_px=1536, seed=13)
     args = [
         "run", "--aoi", scene.aoi_path, "--scenes", scene.image_path, "--model", demo_model,
         "--device", "cpu", "--workers", "0",
@@ -287,7 +288,7 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, demo_
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "prediction never started"
         time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
     left = sorted(p.name for p in out.iterdir())
