@@ -1,4 +1,10 @@
-"""What a run will do, decided before any output exists: scenes, windows, checked inputs."""
+"""What a run will do, decided before any output exists: scenes, windows, checked inputs.
+
+Scene inputs (files, folders, glob patterns) become scene files, each once; the AOI is read
+and reprojected into each scene's CRS to find the scenes it touches and their pixel windows;
+every scene is checked against every model package and the output folder is proven writable.
+Whatever a user can get wrong fails here, with one line, before the first byte is written.
+"""
 
 from __future__ import annotations
 

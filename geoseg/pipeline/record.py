@@ -1,4 +1,9 @@
-"""What a run did: per-scene results and ``run.json`` (inputs, model, settings, versions)."""
+"""What a run did: per-scene results and ``run.json`` (inputs, model, settings, versions).
+
+`SceneResult` is one scene's record (outputs, tiles, pixels per class, polygons, timings);
+`write_run_json` writes the run's record last and atomically, with the settings as given and
+as resolved (package defaults filled in, the device and TTA actually used).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Evaluation figures: the confusion matrix and prediction beside reference, as PNGs (Pillow)."""
+"""Evaluation figures: the confusion matrix and prediction beside reference, as PNGs (Pillow).
+
+Drawn from plain arrays and class lists (no metrics computed here): `geoseg evaluate` writes
+them beside its report.json.
+"""
 
 from __future__ import annotations
 

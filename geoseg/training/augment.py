@@ -1,4 +1,8 @@
-"""Joint augmentation of image and label tiles: flips/rotations, scale and colour jitter."""
+"""Joint augmentation of image and label tiles: flips/rotations, scale and colour jitter.
+
+The image and its labels get the same geometric transform (one of the 8 dihedral ones, a small
+rescale with nearest-neighbour labels); brightness and contrast jitter touch the image only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Reference labels: a raster on the image grid or polygons, mapped to class indices per tile."""
+"""Reference labels: a raster on the image grid or polygons, mapped to class indices per tile.
+
+A `LabelConfig` says how label values become classes (value map, nodata values, the class
+column of polygons), so nothing about a data set is hard-coded; `open_labels` returns a reader
+that gives class indices, with `IGNORE` where there is no label, for any pixel window.
+"""
 
 from __future__ import annotations
 
