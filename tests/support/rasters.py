@@ -154,19 +154,21 @@ def write_tif(
     crs: str | None = UTM,
     nodata: float | None = ND,
 ) -> Path:
+    """A GeoTIFF of ``array`` ((bands,) rows, cols): one band for a 2-D array."""
+    data = array if array.ndim == 3 else array[None]
     with rasterio.open(
         path,
         "w",
         driver="GTiff",
-        width=array.shape[1],
-        height=array.shape[0],
-        count=1,
-        dtype=array.dtype,
+        count=data.shape[0],
+        height=data.shape[1],
+        width=data.shape[2],
+        dtype=data.dtype,
         crs=crs,
         transform=transform,
         nodata=nodata,
     ) as dst:
-        dst.write(array, 1)
+        dst.write(data)
     return path
 
 

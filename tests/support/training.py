@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pyogrio.raw
 import pytest
-import rasterio
 import shapely
 from affine import Affine
 
 from geoseg.classes import ClassInfo
 from geoseg.training.settings import TrainSettings, load_train_settings
 from tests.support.cli import SHARED_DATA
+from tests.support.rasters import write_tif
 
 CRS = "EPSG:32633"
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 5001000)
@@ -61,21 +61,7 @@ def write_raster(
     path: Path, data: np.ndarray, *, nodata: float | None = None, transform: Affine = TRANSFORM
 ) -> Path:
     """A GeoTIFF of ``data`` ((bands,) rows, cols) on the UTM 33N grid of `TRANSFORM`."""
-    data = data if data.ndim == 3 else data[None]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        count=data.shape[0],
-        height=data.shape[1],
-        width=data.shape[2],
-        dtype=data.dtype,
-        crs=CRS,
-        transform=transform,
-        nodata=nodata,
-    ) as ds:
-        ds.write(data)
-    return path
+    return write_tif(path, data, transform=transform, crs=CRS, nodata=nodata)
 
 
 def write_polygons(path: Path, geoms: list, values: list, column: str = "class", crs=CRS) -> Path:
