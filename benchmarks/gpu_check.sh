@@ -66,7 +66,7 @@ print('python', sys.version.split()[0], 'torch', torch.__version__,
 for name in ('numpy', 'torchvision', 'timm', 'safetensors', 'huggingface_hub', 'typing_extensions',
              'pydantic', 'rasterio', 'pyogrio', 'pyproj', 'shapely', 'affine',
              'segmentation_models_pytorch', 'dask', 'distributed', 'tornado', 'scipy', 'typer',
-             'rich', 'PIL', 'yaml', 'geoseg.pipeline', 'geoseg.cli'):
+             'rich', 'PIL', 'yaml', 'geoseg.pipeline.run', 'geoseg.cli'):
     try:
         m = importlib.import_module(name)
         print(f'{name:30s} {str(getattr(m, \"__version__\", \"\")):14s} {m.__file__}')

@@ -25,7 +25,7 @@ def test_run_command_import_path_does_not_load_prefect() -> None:
     # everything `geoseg run` imports: the CLI module, the pipeline, and the run command's
     # own lazy imports (settings and pipeline), without running it
     proc = _python(
-        "import sys, geoseg.cli, geoseg.config, geoseg.pipeline, geoseg.vectorize\n"
+        "import sys, geoseg.cli, geoseg.config, geoseg.pipeline.run, geoseg.vectorize\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('prefect', 'prefect_dask', 'flows'))\n"
         "print(loaded)\n"
