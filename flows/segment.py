@@ -19,17 +19,8 @@ from prefect.futures import PrefectFuture, wait
 from prefect_dask import DaskTaskRunner
 from pydantic import ConfigDict, Field
 
-from flows.tasks import (
-    PublishedScene,
-    RunPlan,
-    SceneJob,
-    SceneStage,
-    predict,
-    publish,
-    select_scenes,
-    vectorize,
-    write_run_record,
-)
+from flows.jobs import PublishedScene, RunPlan, SceneJob, SceneStage
+from flows.tasks import predict, publish, select_scenes, vectorize, write_run_record
 from geoseg.config import RunOptions
 from geoseg.models import DEMO_MODEL
 

@@ -21,36 +21,40 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict, Field
 
-import geoseg
+from flows.jobs import (
+    KEY_FILE,
+    PredictedScene,
+    PublishedScene,
+    RunPlan,
+    SceneJob,
+    SceneStage,
+    VectorizedScene,
+    remove_leftovers,
+    scene_jobs,
+)
 from flows.naming import settings_named
 from geoseg.config import RunOptions, RunSettings, resolve_predict_settings, vectorize_options
 from geoseg.errors import GeosegError
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
-from geoseg.inference.settings import PredictSettings, PredictStats
+from geoseg.inference.settings import PredictSettings
 from geoseg.io.aoi import aoi_in_crs, read_aoi
-from geoseg.io.outputs import CLASSES_NAME, CONFIDENCE_NAME, POLYGONS_NAME
 from geoseg.io.raster import open_scene
 from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
 from geoseg.pipeline.plan import check_inputs, find_scene_files, prepare_output_dir
-from geoseg.pipeline.record import SceneResult, resolved_prediction, scene_result, write_run_json
+from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
 from geoseg.pipeline.run import make_predictor, predict_to_folder, vectorize_folder, write_mosaics
 from geoseg.vectorize import Connectivity, VectorizeOptions
 
@@ -60,110 +64,12 @@ if TYPE_CHECKING:
     from prefect.context import TaskRunContext
     from prefect.states import State
 
-CACHE_DIR_NAME = ".geoseg-cache"
-"""Folder under the output folder holding the persisted task results (the resume state)."""
-
-KEY_FILE = ".geoseg-key"
-"""File in a published scene folder holding the cache key it was made with."""
 
 IO_RETRIES = 3
 IO_BACKOFF_S = 2.0
 """Transient I/O failures are retried 3 times, after 2, 4 and 8 seconds."""
 
 # --------------------------------------------------------------------------- plain data
-
-
-class SceneStage(IntEnum):
-    """How far a scene got on disk, as seen before a (re)run."""
-
-    NOTHING = 0
-    PREDICTED = 1
-    VECTORIZED = 2
-    PUBLISHED = 3
-
-
-class SceneJob(BaseModel):
-    """One scene of a run, as the scene tasks see it: paths, its pixel window and cache key."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str = Field(description="output folder name (file stem, unique in the run)")
-    scene: Path = Field(description="the scene file")
-    aoi: Path = Field(description="the AOI file (re-read in the task: tasks pass paths)")
-    window: tuple[int, int, int, int] = Field(description="row_off, col_off, height, width (px)")
-    key: str = Field(description="cache key: sha256 of everything the outputs depend on")
-    out: Path = Field(description="the run's output folder")
-
-    @property
-    def stage_dir(self) -> Path:
-        """Where the scene's files are assembled before publishing (named by its key)."""
-        return self.out / f".{self.name}.{self.key[:16]}.staged"
-
-    @property
-    def final_dir(self) -> Path:
-        return self.out / self.name
-
-    def stage(self) -> SceneStage:
-        """How far this scene got on disk, with this key (older keys count as nothing)."""
-        key_file = self.final_dir / KEY_FILE
-        outputs = (CLASSES_NAME, CONFIDENCE_NAME, POLYGONS_NAME)
-        if (
-            key_file.is_file()
-            and key_file.read_text(encoding="utf-8").strip() == self.key
-            and all((self.final_dir / n).is_file() for n in outputs)
-        ):
-            return SceneStage.PUBLISHED
-        if not all((self.stage_dir / n).is_file() for n in (CLASSES_NAME, CONFIDENCE_NAME)):
-            return SceneStage.NOTHING
-        if (self.stage_dir / POLYGONS_NAME).is_file():
-            return SceneStage.VECTORIZED
-        return SceneStage.PREDICTED
-
-
-class RunPlan(BaseModel):
-    """What `select_scenes` decided: the run's settings (scene files resolved) and its scenes."""
-
-    run: RunSettings
-    jobs: list[SceneJob]
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.run.out / CACHE_DIR_NAME
-
-
-@dataclass(frozen=True)
-class PredictedScene:
-    """Result of `predict`: the staged class/confidence COGs and the prediction figures."""
-
-    job: SceneJob
-    stats: PredictStats
-    timings_s: dict[str, float]
-    resolved: dict[str, Any]
-    """How it was predicted (`geoseg.pipeline.record.resolved_prediction`), for run.json."""
-    worker: str = ""
-    """The Dask worker that predicted it ("" outside Dask)."""
-
-
-@dataclass(frozen=True)
-class VectorizedScene:
-    """Result of `vectorize`: polygons.gpkg staged beside the rasters."""
-
-    predicted: PredictedScene
-    polygons: int
-    seconds: float
-    blocks: int = 1
-    dask_workers: int = 0
-
-
-@dataclass(frozen=True)
-class PublishedScene:
-    """Result of `publish`: the run.json record and how the scene was vectorized."""
-
-    result: SceneResult
-    resolved: dict[str, Any]
-    blocks: int = 1
-    dask_workers: int = 0
-    worker: str = ""
 
 
 # --------------------------------------------------------------------------- policies
@@ -209,48 +115,6 @@ SCENE_TASK_OPTIONS: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- cache keys
-
-
-def file_fingerprint(path: Path) -> dict[str, Any]:
-    """A scene's identity without reading it: resolved path, size and modification time."""
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a small file (the AOI): an edited AOI means new outputs."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def scene_key(
-    *,
-    scene: Path,
-    window: tuple[int, int, int, int],
-    aoi_sha256: str,
-    run: RunSettings,
-    packages: Sequence[ModelPackage],
-    predict_settings: PredictSettings,
-) -> str:
-    """sha256 of everything a scene's outputs depend on, and nothing else.
-
-    Left out on purpose: batch size, reader threads, device, Dask workers and block size
-    change speed, not results (vectorizing is seam-exact whatever the block size).
-    """
-    parts = {
-        "scene": file_fingerprint(scene),
-        "window": list(window),
-        "aoi_sha256": aoi_sha256,
-        "models": [p.sha256 for p in packages],
-        "tile_px": predict_settings.tile_px,
-        "overlap_px": predict_settings.overlap_px,
-        "blend": str(predict_settings.blend),
-        "tta": run.tta,
-        "connectivity": run.connectivity,
-        "min_area": run.min_area,
-        "simplify": run.simplify,
-        "geoseg": geoseg.__version__,
-    }
-    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -360,14 +224,6 @@ class LogProgress:
         pass
 
 
-def remove_leftovers(job: SceneJob) -> None:
-    """Temp and staging folders of this scene left by killed runs or older settings."""
-    key = "?" * 16  # any key, and only a key: scene "a" must not match scene "a.b"
-    for pattern in (f"..{job.name}.{key}.staged.partial-*", f".{job.name}.{key}.staged"):
-        for path in job.out.glob(pattern):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- tasks
 
 
@@ -403,35 +259,6 @@ def select_scenes(
         ", ".join(j.name for j in jobs),
     )
     return RunPlan(run=run, jobs=jobs)
-
-
-def scene_jobs(
-    run: RunSettings,
-    planned: Sequence[tuple[str, SceneWindow]],
-    *,
-    packages: Sequence[ModelPackage],
-    predict_settings: PredictSettings,
-) -> list[SceneJob]:
-    """One job per planned scene, keyed by everything its outputs depend on (`scene_key`)."""
-    aoi_sha = file_sha256(run.aoi)
-    jobs = []
-    for name, target in planned:
-        w = target.window
-        window = (w.row_off, w.col_off, w.height, w.width)
-        key = scene_key(
-            scene=target.scene.path,
-            window=window,
-            aoi_sha256=aoi_sha,
-            run=run,
-            packages=packages,
-            predict_settings=predict_settings,
-        )
-        jobs.append(
-            SceneJob(
-                name=name, scene=target.scene.path, aoi=run.aoi, window=window, key=key, out=run.out
-            )
-        )
-    return jobs
 
 
 @task(name="predict", task_run_name="predict-{job.name}", **SCENE_TASK_OPTIONS)

@@ -21,6 +21,7 @@ import rasterio.errors
 
 from geoseg.classes import CLASS_NODATA, ClassInfo, colormap, validate_classes
 from geoseg.errors import OutputError
+from geoseg.geo.scene import SceneGrid
 from geoseg.io.raster import open_scene, unreadable_raster
 
 CLASSES_NAME = "classes.tif"
@@ -54,13 +55,9 @@ def write_category_names(tif: Path, classes: Sequence[ClassInfo]) -> Path:
     GeoTIFF has no slot for category names; GDAL and QGIS read them from this sidecar, which
     travels with the file like a .prj would.
     """
-    names = {c.id: c.name for c in classes}
-    entries = "".join(
-        f"<Category>{escape(names.get(i, ''))}</Category>" for i in range(max(names) + 1)
-    )
     xml = (
         '<PAMDataset>\n  <PAMRasterBand band="1">\n'
-        f"    <CategoryNames>{entries}</CategoryNames>\n"
+        f"    <CategoryNames>{category_xml(classes)}</CategoryNames>\n"
         "  </PAMRasterBand>\n</PAMDataset>\n"
     )
     sidecar = tif.with_name(tif.name + ".aux.xml")
@@ -122,6 +119,14 @@ def raster_scene_name(path: str | os.PathLike[str]) -> str:
     return path.parent.resolve().name if path.stem == "classes" else path.stem
 
 
+def category_xml(classes: Sequence[ClassInfo]) -> str:
+    """``<Category>`` entries for values 0..max class id: the name, or empty for unused values."""
+    names = {c.id: c.name for c in classes}
+    return "".join(
+        f"<Category>{escape(names.get(i, ''))}</Category>" for i in range(max(names) + 1)
+    )
+
+
 def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[ClassInfo]) -> Path:
     """A VRT mosaic of single-band class rasters that share one CRS and pixel size.
 
@@ -144,30 +149,14 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
     right = max(g.bounds[2] for g in grids)
     bottom = min(g.bounds[1] for g in grids)
     width, height = round((right - left) / rx), round((top - bottom) / ry)
-    colours = colormap(classes)
-    names = {c.id: c.name for c in classes}
-    values = range(max(names) + 1)
-    entries = "".join(
-        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
-        for i in values
-    )
-    categories = "".join(f"<Category>{escape(names.get(i, ''))}</Category>" for i in values)
     tags = "".join(
         f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in classes_tags(classes).items()
     )
-    simple = []
-    for info, grid in zip(infos, grids, strict=True):
-        x_off = round((grid.bounds[0] - left) / rx)
-        y_off = round((top - grid.bounds[3]) / ry)
-        rel = os.path.relpath(info.path.resolve(), dst.parent.resolve())
-        size = f'xSize="{grid.width}" ySize="{grid.height}"'
-        simple.append(
-            f'    <ComplexSource><SourceFilename relativeToVRT="1">{escape(str(rel))}'
-            "</SourceFilename><SourceBand>1</SourceBand>"
-            f'<SrcRect xOff="0" yOff="0" {size}/>'
-            f'<DstRect xOff="{x_off}" yOff="{y_off}" {size}/>'
-            f"<NODATA>{CLASS_NODATA}</NODATA></ComplexSource>\n"
-        )
+    sources_xml = "".join(
+        _mosaic_source(info.path, grid, dst, x_off=round((grid.bounds[0] - left) / rx),
+                       y_off=round((top - grid.bounds[3]) / ry))
+        for info, grid in zip(infos, grids, strict=True)
+    )  # fmt: skip
     xml = (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
         f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
@@ -176,9 +165,9 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
         '  <VRTRasterBand dataType="Byte" band="1">\n'
         f"    <NoDataValue>{CLASS_NODATA}</NoDataValue>\n"
         "    <ColorInterp>Palette</ColorInterp>\n"
-        f"    <CategoryNames>{categories}</CategoryNames>\n"
-        f"    <ColorTable>{entries}</ColorTable>\n"
-        f"{''.join(simple)}"
+        f"    <CategoryNames>{category_xml(classes)}</CategoryNames>\n"
+        f"    <ColorTable>{_palette_xml(classes)}</ColorTable>\n"
+        f"{sources_xml}"
         "  </VRTRasterBand>\n</VRTDataset>\n"
     )
     try:
@@ -186,3 +175,25 @@ def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[Class
     except OSError as exc:
         raise OutputError(f"{dst}: cannot write the mosaic ({exc.strerror or exc})") from exc
     return dst
+
+
+def _palette_xml(classes: Sequence[ClassInfo]) -> str:
+    """VRT colour table entries for values 0..max class id (unused values transparent)."""
+    colours = colormap(classes)
+    return "".join(
+        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
+        for i in range(max(c.id for c in classes) + 1)
+    )
+
+
+def _mosaic_source(path: Path, grid: SceneGrid, dst: Path, *, x_off: int, y_off: int) -> str:
+    """One source raster of a mosaic VRT, its path relative to the VRT, at its pixel offset."""
+    rel = os.path.relpath(path.resolve(), dst.parent.resolve())
+    size = f'xSize="{grid.width}" ySize="{grid.height}"'
+    return (
+        f'    <ComplexSource><SourceFilename relativeToVRT="1">{escape(str(rel))}'
+        "</SourceFilename><SourceBand>1</SourceBand>"
+        f'<SrcRect xOff="0" yOff="0" {size}/>'
+        f'<DstRect xOff="{x_off}" yOff="{y_off}" {size}/>'
+        f"<NODATA>{CLASS_NODATA}</NODATA></ComplexSource>\n"
+    )

@@ -44,8 +44,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import State
 
+from flows.jobs import CACHE_DIR_NAME
 from flows.segment import SegmentSettings, segment_aoi
-from flows.tasks import CACHE_DIR_NAME
 from geoseg.errors import GeosegError
 from tests.support.battery import (
     CASES,

@@ -39,8 +39,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
+from flows.jobs import KEY_FILE
 from flows.segment import SegmentSettings, segment_aoi
-from flows.tasks import IO_TASK_OPTIONS, KEY_FILE
+from flows.tasks import IO_TASK_OPTIONS
 from flows.train import train_model
 from geoseg.errors import SceneError
 from geoseg.models.package import load_package

@@ -13,13 +13,8 @@ pytest.importorskip("prefect", reason="Prefect is not installed: pip install 'ge
 
 from prefect.states import Completed, Failed
 
-from flows.tasks import (
-    KEY_FILE,
-    SceneJob,
-    SceneStage,
-    is_transient_io_error,
-    scene_key,
-)
+from flows.jobs import KEY_FILE, SceneJob, SceneStage, scene_key
+from flows.tasks import is_transient_io_error
 from geoseg.config import RunSettings, resolve_predict_settings
 from geoseg.errors import IncompatibleSceneError, SceneError
 from geoseg.models.package import load_package
