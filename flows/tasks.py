@@ -1,7 +1,7 @@
 """Prefect tasks of the geoseg flows: each does one job on paths and calls geoseg library code.
 
 Per scene the work is three cached tasks, predict -> vectorize -> publish, chained through
-small records (`flows.jobs`: `PredictedScene`, `VectorizedScene`) of paths and numbers, never arrays.
+small records (`flows.jobs`: `PredictedScene`, `VectorizedScene`) of paths and numbers.
 Their cache key is the scene's `SceneJob.key`: a hash of the scene file (path, size, mtime),
 the AOI file's content, the pixel window, the model packages' sha256 and every setting that
 changes the outputs. Results are persisted under ``OUT/.geoseg-cache`` (beside the outputs,
