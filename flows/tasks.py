@@ -69,9 +69,6 @@ IO_RETRIES = 3
 IO_BACKOFF_S = 2.0
 """Transient I/O failures are retried 3 times, after 2, 4 and 8 seconds."""
 
-# --------------------------------------------------------------------------- plain data
-
-
 # --------------------------------------------------------------------------- policies
 
 
@@ -112,9 +109,6 @@ SCENE_TASK_OPTIONS: dict[str, Any] = {
     "persist_result": True,
 }
 """Options of the cached per-scene tasks (their result storage is set per run)."""
-
-
-# --------------------------------------------------------------------------- cache keys
 
 
 # --------------------------------------------------------------------------- helpers
