@@ -1,8 +1,8 @@
 """Outputs appear whole or not at all: staged folders, atomic publishing, and faults.
 
 A run writes each result under a hidden temp name (``.NAME.partial-PID``) and renames it when
-complete (`staged_folder`, `publish_folder`), so a crash never leaves a half result under a
-final name. Two faults still need handling here:
+complete (`staged_folder` and `publish_folder` for folders, `written_atomically` for files), so
+a crash never leaves a half result under a final name. Two faults still need handling here:
 
 - a run killed outright (SIGKILL, power loss) cannot remove its temp entries; the next run in
   the folder removes those whose process is gone (`remove_stale_entries`);
@@ -149,6 +149,24 @@ def temp_path_for(final: Path, suffix: str | None = None) -> Path:
     return final.with_name(f".{final.stem}.partial-{os.getpid()}{suffix}")
 
 
+def temp_name(final: Path) -> Path:
+    """The hidden temp entry beside ``final`` that this process builds it in (a folder, or a
+    file whose readers do not care about its suffix): ``.<name>.partial-<pid>``."""
+    return final.with_name(f".{final.name}.partial-{os.getpid()}")
+
+
+@contextmanager
+def written_atomically(final: Path) -> Iterator[Path]:
+    """A temp path (`temp_name`) to write ``final`` to; renamed onto ``final`` when the block
+    completes, removed whatever happens, so ``final`` is either the old file or the new one."""
+    tmp = temp_name(final)
+    try:
+        yield tmp
+        tmp.replace(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def remove_temp_files(*paths: Path) -> None:
     """Remove temp files and the SQLite side files a crash may leave beside them."""
     for p in paths:
@@ -179,12 +197,6 @@ def check_output_dir(path: Path) -> None:
             f"{path}: the folder {path.parent} is not writable; fix its permissions or choose "
             "another output folder"
         )
-
-
-def temp_name(final: Path) -> Path:
-    """The hidden temp entry beside ``final`` that this process builds it in (a folder, or a
-    file whose readers do not care about its suffix): ``.<name>.partial-<pid>``."""
-    return final.with_name(f".{final.name}.partial-{os.getpid()}")
 
 
 def publish_folder(src: Path, dst: Path) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from geoseg.classes import ClassInfo, validate_classes
 from geoseg.errors import IncompatibleSceneError, ModelPackageError, option
-from geoseg.io.staging import temp_name
+from geoseg.io.staging import written_atomically
 from geoseg.models.registry import build_model
 
 METADATA_NAME = "metadata.json"
@@ -132,14 +132,12 @@ def save_package(path: Path, model: nn.Module, metadata: PackageMetadata) -> Pat
         from geoseg import __version__
 
         meta = meta.model_copy(update={"geoseg_version": __version__})
-    tmp = temp_name(path)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(METADATA_NAME, meta.model_dump_json(indent=2))
-            zf.writestr(WEIGHTS_NAME, weights)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with (
+        written_atomically(path) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+    ):
+        zf.writestr(METADATA_NAME, meta.model_dump_json(indent=2))
+        zf.writestr(WEIGHTS_NAME, weights)
     return path
 
 

@@ -32,7 +32,7 @@ from geoseg.io.outputs import (
     PREVIEW_NAME,
     RUN_JSON,
 )
-from geoseg.io.staging import disk_full_error, temp_name
+from geoseg.io.staging import disk_full_error, written_atomically
 from geoseg.models.package import (
     ModelPackage,
     package_summary,
@@ -170,12 +170,10 @@ def write_run_json(
         "timings_s": {"total": round(seconds, 3)},
     }
     path = settings.out / RUN_JSON
-    tmp = temp_name(path)
     try:
-        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-        tmp.replace(path)
+        with written_atomically(path) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     except OSError as exc:
         full = disk_full_error(exc, final=path)
-        tmp.unlink(missing_ok=True)
         raise full or OutputError(f"{path}: cannot write the run record ({exc})") from exc
     return path

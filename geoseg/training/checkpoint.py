@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError
-from geoseg.io.staging import temp_name
+from geoseg.io.staging import written_atomically
 from geoseg.training.progress import EpochReport
 from geoseg.training.settings import TrainSettings
 
@@ -77,12 +77,8 @@ def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any])
         "grad_scaler": loop.amp.scaler.state_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    try:
+    with written_atomically(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any]) -> None:

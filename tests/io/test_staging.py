@@ -18,6 +18,7 @@ from geoseg.io.staging import (
     remove_stale_entries,
     staged_folder,
     temp_name,
+    written_atomically,
 )
 
 
@@ -110,3 +111,17 @@ def test_a_full_disk_while_staging_names_the_final_folder(tmp_path: Path) -> Non
     with pytest.raises(OutputError, match=r"scene: disk full"), staged_folder(final):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert not final.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_file_written_atomically_is_the_old_one_or_the_new_one(tmp_path: Path) -> None:
+    final = tmp_path / "run.json"
+    final.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"), written_atomically(final) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert final.read_text() == "old" and sorted(tmp_path.iterdir()) == [final]
+    with written_atomically(final) as tmp:
+        assert tmp == temp_name(final)
+        tmp.write_text("new")
+        assert final.read_text() == "old"  # replaced only when the block completes
+    assert final.read_text() == "new" and sorted(tmp_path.iterdir()) == [final]
