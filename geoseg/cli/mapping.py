@@ -70,7 +70,7 @@ def run(
 
     settings = settings_from_options(
         RunSettings,
-        {"models": "--model"},
+        {"models": "model"},
         aoi=aoi,
         scenes=scenes,
         models=model or [DEMO_MODEL],

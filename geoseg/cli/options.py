@@ -77,20 +77,19 @@ def _given(value: Any) -> bool:
     return value is not None and not (isinstance(value, list | tuple) and not value)
 
 
-def settings_from_options(cls: type[S], flags: Mapping[str, str], **values: Any) -> S:
+def settings_from_options(cls: type[S], options: Mapping[str, str], **values: Any) -> S:
     """``cls(**values)``; a validation error becomes a `ConfigError` naming the option.
 
-    ``flags`` maps a settings field to its option where the names differ (``models`` is given
-    as ``--model``); any other field ``some_field`` is the option ``--some-field``.
+    ``options`` maps a settings field to its option where the names differ (``models`` is
+    given as ``model``); the option is then named by `geoseg.errors.option` (``--model``).
     """
     from pydantic import ValidationError
 
-    from geoseg.errors import ConfigError
+    from geoseg.errors import ConfigError, option
 
     try:
         return cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
-        option = flags.get(field, "--" + field.replace("_", "-"))
-        raise ConfigError(f"{option}: {first['msg']}") from None
+        raise ConfigError(f"{option(options.get(field, field))}: {first['msg']}") from None
