@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.cli import DEMO_MODEL, geoseg_cli
+from geoseg.models import DEMO_MODEL
+from tests.support.cli import geoseg_cli
 
 if TYPE_CHECKING:
     from tests.support.prefect_server import PrefectServer

@@ -30,7 +30,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +51,7 @@ from tests.support.battery import (
     snapshot,
     trap_marker,
 )
-from tests.support.cli import geoseg_cli, write_geojson
+from tests.support.cli import geoseg_cli, start_run_until_predicting, write_geojson
 
 Completed = subprocess.CompletedProcess[str]
 
@@ -277,17 +276,7 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, demo_
         "--tile-size", "128", "--overlap", "16", "--batch-size", "2",
     ]  # fmt: skip
     out = tmp_path / "out"
-    exe = Path(sys.executable).with_name("geoseg")
-    proc = subprocess.Popen(
-        [str(exe), *map(str, args), "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not list(out.glob(".scene.partial-*/classes.raw.tif")):  # prediction has started
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "prediction never started"
-        time.sleep(0.05)
+    proc = start_run_until_predicting(args, out)
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL

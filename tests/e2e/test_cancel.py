@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.support.cli import geoseg_cli
+from tests.support.cli import geoseg_cli, start_run_until_predicting
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +29,7 @@ def test_cancelled_run_leaves_nothing_and_rerun_matches(tmp_path: Path, demo_mod
         "--device", "cpu", "--tile-size", "128", "--overlap", "16", "--batch-size", "2",
     ]  # fmt: skip
     out = tmp_path / "out"
-    exe = Path(sys.executable).with_name("geoseg")
-    proc = subprocess.Popen(
-        [str(exe), *map(str, args), "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not list(out.glob(".scene.partial-*/classes.raw.tif")):  # prediction has started
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "prediction never started"
-        time.sleep(0.05)
+    proc = start_run_until_predicting(args, out, capture=True)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

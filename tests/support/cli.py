@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_MODEL = REPO / "geoseg" / "data" / "demo.geoseg"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -33,6 +33,27 @@ def geoseg_cli(
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"geoseg {args} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def start_run_until_predicting(
+    args: Sequence[str | Path], out: Path, *, capture: bool = False
+) -> subprocess.Popen[str]:
+    """Start ``geoseg <args> --out <out>`` and return once prediction has started.
+
+    Prediction has started when the scene's temp folder holds its raw class raster. With
+    ``capture`` the child's stdout/stderr are pipes (read them with ``communicate``).
+    """
+    exe = Path(sys.executable).with_name("geoseg")
+    stream = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [str(exe), *map(str, args), "--out", str(out)], stdout=stream, stderr=stream, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".scene.partial-*/classes.raw.tif")):
+        assert proc.poll() is None, proc.communicate() if capture else "the run ended early"
+        assert time.monotonic() < deadline, "prediction never started"
+        time.sleep(0.05)
     return proc
 
 

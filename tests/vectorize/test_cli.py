@@ -13,8 +13,8 @@ from geoseg.classes import ClassInfo
 from geoseg.cli import app
 from geoseg.geo.grid import BlockGrid
 from geoseg.io.outputs import classes_tags
+from geoseg.models import DEMO_MODEL
 from geoseg.vectorize import Connectivity, polygonize_array
-from tests.support.cli import DEMO_MODEL
 from tests.support.gpkg import read_layer
 from tests.support.polygons import assert_same_polygons, gdal_polygonize_file, match
 from tests.support.rasters import TRANSFORM, write_tif
