@@ -33,9 +33,7 @@ from geoseg.io.outputs import (
 from geoseg.io.raster import write_cog
 from geoseg.io.staging import staged_folder
 from geoseg.io.styles import write_raster_qml
-from geoseg.models.package import (
-    ModelPackage,
-)
+from geoseg.models.package import ModelPackage
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir
 from geoseg.pipeline.record import (
     RunReport,
