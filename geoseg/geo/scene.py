@@ -80,10 +80,11 @@ class SceneGrid:
     @property
     def gsd_m(self) -> float:
         """Ground sample distance: the mean of the pixel's width and height in metres."""
-        rx, ry = abs(self.transform.a), abs(self.transform.e)
         if self.crs.is_geographic:
             height_m, width_m = self.res_m
             return (width_m + height_m) / 2
+        # mean in CRS units, then scaled: the float that packages have always recorded
+        rx, ry = abs(self.transform.a), abs(self.transform.e)
         return (rx + ry) / 2 * self.crs.linear_units_factor[1]
 
     @cached_property
