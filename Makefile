@@ -9,7 +9,7 @@ DEV    := $(VENV)/.installed-dev
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint gdal-bin qgis qgis-check demo-model study zion clean
+.PHONY: demo test lint gdal-bin nginx qgis qgis-check demo-model study zion clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ gdal-bin:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq gdal-bin python3-gdal >/dev/null; }
 
+# nginx serves the remote-source tests' COGs over HTTP with byte ranges (tests/support/servers.py).
+nginx:
+	@test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx (the HTTP range server of the remote-source tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
+
 # PyQGIS (Debian's python3-qgis + qgis-providers, QGIS 3.22, ~1 GB, about a minute) for the QGIS
 # check: tests/e2e/test_qgis.py opens a demo run's outputs in real QGIS, headless. `make test`
 # installs it like gdal-bin and requires the check to run (GEOSEG_REQUIRE_QGIS=1: a missing
@@ -50,7 +57,7 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(DEV) gdal-bin qgis lint
+test: $(DEV) gdal-bin qgis nginx lint
 	GEOSEG_REQUIRE_QGIS=1 $(BIN)/pytest -q --timeout=900
 
 # Rebuild the shipped demo model from synthetic scenes (seeds 1 and 2; the demo uses seed 7).
