@@ -53,9 +53,10 @@ from geoseg.io.aoi import aoi_in_crs, read_aoi
 from geoseg.io.raster import open_scene
 from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
-from geoseg.pipeline.plan import check_inputs, find_scene_files, prepare_output_dir
+from geoseg.pipeline.plan import check_inputs, prepare_output_dir
 from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
 from geoseg.pipeline.run import make_predictor, predict_to_folder, vectorize_folder, write_mosaics
+from geoseg.sources.inputs import find_scene_files
 from geoseg.vectorize import Connectivity, VectorizeOptions
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ IO_TASK_OPTIONS: dict[str, Any] = {
     "retry_condition_fn": is_transient_io_error,
 }
 """Task options shared by every task that reads or writes files."""
+
+INPUTS_DIR = ".geoseg-inputs"
+"""Where a flow run's scene VRTs live (inside the output folder: every worker can read it)."""
 
 SCENE_TASK_OPTIONS: dict[str, Any] = {
     **IO_TASK_OPTIONS,
@@ -240,7 +244,7 @@ def select_scenes(
     """
     files = find_scene_files(scenes, newest)
     run = RunSettings(aoi=aoi, scenes=files, models=list(models), out=out, **options.run_options())
-    packages, planned = check_inputs(run)
+    packages, planned = check_inputs(run, run.out / INPUTS_DIR)
     # checks tile size against overlap, as `geoseg run` does before its output folder exists
     # (else `predict` would find it on a Dask worker, after the cluster started)
     predict_settings = resolve_predict_settings(run, packages[0])

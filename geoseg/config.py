@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoseg.inference.settings import PredictSettings, predict_settings_for
 from geoseg.inference.stitch import BlendKind
+from geoseg.sources.masks import parse_cloud_mask
+from geoseg.sources.options import SourceOptions
+from geoseg.sources.search import StacSearch
 from geoseg.vectorize import DEFAULT_BLOCK_PX, VectorizeOptions
 
 if TYPE_CHECKING:
@@ -56,19 +59,57 @@ class RunOptions(BaseModel):
     simplify: float = Field(
         0.0, ge=0, description="simplify polygon boundaries with this tolerance (m), 0 = none"
     )
+    cloud_mask: str = Field(
+        "auto",
+        description="auto (the item's SCL / QA_PIXEL), none, or ASSET:V1,V2,... (values to drop)",
+    )
+    resample: bool = Field(
+        True, description="resample scenes at another pixel size to the model GSD on read"
+    )
+
+    @field_validator("cloud_mask")
+    @classmethod
+    def _known_cloud_mask(cls, value: str) -> str:
+        parse_cloud_mask(value)
+        return value
+
+    def source_options(self) -> SourceOptions:
+        """How scene inputs are read: the parsed cloud mask and the resampling choice."""
+        return SourceOptions(parse_cloud_mask(self.cloud_mask), self.resample)
 
     def run_options(self) -> dict[str, Any]:
         """These options as keywords of `RunSettings` (from a subclass with more fields)."""
         return {name: getattr(self, name) for name in RunOptions.model_fields}
 
 
+class StacQuery(BaseModel):
+    """A STAC API search for the scenes of a run (``--stac-api`` and friends)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api: str = Field(description="STAC API root URL")
+    collections: list[str] = Field(min_length=1, description="collection ids to search")
+    datetime: str | None = Field(None, description="RFC 3339 instant or interval a/b")
+    max_cloud: float | None = Field(None, ge=0, le=100, description="max eo:cloud_cover, %")
+    limit: int | None = Field(None, ge=1, description="use the newest N items found")
+
+    def search(self) -> StacSearch:
+        return StacSearch(
+            self.api, tuple(self.collections), self.datetime, self.max_cloud, self.limit
+        )
+
+
 class RunSettings(RunOptions):
     """Everything one run needs; paths are checked when the run starts, not here."""
 
     aoi: Path = Field(description="AOI polygons: GeoJSON, GeoPackage or shapefile, any CRS")
-    scenes: list[Path] = Field(
-        min_length=1, description="scene files, folders of them or glob patterns"
+    aoi_layer: str | None = Field(None, description="the AOI layer of a multi-layer file")
+    scenes: list[str] = Field(
+        default_factory=list,
+        description="scene files, folders, glob patterns, STAC item files or URLs, remote rasters",
     )
+    stac: StacQuery | None = Field(None, description="search a STAC API for the scenes")
+    newest: int | None = Field(None, ge=1, description="keep the newest N scenes")
     models: list[Path] = Field(
         min_length=1, description="model package(s) (.geoseg); several are averaged (ensemble)"
     )
@@ -82,6 +123,18 @@ class RunSettings(RunOptions):
     dask_address: str | None = Field(
         None, description="vectorize on this running Dask scheduler (tcp://host:8786)"
     )
+
+    @field_validator("scenes", mode="before")
+    @classmethod
+    def _scenes_as_text(cls, value: Any) -> Any:
+        """Paths as text: URLs must never become `Path` objects (``//`` would fold)."""
+        return [str(v) for v in value] if isinstance(value, list | tuple) else value
+
+    @model_validator(mode="after")
+    def _some_scenes(self) -> RunSettings:
+        if not self.scenes and self.stac is None:
+            raise ValueError("give scenes (--scenes) or a STAC search (--stac-api)")
+        return self
 
 
 def resolve_predict_settings(settings: RunSettings, package: ModelPackage) -> PredictSettings:

@@ -52,6 +52,14 @@ class SceneError(GeosegError, OSError):
     """A scene cannot be read or used."""
 
 
+class RemoteSourceError(SceneError):
+    """A remote raster, STAC item or asset cannot be fetched (404, 403, unreachable)."""
+
+
+class StacError(SceneError):
+    """A STAC item, collection or search cannot be used (bad JSON, no items, missing band)."""
+
+
 class ModelPackageError(GeosegError, ValueError):
     """A model package is missing, corrupt, or does not fit a scene."""
 

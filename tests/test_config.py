@@ -23,7 +23,17 @@ def test_loading_the_settings_imports_no_torch() -> None:
 
 def test_run_settings_are_the_shared_options_plus_inputs_and_outputs() -> None:
     own = set(RunSettings.model_fields) - set(RunOptions.model_fields)
-    assert own == {"aoi", "scenes", "models", "out", "workers", "dask_address"}
+    assert own == {
+        "aoi",
+        "aoi_layer",
+        "scenes",
+        "stac",
+        "newest",
+        "models",
+        "out",
+        "workers",
+        "dask_address",
+    }
     settings = RunSettings(
         aoi=Path("a.geojson"), scenes=[Path("s.tif")], models=[Path("m.geoseg")], tile_size=256
     )

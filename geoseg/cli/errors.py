@@ -28,12 +28,13 @@ class ConsoleWarnings(logging.Handler):
     """Library warnings (``geoseg.*`` loggers) as one yellow line each on the error console."""
 
     def __init__(self, console: Console):
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self._console = console
 
     def emit(self, record: logging.LogRecord) -> None:
+        prefix = "[yellow]warning:[/] " if record.levelno >= logging.WARNING else ""
         self._console.print(
-            f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True
+            f"{prefix}{escape(record.getMessage())}", highlight=False, soft_wrap=True
         )
 
 
@@ -42,6 +43,9 @@ def show_library_warnings(console: Console) -> None:
     logger = logging.getLogger("geoseg")  # with a handler here, logging's last resort is quiet
     if not any(isinstance(h, ConsoleWarnings) for h in logger.handlers):
         logger.addHandler(ConsoleWarnings(console))
+    # what a STAC search found and used is news, not a warning: shown as a plain line
+    search = logging.getLogger("geoseg.sources.search")
+    search.setLevel(logging.INFO)
 
 
 def debug_requested() -> bool:

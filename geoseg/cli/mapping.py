@@ -32,8 +32,45 @@ def run(
     *,
     aoi: Annotated[Path, typer.Option(help="AOI polygons (GeoJSON, GPKG, SHP), any CRS.")],
     scenes: Annotated[
-        list[Path], typer.Option(help="Scene file or folder; repeat for several.")
-    ] = [Path("scenes")],  # noqa: B006 - typer needs a list default
+        list[str] | None,
+        typer.Option(
+            help="Scene: raster file, folder, glob, STAC item / ItemCollection / ndjson file or "
+            "URL, https:// or s3:// raster; repeat for several. Default: ./scenes (without "
+            "--stac-api)."
+        ),
+    ] = None,
+    aoi_layer: Annotated[
+        str | None, typer.Option(help="The AOI layer of a file with several (GeoPackage).")
+    ] = None,
+    stac_api: Annotated[
+        str | None, typer.Option(help="Search this STAC API for items intersecting the AOI.")
+    ] = None,
+    collection: Annotated[
+        list[str] | None, typer.Option(help="STAC collection to search; repeat for several.")
+    ] = None,
+    datetime: Annotated[
+        str | None,
+        typer.Option(help="Search window: 2024-06-01/2024-08-31, or one date (RFC 3339)."),
+    ] = None,
+    max_cloud: Annotated[
+        float | None, typer.Option(help="Use items with at most this eo:cloud_cover (%).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Use the newest N items the search found.")
+    ] = None,
+    cloud_mask: Annotated[
+        str,
+        typer.Option(
+            help="auto: the item's SCL / QA_PIXEL; none; or ASSET:V1,V2,... values to drop."
+        ),
+    ] = "auto",
+    resample: Annotated[
+        bool,
+        typer.Option(
+            "--resample/--no-resample",
+            help="Resample scenes at another pixel size to the model GSD (else refuse them).",
+        ),
+    ] = True,
     model: Annotated[
         list[Path] | None,
         typer.Option(
@@ -70,9 +107,13 @@ def run(
 
     settings = settings_from_options(
         RunSettings,
-        {"models": "model"},
+        {"models": "model", "stac": "stac_api"},
         aoi=aoi,
-        scenes=scenes,
+        aoi_layer=aoi_layer,
+        scenes=scenes if scenes or stac_api else ["scenes"],
+        stac=stac_query(stac_api, collection, datetime, max_cloud, limit),
+        cloud_mask=cloud_mask,
+        resample=resample,
         models=model or [DEMO_MODEL],
         out=out,
         device=device,
@@ -92,6 +133,41 @@ def run(
     with RichProgress(err_console) as progress:
         report = run_pipeline(settings, progress)
     print_report(report, out_console)
+
+
+def stac_query(
+    api: str | None,
+    collections: list[str] | None,
+    datetime: str | None,
+    max_cloud: float | None,
+    limit: int | None,
+) -> dict[str, object] | None:
+    """The ``--stac-api`` options as `StacQuery` fields; refuse search options without an API."""
+    from geoseg.errors import ConfigError, option
+
+    if api is None:
+        given = [
+            n
+            for n, v in (
+                ("collection", collections),
+                ("datetime", datetime),
+                ("max_cloud", max_cloud),
+                ("limit", limit),
+            )
+            if v
+        ]
+        if given:
+            raise ConfigError(f"{option(given[0])} needs {option('stac_api')} URL to search")
+        return None
+    if not collections:
+        raise ConfigError(f"{option('stac_api')} needs {option('collection')} NAME to search")
+    return {
+        "api": api,
+        "collections": collections,
+        "datetime": datetime,
+        "max_cloud": max_cloud,
+        "limit": limit,
+    }
 
 
 @handles_errors

@@ -68,6 +68,23 @@ class SceneGrid:
         """The grid of a pixel window: where an output raster of that window lies."""
         return SceneGrid(self.crs, self.window_transform(window), window.height, window.width)
 
+    def resampled(self, factor: float) -> SceneGrid:
+        """The same area on pixels ``factor`` times as large, keeping this grid's origin.
+
+        transform' = transform scaled by ``factor`` (a' = a·f, e' = e·f, same c, f);
+        height' = ceil(height / factor), width' = ceil(width / factor), so the new grid
+        covers every pixel of this one (its last row/column may reach a little beyond).
+        """
+        t = self.transform
+        scaled = Affine(t.a * factor, 0.0, t.c, 0.0, t.e * factor, t.f)
+        eps = 1e-9  # 3 x 20 m / 10 m is 6, not 6.000000001
+        return SceneGrid(
+            self.crs,
+            scaled,
+            math.ceil(self.height / factor - eps),
+            math.ceil(self.width / factor - eps),
+        )
+
     @property
     def res_m(self) -> tuple[float, float]:
         """Pixel (height, width) in metres; for a geographic CRS at the centre latitude."""

@@ -73,7 +73,7 @@ class ModelStep:
     def _probabilities(
         self, batch: Sequence[ReadTile], raw: np.ndarray, valid: np.ndarray
     ) -> tuple[Any, Any]:
-        return self._predictor(raw, valid), [b.valid for b in batch]
+        return self._predictor(raw, valid), [b.output_valid for b in batch]
 
 
 class DeviceModelStep(ModelStep):
@@ -82,7 +82,11 @@ class DeviceModelStep(ModelStep):
     def _probabilities(
         self, batch: Sequence[ReadTile], raw: np.ndarray, valid: np.ndarray
     ) -> tuple[Any, Any]:
-        return self._predictor.probabilities(raw, valid)
+        probs, on_device = self._predictor.probabilities(raw, valid)
+        if any(b.masked is not None for b in batch):  # the outputs drop masked pixels
+            kept = np.stack([b.output_valid for b in batch])
+            on_device = torch.from_numpy(kept).to(self._predictor.device)
+        return probs, on_device
 
 
 class CudaModelStep(DeviceModelStep):

@@ -22,7 +22,8 @@ import shapely
 import shapely.prepared
 
 from geoseg.geo.grid import Tile, TileGrid
-from geoseg.io.raster import SceneInfo, read_window
+from geoseg.io.pixels import ReadPlan
+from geoseg.io.raster import SceneInfo
 
 if TYPE_CHECKING:
     from geoseg.inference.scene import SceneWindow
@@ -30,11 +31,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReadTile:
-    """A tile's raw input (bands, t, t) as float32 and its valid-pixel mask (t, t)."""
+    """A tile's model input (bands, t, t) float32, its valid mask and masked pixels (t, t).
+
+    ``valid`` is what the model may read (input nodata excluded); ``masked`` the valid pixels
+    a cloud/quality mask drops from the outputs (None without a mask).
+    """
 
     tile: Tile
     data: np.ndarray
     valid: np.ndarray
+    masked: np.ndarray | None = None
+
+    @property
+    def output_valid(self) -> np.ndarray:
+        """Pixels the outputs keep: valid input that no mask drops."""
+        return self.valid if self.masked is None else self.valid & ~self.masked
 
 
 def pad_tile(data: np.ndarray, valid: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
@@ -48,9 +59,9 @@ def pad_tile(data: np.ndarray, valid: np.ndarray, tile: Tile) -> tuple[np.ndarra
 class _TileReader:
     """Reads and pads tiles of one scene, each calling thread with its own dataset handle."""
 
-    def __init__(self, path: Path, band_indexes: Sequence[int]):
+    def __init__(self, path: Path, plan: ReadPlan):
         self._path = path
-        self._band_indexes = band_indexes
+        self._plan = plan
         self._local = threading.local()
         self._handles: list[rasterio.io.DatasetReader] = []
         self._lock = threading.Lock()
@@ -61,9 +72,11 @@ class _TileReader:
             ds = self._local.ds = rasterio.open(self._path)
             with self._lock:
                 self._handles.append(ds)
-        data, valid = read_window(ds, tile.read, self._band_indexes)
-        data, valid = pad_tile(data.astype(np.float32), valid, tile)
-        return ReadTile(tile, data, valid)
+        data, valid, masked = self._plan.read(ds, tile.read)
+        data, valid = pad_tile(data, valid, tile)
+        if masked is not None:
+            _, masked = pad_tile(data[:0], masked, tile)
+        return ReadTile(tile, data, valid, masked)
 
     def close(self) -> None:
         """Close every thread's handle (once the threads are done)."""
@@ -74,17 +87,21 @@ class _TileReader:
 def read_tiles(
     scene: SceneInfo,
     grid: TileGrid,
-    band_indexes: Sequence[int],
+    plan: ReadPlan | Sequence[int],
     *,
     threads: int = 2,
     lookahead: int = 32,
 ) -> Iterator[ReadTile]:
     """Read and pad each tile of ``grid``, in row-major order, with a pool of reader threads.
 
-    Every thread opens its own dataset handle (GDAL handles are not thread-safe); at most
+    ``plan`` says which bands to read and how to convert and mask them (band indexes alone:
+    used as stored). Every thread opens its own dataset handle (GDAL handles are not
+    thread-safe); at most
     ``lookahead`` tiles are read ahead of the consumer, so memory stays bounded.
     """
-    read_one = _TileReader(scene.path, band_indexes)
+    if not isinstance(plan, ReadPlan):
+        plan = ReadPlan.stored(plan)
+    read_one = _TileReader(scene.path, plan)
     pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="geoseg-read")
     tiles = iter(grid)
     pending: deque[Future[ReadTile]] = deque(

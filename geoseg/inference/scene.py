@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,17 +30,28 @@ from geoseg.inference.predictor import Predictor
 from geoseg.inference.reader import ReadTile, TileFilter, batched, read_tiles
 from geoseg.inference.settings import PredictSettings, PredictStats
 from geoseg.io.outputs import classes_tags
+from geoseg.io.pixels import ReadPlan
 from geoseg.io.raster import RowBandWriter, SceneInfo
 from geoseg.models.package import ModelPackage
 
 
 @dataclass(frozen=True)
 class SceneWindow:
-    """The part of a scene to predict: its pixel window and the AOI in the scene's CRS."""
+    """The part of a scene to predict: its pixel window, the AOI in the scene's CRS, and how
+    its pixels are read (``plan``; None: the model's bands as stored)."""
 
     scene: SceneInfo
     window: PixelWindow
     aoi: BaseGeometry
+    plan: ReadPlan | None = None
+    source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """What run.json says about the input (item, assets, radiometry, mask, grid)."""
+    hrefs: tuple[str, ...] = ()
+    """The remote or local files behind the scene (a VRT's bands), for GDAL's settings."""
+
+    def read_plan(self, package: ModelPackage) -> ReadPlan:
+        """The plan, or the package's bands used as stored."""
+        return self.plan or ReadPlan.stored(package.metadata.band_indexes)
 
     @property
     def grid(self) -> SceneGrid:
@@ -81,12 +92,14 @@ def predict_scene(
         )
         try:
             needed = TileFilter(target, on_skipped=on_tiles)
-            tiles = _read_stage(target, grid, predictor, settings, needed)
+            masked = MaskedCount(grid)
+            tiles = map(masked, _read_stage(target, grid, predictor, settings, needed))
             for batch in batched(tiles, settings.batch_size):
                 blending.submit(model(batch))
                 if on_tiles is not None:
                     on_tiles(len(batch))
             stats.skipped_tiles = needed.skipped
+            stats.masked_px = masked.count
             blending.close()
             rasters.put(blender.finish(target.window.row_end))
         finally:
@@ -107,11 +120,41 @@ def _read_stage(
     tiles = read_tiles(
         target.scene,
         grid,
-        predictor.package.metadata.band_indexes,
+        target.read_plan(predictor.package),
         threads=settings.reader_threads,
         lookahead=settings.prefetch_tiles or 2 * settings.batch_size,
     )
     return filter(needed, tiles) if settings.skip_empty_tiles else tiles
+
+
+class MaskedCount:
+    """Passes tiles through, counting masked pixels once each though tiles' outputs overlap.
+
+    A tile owns the rows from its output's first row to the next tile row's first (the
+    last tile row: to its output's end), and the same for columns; these cells partition the
+    window, so each pixel is counted in exactly one tile.
+    """
+
+    def __init__(self, grid: TileGrid) -> None:
+        tiles = list(grid)
+        self._rows = sorted({t.out.row_off for t in tiles})
+        self._cols = sorted({t.out.col_off for t in tiles})
+        self.count = 0
+
+    @staticmethod
+    def _owned(starts: list[int], start: int, end: int) -> tuple[int, int]:
+        i = starts.index(start)
+        return start, starts[i + 1] if i + 1 < len(starts) else end
+
+    def __call__(self, item: ReadTile) -> ReadTile:
+        if item.masked is not None:
+            out, read = item.tile.out, item.tile.read
+            r0, r1 = self._owned(self._rows, out.row_off, out.row_end)
+            c0, c1 = self._owned(self._cols, out.col_off, out.col_end)
+            rows = slice(r0 - read.row_off, r1 - read.row_off)
+            cols = slice(c0 - read.col_off, c1 - read.col_off)
+            self.count += int(item.masked[rows, cols].sum())
+        return item
 
 
 class SceneRasters:

@@ -66,6 +66,8 @@ class PredictStats:
     model_seconds: float = 0.0
     skipped_tiles: int = 0
     """Tiles not run through the model: no valid input pixel inside the AOI in their output."""
+    masked_px: int = 0
+    """Window pixels a cloud/quality mask dropped (nodata in the outputs)."""
 
 
 def predict_settings_for(

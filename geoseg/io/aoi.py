@@ -39,8 +39,28 @@ class Aoi:
     crs: CRS
 
 
-def read_aoi(path: Path | str) -> Aoi:
-    """Read an AOI file; refuse missing files, files without CRS and empty geometry.
+def aoi_layer(path: Path, layer: str | None) -> str | None:
+    """The layer to read: ``layer`` if the file has it; refuse to guess among several."""
+    try:
+        names = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+    except (pyogrio.errors.DataSourceError, OSError):
+        return layer  # unreadable: `read_aoi` says why
+    if layer is not None and layer not in names:
+        raise AoiError(
+            f"{path}: no layer {layer!r} (layers: {', '.join(names)}); "
+            f"pass one of them with {option('aoi_layer')}"
+        )
+    if layer is None and len(names) > 1:
+        raise AoiError(
+            f"{path}: the file has {len(names)} layers ({', '.join(names)}); choose the AOI "
+            f"with {option('aoi_layer')} NAME"
+        )
+    return layer
+
+
+def read_aoi(path: Path | str, layer: str | None = None) -> Aoi:
+    """Read an AOI file (its ``layer``); refuse missing files, files without CRS, empty
+    geometry, and a multi-layer file without a layer named.
 
     Invalid polygons are repaired (`repair_polygon`) with a warning.
     """
@@ -49,8 +69,9 @@ def read_aoi(path: Path | str) -> Aoi:
         raise AoiError(
             f"{path}: AOI file not found; pass an existing GeoJSON/GPKG/SHP with {option('aoi')}"
         )
+    layer = aoi_layer(path, layer)
     try:
-        meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True)
+        meta, _, wkb, _ = pyogrio.raw.read(path, layer=layer, read_geometry=True)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         # GDAL names the file again and suggests driver prefixes: keep only what went wrong
         reason = str(exc).splitlines()[0].split(".;")[0].replace(f"'{path}' ", "")

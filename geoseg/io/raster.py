@@ -36,11 +36,17 @@ class SceneInfo:
     band_count: int
     dtypes: tuple[str, ...]
     nodata: float | None
+    label: str = ""
+    """How messages name the scene (an item id, a redacted URL); empty: its path."""
 
     @property
     def name(self) -> str:
         """Output folder name for this scene: the file name without its suffix."""
         return self.path.stem
+
+    @property
+    def display(self) -> str:
+        return self.label or str(self.path)
 
 
 def open_scene(path: Path | str) -> SceneInfo:

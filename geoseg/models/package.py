@@ -52,6 +52,19 @@ class Normalization(BaseModel):
     std: list[float]
 
 
+class InputRadiometry(BaseModel):
+    """What the model's input values mean: physical value = stored × scale + offset.
+
+    E.g. surface reflectance stored as reflectance × 10000: scale 1e-4, offset 0. Scenes that
+    declare other units (STAC raster:bands, Sentinel-2 baseline offsets, Landsat C2 scale) are
+    converted into these before normalization.
+    """
+
+    quantity: str = "surface reflectance"
+    scale: float = Field(gt=0)
+    offset: float = 0.0
+
+
 class TileDefaults(BaseModel):
     size_px: int = Field(256, ge=16)
     overlap_px: int = Field(32, ge=0)
@@ -77,6 +90,9 @@ class PackageMetadata(BaseModel):
     bands: list[BandSpec]
     dtype: str = "uint16"
     normalization: Normalization
+    radiometry: InputRadiometry | None = Field(
+        None, description="what the input values mean; None: unknown (values used as stored)"
+    )
     gsd_m: float = Field(gt=0)
     gsd_tolerance: float = Field(
         0.5, ge=0, description="accepted relative difference between scene and package GSD"
@@ -276,10 +292,12 @@ def _package_sha256(path: Path, meta_bytes: bytes, weights: bytes) -> str:
 class SceneFacts:
     """What a package needs to know about a scene to accept it."""
 
-    path: Path
+    path: Path | str
     band_count: int
     dtypes: tuple[str, ...]
     gsd_m: float
+    converted: bool = False
+    """The values are converted into the model's units, so their stored dtype may differ."""
 
 
 def check_scene(package: ModelPackage, scene: SceneFacts) -> None:
@@ -293,7 +311,7 @@ def check_scene(package: ModelPackage, scene: SceneFacts) -> None:
             f"{package.path.name} needs {needed} ({names}); use a scene with those bands"
         )
     used = {scene.dtypes[i - 1] for i in meta.band_indexes}
-    if used != {meta.dtype}:
+    if used != {meta.dtype} and not scene.converted:
         raise IncompatibleSceneError(
             f"{scene.path}: band dtype {', '.join(sorted(used))} but the model "
             f"{package.path.name} was trained on {meta.dtype}; convert the scene to {meta.dtype}"
@@ -319,6 +337,7 @@ def package_summary(package: ModelPackage) -> dict[str, Any]:
         "bands": [b.model_dump() for b in meta.bands],
         "dtype": meta.dtype,
         "normalization": meta.normalization.model_dump(),
+        "radiometry": None if meta.radiometry is None else meta.radiometry.model_dump(),
         "gsd_m": meta.gsd_m,
         "tile": meta.tile.model_dump(),
         "training": meta.training,

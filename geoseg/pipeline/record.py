@@ -37,6 +37,7 @@ from geoseg.models.package import (
     ModelPackage,
     package_summary,
 )
+from geoseg.sources.hrefs import redact
 
 
 @dataclass
@@ -55,6 +56,12 @@ class SceneResult:
     class_px: dict[str, int]
     polygons: int
     timings_s: dict[str, float] = field(default_factory=dict)
+    masked_px: int = 0
+    """Window pixels dropped by the cloud/quality mask (nodata in the outputs)."""
+    masked_share: float = 0.0
+    """``masked_px`` over the window's pixels."""
+    input: dict[str, Any] = field(default_factory=dict)
+    """Where the pixels came from and how they were converted, masked and resampled."""
 
 
 @dataclass
@@ -87,7 +94,7 @@ def scene_result(
     w = target.window
     return SceneResult(
         scene=name,
-        path=str(target.scene.path),
+        path=target.scene.display if target.source else str(target.scene.path),
         crs=target.scene.grid.crs.to_string(),
         window={"row_off": w.row_off, "col_off": w.col_off, "height": w.height, "width": w.width},
         outputs={
@@ -103,7 +110,19 @@ def scene_result(
         class_px={str(k): v for k, v in stats.class_px.items()},
         polygons=polygons,
         timings_s={k: round(v, 3) for k, v in timings.items()},
+        masked_px=stats.masked_px,
+        masked_share=round(stats.masked_px / stats.window_px, 6) if stats.window_px else 0.0,
+        input=target.source,
     )
+
+
+def redacted_settings(settings: RunSettings) -> dict[str, Any]:
+    """The settings as JSON with URLs stripped of credentials and signatures."""
+    doc = json.loads(settings.model_dump_json())
+    doc["scenes"] = [redact(p) for p in doc.get("scenes", [])]
+    if doc.get("stac"):
+        doc["stac"]["api"] = redact(doc["stac"]["api"])
+    return doc
 
 
 def _model_record(package: ModelPackage) -> dict[str, Any]:
@@ -159,11 +178,12 @@ def write_run_json(
         "geoseg_run": 1,
         "inputs": {
             "aoi": str(settings.aoi),
-            "scenes": [str(p) for p in settings.scenes],
+            "scenes": [redact(p) for p in settings.scenes],
+            "stac": None if settings.stac is None else redacted_settings(settings)["stac"],
         },
         "model": _model_record(packages[0]),
         "ensemble": [_model_record(p) for p in packages[1:]],
-        "settings": {**json.loads(settings.model_dump_json()), "resolved": resolved},
+        "settings": {**redacted_settings(settings), "resolved": resolved},
         "versions": versions(),
         "scenes": [asdict(r) for r in results],
         "mosaics": list(mosaics),

@@ -12,7 +12,9 @@ import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING
 
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
@@ -44,6 +46,7 @@ from geoseg.pipeline.record import (
 )
 from geoseg.progress import NoProgress, Progress
 from geoseg.render.preview import write_preview
+from geoseg.sources.gdal_env import gdal_remote_env
 from geoseg.vectorize import (
     Connectivity,
     SharedClient,
@@ -82,7 +85,27 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
     """Run the whole pipeline for an AOI; see the module docstring for the guarantees."""
     t0 = time.perf_counter()
     progress = progress or NoProgress()
-    packages, planned = check_inputs(settings)
+    with ExitStack() as stack:
+        inputs_dir = Path(stack.enter_context(TemporaryDirectory(prefix="geoseg-inputs-")))
+        stack.enter_context(gdal_remote_env(settings.scenes, searched=settings.stac is not None))
+        packages, planned = check_inputs(settings, inputs_dir)
+        stack.enter_context(gdal_remote_env(remote_hrefs(planned)))
+        return _run_planned(settings, packages, planned, progress, t0)
+
+
+def remote_hrefs(planned: Sequence[tuple[str, SceneWindow]]) -> list[str]:
+    """The band and mask hrefs the planned scenes read (for the GDAL remote settings)."""
+    return [h for _, target in planned for h in target.hrefs]
+
+
+def _run_planned(
+    settings: RunSettings,
+    packages: list[ModelPackage],
+    planned: list[tuple[str, SceneWindow]],
+    progress: Progress,
+    t0: float,
+) -> RunReport:
+    """Predict, vectorize and record the planned scenes (the inputs already checked)."""
     package = packages[0]
     predictor, predict_settings = make_predictor(settings, packages)
     connectivity = Connectivity(settings.connectivity)

@@ -45,6 +45,10 @@ def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+REFLECTANCE_SCALE = 1e-4
+"""The synthetic bands are surface reflectance stored as reflectance x 10000."""
+
+
 def write_scene(
     spec: LandscapeSpec, image_path: str | Path, labels_path: str | Path, block_px: int = 1024
 ) -> None:
@@ -80,6 +84,9 @@ def write_scene(
             ) as lab_dst,
         ):
             img_dst.descriptions = BAND_NAMES
+            # surface reflectance x 10000, declared so runs can convert other units into it
+            img_dst.scales = (REFLECTANCE_SCALE,) * len(BAND_NAMES)
+            img_dst.offsets = (0.0,) * len(BAND_NAMES)
             lab_dst.set_band_description(1, "land cover")
             lab_dst.write_colormap(1, colormap(SYNTHETIC_CLASSES))
             lab_dst.update_tags(**classes_tags(SYNTHETIC_CLASSES))

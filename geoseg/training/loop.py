@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from geoseg.models.package import (
     Architecture,
     BandSpec,
     ClassSpec,
+    InputRadiometry,
     PackageMetadata,
     TileDefaults,
     save_package,
@@ -192,6 +194,16 @@ def build_loss_fn(
     return loss_fn, weights
 
 
+def declared_radiometry(image: Path, band: int) -> InputRadiometry | None:
+    """The training scene's declared scale/offset (GeoTIFF metadata), recorded in the package
+    so that scenes in other units are converted into these; None where it declares none."""
+    with rasterio.open(image) as ds:
+        scale, offset = ds.scales[band - 1], ds.offsets[band - 1]
+    if scale == 1.0 and offset == 0.0:
+        return None
+    return InputRadiometry(scale=scale, offset=offset)
+
+
 def package_metadata(
     settings: TrainSettings,
     inputs: TrainInputs,
@@ -211,6 +223,7 @@ def package_metadata(
         bands=[BandSpec(name=n, index=i) for n, i in zip(inputs.band_names, bands, strict=True)],
         dtype=first.dtypes[bands[0] - 1],
         normalization=loop.data.normalization,
+        radiometry=declared_radiometry(first.path, bands[0]),
         gsd_m=first.grid.gsd_m,
         tile=TileDefaults(
             size_px=settings.tile_size,

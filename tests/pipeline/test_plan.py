@@ -15,7 +15,8 @@ from geoseg.geo.scene import SceneGrid
 from geoseg.geo.window import PixelWindow
 from geoseg.io.aoi import Aoi
 from geoseg.io.raster import SceneInfo
-from geoseg.pipeline.plan import find_scene_files, plan_scenes, prepare_output_dir, scene_names
+from geoseg.pipeline.plan import plan_scenes, prepare_output_dir, scene_names
+from geoseg.sources.inputs import find_scene_files
 
 
 def touch(path: Path, mtime_s: int) -> Path:

@@ -14,7 +14,11 @@ def test_run_json_records_inputs_model_resolved_settings_and_outputs(
 ) -> None:
     doc = json.loads((run_256 / RUN_JSON).read_text())
     assert doc["geoseg_run"] == 1
-    assert doc["inputs"] == {"aoi": str(scene_256.aoi_path), "scenes": [str(scene_256.image_path)]}
+    assert doc["inputs"] == {
+        "aoi": str(scene_256.aoi_path),
+        "scenes": [str(scene_256.image_path)],
+        "stac": None,
+    }
     assert doc["model"]["path"] == str(demo_model) and len(doc["model"]["sha256"]) == 64
     assert doc["ensemble"] == []
     settings = doc["settings"]
