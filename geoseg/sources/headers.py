@@ -60,33 +60,35 @@ def read_header(href: str, what: str) -> RasterHeader:
 def open_failure(href: str, what: str, message: str) -> SceneError:
     """The one-line error for a raster GDAL could not open, with the reason told apart."""
     shown = redact(href)
+    what = what if what == shown else f"{what} ({shown})"
     if not is_remote(href):
         reason = message.rsplit(":", maxsplit=1)[-1].strip() or "not a raster GDAL can read"
         return SceneError(
-            f"{what} ({shown}): cannot read the raster ({reason}); check the path and that "
+            f"{what}: cannot read the raster ({reason}); check the path and that "
             "the file is a complete GeoTIFF/COG"
         )
     status = probe_status(href) if href.lower().startswith(("http://", "https://")) else None
     text = message.lower()
-    if status == 404 or "nosuchkey" in text or "nosuchbucket" in text or "404" in text:
+    missing = ("nosuchkey", "nosuchbucket", "does not exist", "404")
+    if status == 404 or any(m in text for m in missing):
         return RemoteSourceError(
-            f"{what} ({shown}): not found (HTTP 404); check the href, or whether the "
+            f"{what}: not found (HTTP 404); check the href, or whether the "
             "catalogue moved or removed its files"
         )
     if status in (401, 403) or "accessdenied" in text or "403" in text:
         return RemoteSourceError(
-            f"{what} ({shown}): access denied (HTTP {status or 403}); set credentials "
+            f"{what}: access denied (HTTP {status or 403}); set credentials "
             "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, AWS_NO_SIGN_REQUEST=YES "
             "for a public bucket) or use a signed URL"
         )
     if status == -1 or "connect" in text or "resolve host" in text or "timed out" in text:
         return RemoteSourceError(
-            f"{what} ({shown}): the server is unreachable (after retries); check the "
+            f"{what}: the server is unreachable (after retries); check the "
             "network, proxy (HTTPS_PROXY) or the endpoint (AWS_S3_ENDPOINT)"
         )
     reason = message.splitlines()[0].replace(gdal_path(href), "").strip(" :'")
     return RemoteSourceError(
-        f"{what} ({shown}): GDAL cannot read it ({redact(reason)}); check that it is a "
+        f"{what}: GDAL cannot read it ({redact(reason)}); check that it is a "
         "GeoTIFF/COG the server returns with byte ranges"
     )
 

@@ -104,16 +104,15 @@ def search_items(search: StacSearch, aoi_wgs84: BaseGeometry) -> SearchResult:
             ).items_as_dicts()
         )
     except APIError as exc:
+        if _unreachable(str(exc)):
+            raise _unreachable_error(api) from None
         reason = str(exc).splitlines()[0][:200] if str(exc) else "error response"
         raise StacError(
             f"{api}: the STAC API refused the search ({reason}); check "
             f"{option('collection')} and {option('datetime')}"
         ) from None
-    except (OSError, ValueError) as exc:
-        raise RemoteSourceError(
-            f"{api}: the STAC API is unreachable or not a STAC API ({type(exc).__name__}); "
-            f"check {option('stac_api')} and the network"
-        ) from None
+    except (OSError, ValueError):
+        raise _unreachable_error(api) from None
     kept, within = keep_items(found, search.max_cloud, search.limit)
     if not kept:
         raise StacError(
@@ -131,6 +130,21 @@ def search_items(search: StacSearch, aoi_wgs84: BaseGeometry) -> SearchResult:
     result = SearchResult(items, len(found), within)
     log.info(result.summary(search))
     return result
+
+
+def _unreachable(message: str) -> bool:
+    text = message.lower()
+    return any(
+        m in text
+        for m in ("max retries exceeded", "failed to establish", "name or service", "timed out")
+    )
+
+
+def _unreachable_error(api: str) -> RemoteSourceError:
+    return RemoteSourceError(
+        f"{api}: the STAC API is unreachable or not a STAC API; check {option('stac_api')} "
+        "and the network"
+    )
 
 
 def _self_href(item: Mapping[str, Any]) -> str | None:
