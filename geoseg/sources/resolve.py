@@ -86,7 +86,7 @@ def resampling_for(band: SceneGrid, target: SceneGrid) -> str:
     aligned = abs(ratio - 1.0) < 1e-9 and col == round(col) and row == round(row)
     if aligned:
         return "nearest"
-    return "bilinear" if ratio > 1.0 else "average"
+    return "bilinear" if ratio >= 1.0 - 1e-9 else "average"
 
 
 def _conversions(
