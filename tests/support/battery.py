@@ -72,7 +72,7 @@ class BadRun:
 
     def cli_args(self, out: Path) -> list[str]:
         """`geoseg run` arguments for the same run."""
-        extra = [a for k, v in self.settings for a in (f"--{k.replace('_', '-')}", str(v))]
+        extra = [a for k, v in self.settings for a in _cli_option(k, v)]
         return [
             "run", "--aoi", str(self.aoi), "--scenes", str(self.scene),
             "--model", str(self.model), "--out", str(self.out or out),
@@ -87,6 +87,14 @@ class Case:
     id: str
     build: Callable[[GoodInputs], BadRun]
     says: tuple[str, ...]
+
+
+def _cli_option(name: str, value: object) -> list[str]:
+    """A setting as `geoseg run` arguments: ``--name value``, or ``--[no-]name`` for a bool."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return [f"--{flag}" if value else f"--no-{flag}"]
+    return [f"--{flag}", str(value)]
 
 
 def good(inputs: GoodInputs, names: Path | str, **changes: object) -> BadRun:
@@ -234,7 +242,8 @@ def scene_60m_pixels(g: GoodInputs) -> BadRun:
         t = ds.transform
     coarse = Affine(60, 0, t.c, 0, -60, t.f)
     scene = rewrite_scene(g, "coarse.tif", profile={"transform": coarse})
-    return good(g, scene, scene=scene)
+    # resampled to the model GSD by default; refused only with --no-resample
+    return good(g, scene, scene=scene, settings=(("resample", False),))
 
 
 # --- model packages ----------------------------------------------------------------------------
@@ -333,7 +342,7 @@ CASES = [
     Case("scene-sheared", scene_sheared, ("rotated or sheared", "gdalwarp")),
     Case("scene-band-count", scene_with_3_bands, ("has 3 band(s)", "needs 4")),
     Case("scene-dtype", scene_float32, ("dtype float32", "uint16")),
-    Case("scene-gsd", scene_60m_pixels, ("ground sample distance 60.00 m", "resample")),
+    Case("scene-gsd", scene_60m_pixels, ("ground sample distance 60.00 m", "--no-resample")),
     Case("model-missing", model_missing, ("model package not found",)),
     Case("model-not-a-zip", model_not_a_zip, ("cannot read the model package",)),
     Case("model-without-weights", model_without_weights, ("weights.safetensors is missing",)),
