@@ -1,27 +1,39 @@
-"""`segment_aoi`: map an AOI from a set of scenes, as a Prefect flow (same library as `geoseg run`).
+"""`segment_aoi`: map an AOI from scenes or STAC items, as a Prefect flow (same library as
+`geoseg run`).
 
-Stages: select scenes -> per scene predict -> vectorize -> publish -> run record. The scenes
-run in parallel on Dask through prefect-dask: a LocalCluster started for the run by default,
-or a running scheduler (``settings.dask_address`` or ``$GEOSEG_DASK_ADDRESS``). Scene tasks
-are cached (see `flows.tasks`): a rerun recomputes only the scenes -- and, within a scene,
-the stages -- whose outputs are missing.
+Stages: select scenes -> per scene predict -> vectorize -> publish -> run record. Scenes are
+what ``geoseg run`` takes: files, folders, globs, STAC item files or URLs, https:// and s3://
+rasters, and/or a STAC API search (``settings.stac``; ``settings.stac_days`` makes it a
+rolling window ending at the run's scheduled time, for nightly deployments). The scenes run
+in parallel on Dask through prefect-dask: a LocalCluster started for the run by default, or a
+running scheduler (``settings.dask_address`` or ``$GEOSEG_DASK_ADDRESS``). Scene tasks are
+cached (see `flows.tasks`): a rerun recomputes only the scenes -- and, within a scene, the
+stages -- whose outputs are missing, so an item already mapped by an earlier night is not
+mapped again.
+
+Crash detection: every flow run emits a ``prefect.flow-run.heartbeat`` event every
+``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds; the automation `flows.deploy` creates marks a
+run of a geoseg-tagged deployment Crashed when they stop (a killed worker). The scene subflow
+gets the run's tags, so it is covered too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
 from pathlib import Path
+from typing import Self
 
-from prefect import flow
+from prefect import flow, get_run_logger, tags
 from prefect.futures import PrefectFuture, wait
 from prefect_dask import DaskTaskRunner
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from flows.jobs import PublishedScene, RunPlan, SceneJob, SceneStage
 from flows.tasks import predict, publish, select_scenes, vectorize, write_run_record
-from geoseg.config import RunOptions
+from geoseg.config import RunOptions, StacQuery
 from geoseg.models import DEMO_MODEL
 
 DASK_ADDRESS_ENV = "GEOSEG_DASK_ADDRESS"
@@ -35,7 +47,20 @@ class SegmentSettings(RunOptions):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     newest: int | None = Field(
-        None, ge=1, description="only the N most recently modified scenes (nightly runs)"
+        None, ge=1, description="only the N newest scenes (file mtime, item datetime)"
+    )
+    aoi_layer: str | None = Field(None, description="the AOI layer of a multi-layer file")
+    stac: StacQuery | None = Field(
+        None,
+        description="search a STAC API for the scenes: api, collections, datetime, max_cloud, "
+        "limit (the newest N items found)",
+    )
+    stac_days: float | None = Field(
+        None,
+        gt=0,
+        description="search the items of the last N days: a datetime window ending at the "
+        "run's scheduled start (instead of stac.datetime; for scheduled runs). A window "
+        "without items is no error: the run maps the scenes given, or nothing",
     )
     dask_address: str | None = Field(
         default_factory=lambda: os.environ.get(DASK_ADDRESS_ENV) or None,
@@ -45,6 +70,36 @@ class SegmentSettings(RunOptions):
     dask_workers: int = Field(
         DEFAULT_LOCAL_WORKERS, ge=1, description="worker processes of the LocalCluster"
     )
+
+    @model_validator(mode="after")
+    def _one_datetime_window(self) -> Self:
+        if self.stac_days is not None and self.stac is None:
+            raise ValueError("stac_days needs a STAC search (stac: {api, collections})")
+        if self.stac_days is not None and self.stac and self.stac.datetime:
+            raise ValueError("give stac.datetime or stac_days, not both")
+        return self
+
+    def stac_query(self, end: dt.datetime) -> StacQuery | None:
+        """The search of this run: ``stac``, with the ``stac_days`` window ending at ``end``."""
+        if self.stac is None or self.stac_days is None:
+            return self.stac
+        return self.stac.model_copy(update={"datetime": days_window(self.stac_days, end)})
+
+
+def days_window(days: float, end: dt.datetime) -> str:
+    """The RFC 3339 interval of the ``days`` before ``end`` (UTC, whole seconds)."""
+    end = dt.datetime.fromtimestamp(int(end.timestamp()), dt.UTC)  # also from a Pendulum time
+    start = end - dt.timedelta(days=days)
+    return f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def run_time() -> dt.datetime:
+    """When this flow run was meant to start: a scheduled run's slot (so a late start or a
+    retry searches the same window), else now."""
+    from prefect.runtime import flow_run
+
+    scheduled = flow_run.scheduled_start_time
+    return scheduled if isinstance(scheduled, dt.datetime) else dt.datetime.now(dt.UTC)
 
 
 def scene_task_runner(settings: SegmentSettings) -> DaskTaskRunner:
@@ -94,28 +149,51 @@ def segment_scenes(plan: RunPlan) -> list[PublishedScene]:
 @flow(name="segment-aoi", description="Land-cover COGs and polygons for an AOI from scenes.")
 def segment_aoi(
     aoi: Path,
-    scenes: list[str] | str,
+    scenes: list[str] | str | None = None,
+    *,
     out: Path,
     model: Path | None = None,
     settings: SegmentSettings | None = None,
 ) -> list[PublishedScene]:
-    """Map ``aoi`` from ``scenes`` (files, folders or glob patterns) into ``out``.
+    """Map ``aoi`` from ``scenes`` and/or the STAC search ``settings.stac`` into ``out``.
 
+    ``scenes``: files, folders, glob patterns, STAC Item / ItemCollection / ndjson files or
+    URLs, https:// or s3:// rasters (``geoseg run --scenes``); may be empty with a search.
     ``model`` defaults to the demo package shipped with geoseg. Outputs are those of
-    ``geoseg run``: ``OUT/<scene>/`` per scene and ``OUT/run.json``.
+    ``geoseg run``: ``OUT/<scene>/`` per scene (per item: its id) and ``OUT/run.json``; the
+    VRTs of STAC items and remote rasters are kept under ``OUT/.geoseg-inputs/``.
+
+    With ``settings.stac_days`` the search covers the N days before the run's scheduled
+    start. A rolling window, not "since the last successful run": a STAC item's datetime is
+    its acquisition time, and catalogues publish items hours to days later, so a window that
+    starts at the last run would miss every item published late; the overlap costs nothing,
+    because the items an earlier night mapped are cached (same key: item, band files, read
+    plan, grid) and not recomputed. A night whose window holds no item maps the ``scenes``
+    given, or nothing (the run completes; run.json of the last mapping stays).
     """
     t0 = time.perf_counter()
     settings = settings or SegmentSettings()
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    entries = [scenes] if isinstance(scenes, str) else list(scenes or [])
     plan = select_scenes(
         aoi=aoi,
-        scenes=[scenes] if isinstance(scenes, str) else scenes,
+        scenes=entries,
         models=[model or DEMO_MODEL],
         out=out,
         options=RunOptions(**settings.run_options()),
         newest=settings.newest,
+        aoi_layer=settings.aoi_layer,
+        stac=settings.stac_query(run_time()),
+        allow_no_items=settings.stac_days is not None,
     )
+    if not plan.jobs:
+        get_run_logger().info("no scene to map: %s unchanged", out)
+        return []
     runner = scene_task_runner(settings)
-    published = segment_scenes.with_options(task_runner=runner)(plan)
+    # the deployment's tags on the scene subflow too (the heartbeat automation matches them)
+    from prefect.runtime import flow_run
+
+    with tags(*(flow_run.tags or [])):
+        published = segment_scenes.with_options(task_runner=runner)(plan)
     write_run_record(plan, published, time.perf_counter() - t0)
     return published

@@ -1,17 +1,29 @@
 """Prefect tasks of the geoseg flows: each does one job on paths and calls geoseg library code.
 
+`select_scenes` resolves the scene inputs as `geoseg run` does (`geoseg.pipeline.plan.
+check_inputs`: files, folders, globs, STAC item files and URLs, remote rasters, a STAC API
+search) and checks them all in the flow's process. Scenes read through a VRT (STAC items,
+remote rasters, other pixel sizes) get it written under ``OUT/.geoseg-inputs/`` once every
+input passed, so the scene tasks on Dask workers -- other processes, other machines on a
+shared filesystem -- open the same file; each `SceneJob` carries the VRT or file, its read
+plan, input record and band hrefs, and the scene tasks set GDAL's remote-read settings
+(`gdal_remote_env`) around their reads.
+
 Per scene the work is three cached tasks, predict -> vectorize -> publish, chained through
 small records (`flows.jobs`: `PredictedScene`, `VectorizedScene`) of paths and numbers.
-Their cache key is the scene's `SceneJob.key`: a hash of the scene file (path, size, mtime),
-the AOI file's content, the pixel window, the model packages' sha256 and every setting that
-changes the outputs. Results are persisted under ``OUT/.geoseg-cache`` (beside the outputs,
-so any machine that sees the outputs sees the cache), so a rerun after a crash -- or with a
-new scene in the folder -- recomputes only what is missing.
+Their cache key is the scene's `SceneJob.key` (`flows.jobs.scene_key`): a hash of the scene
+(a file read as it is: path, size, mtime; a VRT-read scene: item id, collection, its band
+files -- local ones by path, size and mtime, remote ones by the sha256 of the href --, grid
+and read plan), the AOI file's content, the pixel window, the model packages' sha256 and
+every setting that changes the outputs. Results are persisted under ``OUT/.geoseg-cache``
+(beside the outputs, so any machine that sees the outputs sees the cache), so a rerun after a
+crash -- or with a new scene in the folder, a new item in the search -- recomputes only what
+is missing.
 
 A cache entry is only trusted while its files are there: the flow looks at the disk before
-submitting (`SceneJob.stage`) and refreshes the cache of every stage whose files are gone.
-Every stage writes into a temp name and renames it when complete, so the presence of a file
-means it is whole.
+submitting (`SceneJob.stage`: the key file of a published scene lists every file published
+with it) and refreshes the cache of every stage whose files are gone. Every stage writes into
+a temp name and renames it when complete, so the presence of a file means it is whole.
 
 Retries: only on transient I/O errors (`is_transient_io_error`): an ``OSError`` that is not a
 `GeosegError`. Bad input (a `GeosegError`) fails at once with its message.
@@ -22,8 +34,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +48,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from flows.jobs import (
-    KEY_FILE,
+    INPUTS_DIR_NAME,
     PredictedScene,
     PublishedScene,
     RunPlan,
@@ -41,10 +57,17 @@ from flows.jobs import (
     VectorizedScene,
     remove_leftovers,
     scene_jobs,
+    write_key_file,
 )
 from flows.naming import settings_named
-from geoseg.config import RunOptions, RunSettings, resolve_predict_settings, vectorize_options
-from geoseg.errors import GeosegError
+from geoseg.config import (
+    RunOptions,
+    RunSettings,
+    StacQuery,
+    resolve_predict_settings,
+    vectorize_options,
+)
+from geoseg.errors import GeosegError, StacError
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
@@ -56,7 +79,8 @@ from geoseg.models.package import ModelPackage, load_package
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir
 from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
 from geoseg.pipeline.run import make_predictor, predict_to_folder, vectorize_folder, write_mosaics
-from geoseg.sources.inputs import find_scene_files
+from geoseg.sources.gdal_env import gdal_remote_env
+from geoseg.sources.hrefs import redact
 from geoseg.vectorize import Connectivity, VectorizeOptions
 
 if TYPE_CHECKING:
@@ -104,8 +128,12 @@ IO_TASK_OPTIONS: dict[str, Any] = {
 }
 """Task options shared by every task that reads or writes files."""
 
-INPUTS_DIR = ".geoseg-inputs"
+INPUTS_DIR = INPUTS_DIR_NAME
 """Where a flow run's scene VRTs live (inside the output folder: every worker can read it)."""
+
+FORWARDED_LOGGERS = ("geoseg.sources.search", "geoseg.pipeline.plan")
+"""Library loggers whose INFO lines `select_scenes` repeats in the run log (the STAC search's
+summary: items found, within the cloud limit, used; warnings about undeclared units)."""
 
 SCENE_TASK_OPTIONS: dict[str, Any] = {
     **IO_TASK_OPTIONS,
@@ -141,10 +169,66 @@ def packages_for(run: RunSettings) -> list[ModelPackage]:
 
 
 def scene_window(job: SceneJob) -> SceneWindow:
-    """The job's scene, window and AOI geometry, re-read from the paths it carries."""
-    scene = open_scene(job.scene)
-    geometry = aoi_in_crs(read_aoi(job.aoi), scene.grid.crs)
-    return SceneWindow(scene, PixelWindow(*job.window), geometry)
+    """The job's scene, window and AOI geometry, re-read from the paths it carries, with how
+    its pixels are read, its input record and band hrefs (as `check_inputs` planned it)."""
+    scene = dataclasses.replace(open_scene(job.scene), label=job.label)
+    geometry = aoi_in_crs(read_aoi(job.aoi, layer=job.aoi_layer), scene.grid.crs)
+    return SceneWindow(
+        scene, PixelWindow(*job.window), geometry, job.plan, dict(job.source), job.hrefs
+    )
+
+
+@contextmanager
+def forwarded_logs(
+    names: Sequence[str], to: logging.Logger | logging.LoggerAdapter[Any]
+) -> Iterator[None]:
+    """Repeat the INFO-and-above records of the loggers ``names`` on ``to`` meanwhile.
+
+    Prefect's run log captures only its own loggers (unless PREFECT_LOGGING_EXTRA_LOGGERS
+    names others); this puts the library's few planning lines where the flow's user reads.
+    """
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            to.log(record.levelno, record.getMessage())
+
+    handler = Forward(logging.INFO)
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+def publish_vrts(written: Path, inputs_dir: Path) -> dict[Path, Path]:
+    """Move the VRTs planning wrote into ``written`` to ``inputs_dir``; old path -> new path.
+
+    Each is replaced atomically (a worker of an earlier run still reading the old one keeps a
+    whole file), and their sources are absolute hrefs, so they read the same from anywhere.
+    """
+    moved: dict[Path, Path] = {}
+    vrts = sorted(written.glob("*.vrt"))
+    if vrts:
+        inputs_dir.mkdir(parents=True, exist_ok=True)
+    for vrt in vrts:
+        final = inputs_dir / vrt.name
+        tmp = inputs_dir / f".{vrt.name}.partial-{os.getpid()}"
+        shutil.copyfile(vrt, tmp)
+        tmp.replace(final)
+        moved[vrt] = final
+    return moved
+
+
+def is_empty_search(exc: StacError, stac: StacQuery | None) -> bool:
+    """Whether ``exc`` is the search's "no items of ... intersect the AOI" refusal."""
+    return stac is not None and str(exc).startswith(f"{redact(stac.api)}: no items of ")
 
 
 def dask_worker_address() -> str:
@@ -235,25 +319,60 @@ def select_scenes(
     out: Path,
     options: RunOptions,
     newest: int | None = None,
+    aoi_layer: str | None = None,
+    stac: StacQuery | None = None,
+    allow_no_items: bool = False,
 ) -> RunPlan:
     """Resolve the scene inputs, validate every input and plan the scenes the AOI touches.
 
-    All bad input fails here, before any output exists and before the scenes' Dask cluster
-    starts: AOI, model packages, every scene against every package, tile size against
-    overlap, and a writable output folder.
+    ``scenes`` are what ``geoseg run --scenes`` takes (files, folders, globs, STAC item files
+    or URLs, https:// and s3:// rasters; URLs stay text) and ``stac`` its search; ``newest``
+    keeps the newest N of ``scenes``, ``stac.limit`` the newest N items found. All bad input
+    fails here, before any output exists and before the scenes' Dask cluster starts: AOI,
+    model packages, every scene against every package, tile size against overlap, and a
+    writable output folder. The VRTs of the scenes that need one are written to a temp folder
+    first and moved under ``OUT/.geoseg-inputs/`` only then.
+
+    ``allow_no_items``: a search that finds no items (a rolling window on a cloudy week) is
+    no error: the run maps the ``scenes`` given, or nothing.
     """
-    files = find_scene_files(scenes, newest)
-    run = RunSettings(aoi=aoi, scenes=files, models=list(models), out=out, **options.run_options())
-    packages, planned = check_inputs(run, run.out / INPUTS_DIR)
-    # checks tile size against overlap, as `geoseg run` does before its output folder exists
-    # (else `predict` would find it on a Dask worker, after the cluster started)
-    predict_settings = resolve_predict_settings(run, packages[0])
-    prepare_output_dir(run.out)
-    jobs = scene_jobs(run, planned, packages=packages, predict_settings=predict_settings)
-    get_run_logger().info(
-        "%d scene(s) of %d cover the AOI: %s",
+    logger = get_run_logger()
+    run = RunSettings(
+        aoi=aoi,
+        aoi_layer=aoi_layer,
+        scenes=[str(s) for s in scenes],
+        stac=stac,
+        newest=newest,
+        models=list(models),
+        out=out,
+        **options.run_options(),
+    )
+    with ExitStack() as stack:
+        written = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geoseg-inputs-")))
+        stack.enter_context(forwarded_logs(FORWARDED_LOGGERS, logger))
+        # headers of remote rasters and item assets are read here, in the flow's process
+        stack.enter_context(gdal_remote_env(run.scenes, searched=run.stac is not None))
+        try:
+            packages, planned = check_inputs(run, written)
+        except StacError as exc:
+            if not (allow_no_items and is_empty_search(exc, run.stac)):
+                raise
+            if not run.scenes:
+                logger.info("%s; nothing to map", exc)
+                return RunPlan(run=run, jobs=[])
+            logger.info("%s; mapping the scenes given", exc)
+            packages, planned = check_inputs(run.model_copy(update={"stac": None}), written)
+        # checks tile size against overlap, as `geoseg run` does before its output folder
+        # exists (else `predict` would find it on a Dask worker, after the cluster started)
+        predict_settings = resolve_predict_settings(run, packages[0])
+        prepare_output_dir(run.out)
+        vrts = publish_vrts(written, run.out / INPUTS_DIR)
+    jobs = scene_jobs(run, planned, packages=packages, predict_settings=predict_settings, vrts=vrts)
+    items = sum(1 for j in jobs if j.source.get("kind") == "stac-item")
+    logger.info(
+        "%d scene(s) cover the AOI%s: %s",
         len(jobs),
-        len(files),
+        f" ({items} STAC item(s))" if items else "",
         ", ".join(j.name for j in jobs),
     )
     return RunPlan(run=run, jobs=jobs)
@@ -265,7 +384,8 @@ def predict(job: SceneJob, run: RunSettings) -> PredictedScene:
     """Tiles -> model -> blended class and confidence COGs in the scene's staging folder."""
     logger = get_run_logger()
     predictor, settings = predictor_for(run)
-    with staged_folder(job.stage_dir) as folder:
+    # on a Dask worker (another process): GDAL's settings for the scene's remote band files
+    with gdal_remote_env(job.hrefs), staged_folder(job.stage_dir) as folder:
         stats, timings = predict_to_folder(
             job.name,
             scene_window(job),
@@ -317,14 +437,16 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
     if job.stage() != SceneStage.PUBLISHED:
         for partial in job.stage_dir.glob(".*.partial-*"):  # of a killed vectorize attempt
             partial.unlink()
-        (job.stage_dir / KEY_FILE).write_text(job.key + "\n", encoding="utf-8")
+        write_key_file(job.stage_dir, job.key)
         publish_folder(job.stage_dir, job.final_dir)
     remove_leftovers(job)
     predicted = vectorized.predicted
     timings = {**predicted.timings_s, "vectorize": vectorized.seconds}
+    with gdal_remote_env(job.hrefs):
+        target = scene_window(job)
     result = scene_result(
         job.name,
-        scene_window(job),
+        target,
         final_dir=job.final_dir,
         stats=predicted.stats,
         polygons=vectorized.polygons,

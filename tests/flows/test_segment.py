@@ -39,7 +39,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.deployments import run_deployment
 
-from flows.jobs import KEY_FILE
+from flows.jobs import CACHE_DIR_NAME, INPUTS_DIR_NAME, KEY_FILE
 from flows.segment import SegmentSettings, segment_aoi
 from flows.tasks import IO_TASK_OPTIONS
 from flows.train import train_model
@@ -143,8 +143,9 @@ def _polygons(gpkg: Path) -> list[tuple[Any, ...]]:
 
 
 def _leftovers(out: Path) -> list[Path]:
-    """Hidden temp/staging entries under ``out`` (the result cache aside)."""
-    hidden = [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".geoseg-cache"]
+    """Hidden temp/staging entries under ``out`` (the result cache and scene VRTs aside)."""
+    kept = (CACHE_DIR_NAME, INPUTS_DIR_NAME)
+    hidden = [p for p in out.iterdir() if p.name.startswith(".") and p.name not in kept]
     return hidden + [p for p in out.glob("*/.*") if p.name != KEY_FILE]
 
 
