@@ -110,7 +110,7 @@ def run(
         {"models": "model", "stac": "stac_api"},
         aoi=aoi,
         aoi_layer=aoi_layer,
-        scenes=scenes if scenes or stac_api else ["scenes"],
+        scenes=scenes or ([] if stac_api else ["scenes"]),
         stac=stac_query(stac_api, collection, datetime, max_cloud, limit),
         cloud_mask=cloud_mask,
         resample=resample,

@@ -269,3 +269,30 @@ def test_plain_remote_raster_urls_are_read_in_place(
         assert got_transform == transform and np.array_equal(got, expected)
     run_json = (tmp_path / "out2" / RUN_JSON).read_text()
     assert "secret123" not in run_json and "AKIDEXAMPLE" not in run_json
+
+
+def test_cli_search_prints_items_found_and_used(
+    *, scene_512, served, http_root: Path, stac_api, tmp_path: Path
+) -> None:
+    from tests.support.cli import geoseg_cli
+
+    served(earth_search_item, "es-cli", item_id="S2A_CLI", cloud_cover=5.0)
+    served(
+        earth_search_item,
+        "es-cli2",
+        item_id="S2A_CLI2",
+        cloud_cover=70.0,
+        datetime="2024-06-20T10:20:31Z",
+    )
+    items = [json.loads((http_root / f / "item.json").read_text()) for f in ("es-cli", "es-cli2")]
+    api = stac_api(write_ndjson(items, tmp_path / "items.ndjson"))
+    proc = geoseg_cli(
+        "run", "--aoi", scene_512.aoi_path, "--out", tmp_path / "out", "--workers", "0",
+        "--stac-api", api, "--collection", "sentinel-2-l2a", "--max-cloud", "20",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "2 item(s) of sentinel-2-l2a intersect the AOI, 1 with ≤ 20 % cloud; using 1" in (
+        proc.stderr
+    )
+    assert (tmp_path / "out" / "S2A_CLI" / CLASSES_NAME).is_file()
+    assert not (tmp_path / "out" / "S2A_CLI2").exists()
