@@ -118,7 +118,7 @@ class RunSettings(RunOptions):
         None,
         ge=0,
         description="Dask worker processes for scenes larger than one block (default: one per "
-        "core; 0: no Dask)",
+        "core where a cluster beats this process; 0: no Dask)",
     )
     dask_address: str | None = Field(
         None, description="vectorize on this running Dask scheduler (tcp://host:8786)"

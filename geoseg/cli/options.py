@@ -41,7 +41,8 @@ WorkersOption = Annotated[
     int | None,
     typer.Option(
         help="Dask worker processes vectorizing class rasters larger than one block "
-        "(default: one per CPU core; 0: no Dask)."
+        "(default: one per CPU core, only for rasters large enough that a cluster beats "
+        "this process; 0: no Dask)."
     ),
 ]
 DaskAddressOption = Annotated[

@@ -53,6 +53,7 @@ from geoseg.vectorize import (
     VectorizeOptions,
     VectorizeResult,
     vectorize_raster,
+    wants_cluster,
 )
 
 if TYPE_CHECKING:
@@ -112,8 +113,12 @@ def _run_planned(
     prepare_output_dir(settings.out)
 
     vectorize = vectorize_options(settings)
-    # one Dask cluster for all scenes, started only if a class raster needs more than a block
+    on_dask = [wants_cluster(vectorize, *target.window.shape) for _, target in planned]
+    # one Dask cluster for all scenes, only if a class raster is worth one (`wants_cluster`),
+    # started in the background so that it is up when the first class raster is
     with SharedClient(workers=vectorize.workers, address=vectorize.dask_address) as shared:
+        if any(on_dask):
+            shared.start_soon()
         results = [
             run_scene(
                 name,
@@ -124,9 +129,9 @@ def _run_planned(
                 connectivity=connectivity,
                 progress=progress,
                 vectorize=vectorize,
-                client=shared if vectorize.uses_dask else None,
+                client=shared if dask else None,
             )
-            for name, target in planned
+            for (name, target), dask in zip(planned, on_dask, strict=True)
         ]
     mosaics = write_mosaics(settings.out, results, package)
     seconds = time.perf_counter() - t0

@@ -11,7 +11,13 @@ run); `polygonize` is the pure whole-array path on top of the crack tracer (`tra
 """
 
 from geoseg.vectorize.api import sieve_threshold_px, vectorize_file, vectorize_raster
-from geoseg.vectorize.executors import SharedClient, dask_client, default_workers
+from geoseg.vectorize.executors import (
+    SharedClient,
+    cluster_pays_off,
+    dask_client,
+    default_workers,
+    wants_cluster,
+)
 from geoseg.vectorize.options import (
     BUILTIN_FIELDS,
     DEFAULT_BLOCK_PX,
@@ -30,6 +36,7 @@ __all__ = [
     "SharedClient",
     "VectorizeOptions",
     "VectorizeResult",
+    "cluster_pays_off",
     "dask_client",
     "default_workers",
     "label_components",
@@ -38,4 +45,5 @@ __all__ = [
     "sieve_threshold_px",
     "vectorize_file",
     "vectorize_raster",
+    "wants_cluster",
 ]

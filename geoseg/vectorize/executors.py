@@ -1,7 +1,8 @@
 """Where block tasks run: in this process, on a LocalCluster, or on a given scheduler.
 
-`executor_for` picks one per raster: `LocalExecutor` (one block, or ``workers=0``) or
-`DaskExecutor` on a given client, a `SharedClient` or a LocalCluster started by `dask_client`.
+`executor_for` picks one per raster: `LocalExecutor` (one block, ``workers=0``, or a raster
+too small for a cluster to pay for its start, `cluster_pays_off`) or `DaskExecutor` on a given
+client, a `SharedClient` or a LocalCluster started by `dask_client`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geoseg.errors import ConfigError, option
@@ -24,6 +27,48 @@ _MAX_DEFAULT_WORKERS = 8
 
 DASK_CONNECT_TIMEOUT_S = 10.0
 """How long to try reaching a scheduler given by address before giving up."""
+
+CLUSTER_START_S = 2.6
+"""Seconds a default LocalCluster adds to start and stop (measured on 2 cores, 10k x 10k:
+5.6-5.9 s with the start vs 3.0-3.3 s without, `benchmarks/vectorize.py`)."""
+
+IN_PROCESS_S_PER_MPX = 0.045
+"""Seconds per million class-raster pixels vectorized in this process, blocks one after
+another (measured: 3.9-4.9 s for 10k x 10k synthetic land cover, `benchmarks/vectorize.py`)."""
+
+CLUSTER_OVERHEAD = 1.4
+"""A block on a Dask worker takes this many times its in-process time (transfers, scheduling,
+the seam merge on the client; measured: 3.0-3.3 s on 2 workers vs 4.4 s / 2)."""
+
+
+def cluster_pays_off(pixels: int, workers: int) -> bool:
+    """Whether ``workers`` Dask processes finish a raster sooner than this process alone.
+
+    In this process the blocks take ``t = pixels / 1e6 x IN_PROCESS_S_PER_MPX``; on the
+    cluster ``t x CLUSTER_OVERHEAD / workers`` plus its start, so the cluster wins when
+    ``t x (1 - CLUSTER_OVERHEAD / workers) > CLUSTER_START_S``: on 2 cores above ~190 Mpx
+    (13,900 px square), on 4 above ~89 Mpx, on 8 above ~70 Mpx.
+    """
+    gain = 1 - CLUSTER_OVERHEAD / workers
+    if gain <= 0:
+        return False
+    return pixels / 1e6 * IN_PROCESS_S_PER_MPX * gain > CLUSTER_START_S
+
+
+def wants_cluster(options: VectorizeOptions, height_px: int, width_px: int) -> bool:
+    """Whether a raster of this size is vectorized on Dask under ``options``.
+
+    A scheduler address or an explicit worker count always means Dask (for rasters of more
+    than one block); ``workers=0`` never; the default (``workers=None``) only where
+    `cluster_pays_off` with one worker per core.
+    """
+    if len(BlockGrid(height_px, width_px, options.block_size_px)) == 1:
+        return False
+    if options.dask_address is not None:
+        return True
+    if options.workers is not None:
+        return options.workers > 0
+    return cluster_pays_off(height_px * width_px, default_workers())
 
 
 class Executor(Protocol):
@@ -189,28 +234,51 @@ class SharedClient:
     """One Dask client for several `vectorize_raster` calls, started on first need.
 
     A run over many scenes starts its LocalCluster (a few seconds) once, and not at all when
-    every class raster fits in one block. Use as a context manager: the cluster it started
-    is shut down on exit.
+    no class raster needs one. `start_soon` starts it in a background thread, so that it is up
+    by the time the first class raster is ready (its start overlaps prediction). Use as a
+    context manager: the cluster it started is shut down on exit. The cluster lives in its own
+    thread from start to shutdown (a Client must be closed in the context that opened it).
     """
 
     def __init__(self, *, workers: int | None = None, address: str | None = None) -> None:
         self._workers, self._address = workers, address
-        self._stack = contextlib.ExitStack()
-        self._client: Client | None = None
+        self._client: Future[Client] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start_soon(self) -> None:
+        """Begin starting the cluster in a background thread (`get` then waits for it)."""
+        if self._client is None:
+            self._client = Future()
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._serve, args=(self._client,), name="geoseg-dask", daemon=True
+            )
+            self._thread.start()
+
+    def _serve(self, client: Future[Client]) -> None:
+        try:
+            with dask_client(workers=self._workers, address=self._address) as started:
+                client.set_result(started)
+                self._stop.wait()
+        except BaseException as exc:  # reported by `get`; nothing else waits on this thread
+            if not client.done():
+                client.set_exception(exc)
 
     def get(self) -> Client:
-        if self._client is None:
-            self._client = self._stack.enter_context(
-                dask_client(workers=self._workers, address=self._address)
-            )
-        return self._client
+        """The client, starting the cluster now unless `start_soon` already did."""
+        self.start_soon()
+        assert self._client is not None
+        return self._client.result()
 
     def __enter__(self) -> SharedClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._client = None
-        self._stack.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._thread, self._client = None, None
 
 
 @contextlib.contextmanager
@@ -221,8 +289,9 @@ def executor_for(
 
     When the ``with`` block raises, the Dask tasks not yet done are cancelled.
     """
-    local = len(grid) == 1 or (client is None and not options.uses_dask)
-    if local:
+    if len(grid) == 1 or (
+        client is None and not wants_cluster(options, grid.height_px, grid.width_px)
+    ):
         yield LocalExecutor(), 0
         return
     if isinstance(client, SharedClient):

@@ -87,7 +87,8 @@ class VectorizeOptions:
 
     ``block_size_px``: edge of the square blocks; worker memory grows with its square, not
     with the raster. ``workers``: processes of the LocalCluster started when the raster has
-    more than one block (None: one per CPU core, at most 8; 0: no Dask -- blocks are processed
+    more than one block (None: one per CPU core, at most 8, where `cluster_pays_off`, else
+    none; 0: no Dask -- blocks are processed
     one after another in this process, still with bounded memory). ``dask_address``: use this
     running scheduler instead (``tcp://host:8786``); its workers must be able to read the
     raster paths. ``min_area_m2``: regions smaller than this are merged into their largest

@@ -133,3 +133,70 @@ def test_local_executor_runs_a_task_once_when_its_value_is_needed() -> None:
     executor.release(first)
     with pytest.raises(RuntimeError, match="released"):
         executor.settle(first)
+
+
+def test_cluster_pays_off_only_past_its_start_cost() -> None:
+    from geoseg.vectorize import cluster_pays_off
+    from geoseg.vectorize.executors import (
+        CLUSTER_OVERHEAD,
+        CLUSTER_START_S,
+        IN_PROCESS_S_PER_MPX,
+    )
+
+    # the break-even raster of w workers: t (1 - overhead / w) = start, t = px / 1e6 x cost
+    for workers in (2, 4, 8):
+        gain = 1 - CLUSTER_OVERHEAD / workers
+        even_px = CLUSTER_START_S / (IN_PROCESS_S_PER_MPX * gain) * 1e6
+        assert not cluster_pays_off(int(even_px * 0.99), workers)
+        assert cluster_pays_off(int(even_px * 1.01), workers)
+    assert not cluster_pays_off(10**12, 1)  # one worker is never faster than this process
+
+
+def test_wants_cluster_follows_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoseg.vectorize import wants_cluster
+
+    monkeypatch.setattr(executors_module, "default_workers", lambda: 2)
+    auto = VectorizeOptions(block_size_px=2048)
+    assert not wants_cluster(auto, 10240, 10240)  # 25 blocks, too few to pay for a start
+    assert wants_cluster(auto, 16384, 16384)
+    assert not wants_cluster(VectorizeOptions(block_size_px=20000), 16384, 16384)  # one block
+    assert wants_cluster(VectorizeOptions(block_size_px=128, workers=1), 300, 300)  # asked for
+    assert not wants_cluster(VectorizeOptions(block_size_px=128, workers=0), 10**5, 10**5)
+    assert wants_cluster(VectorizeOptions(block_size_px=128, dask_address="tcp://x:1"), 300, 300)
+
+
+def test_default_options_keep_a_small_raster_in_this_process(
+    tifs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_cluster(**_: object) -> None:
+        raise AssertionError("a small raster must not start a cluster by default")
+
+    monkeypatch.setattr(executors_module, "dask_client", no_cluster)
+    tif, array = tifs["river"]
+    result = vectorize_raster(
+        tif, tmp_path / "p.gpkg", classes=CLASSES, options=VectorizeOptions(block_size_px=128)
+    )
+    assert (result.blocks, result.dask_workers) == (12, 0)
+    assert result.n_polygons == len(polygonize_array(array, TRANSFORM))
+
+
+def test_shared_client_started_soon_is_used_or_shut_down(tifs, tmp_path: Path) -> None:
+    tif, array = tifs["river"]
+    options = VectorizeOptions(block_size_px=128, workers=1)
+    with SharedClient(workers=1) as shared:
+        shared.start_soon()  # returns at once; the cluster comes up in the background
+        result = vectorize_raster(
+            tif, tmp_path / "a.gpkg", classes=CLASSES, options=options, client=shared
+        )
+        assert result.dask_workers == 1
+        assert result.n_polygons == len(polygonize_array(array, TRANSFORM))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with SharedClient(workers=1) as unused:
+        unused.start_soon()
+    started = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())
+    ]
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive  # a cluster started but never used is shut down on exit too
