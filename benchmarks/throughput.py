@@ -8,6 +8,10 @@
 (b) pipeline: `geoseg run` on a synthetic scene whose AOI is the whole scene; throughput is
     AOI pixels / time of the prediction stage (read, normalize, infer, blend, write rows),
     and also / wall time of the whole run (COGs and polygons included).
+(c) host ceiling: the same pipeline with a null model (``pointwise``, one 1x1 convolution),
+    so the prediction stage is almost all host work: reading, conversion, normalization,
+    softmax, blending, writing. (b) can never beat (c); if the stages ran one after another
+    on one core, 1/b = 1/a' + 1/c, with a' the bare forward at the pipeline's own batch.
 Overlapping tiles make the pipeline predict each AOI pixel (t / (t - overlap))^2 times on
 average, so the script also prints that factor and the ratio with it taken out.
 """
@@ -36,6 +40,7 @@ from geoseg.models.package import (
     Architecture,
     BandSpec,
     ClassSpec,
+    InputRadiometry,
     Normalization,
     PackageMetadata,
     load_package,
@@ -70,9 +75,11 @@ def bare_forward_mpx_s(predictor: Predictor, tile: int, batch: int, seconds: flo
     return n * batch * tile * tile / (time.perf_counter() - t0) / 1e6
 
 
-def random_package(path: Path, arch: str, encoder: str) -> Path:
+def random_package(path: Path, arch: str, encoder: str | None) -> Path:
     """An untrained package for timing an architecture (speed does not depend on weights)."""
-    args = {"in_channels": 4, "classes": len(SYNTHETIC_CLASSES), "encoder_name": encoder}
+    args: dict[str, object] = {"in_channels": 4, "classes": len(SYNTHETIC_CLASSES)}
+    if encoder:
+        args["encoder_name"] = encoder
     meta = PackageMetadata(
         name=f"bench-{arch}-{encoder}",
         architecture=Architecture(name=arch, args=args),
@@ -80,6 +87,7 @@ def random_package(path: Path, arch: str, encoder: str) -> Path:
         bands=[BandSpec(name=n, index=i + 1) for i, n in enumerate(("b", "g", "r", "n"))],
         normalization=Normalization(mean=[500.0] * 4, std=[400.0] * 4),
         gsd_m=10.0,
+        radiometry=InputRadiometry(scale=1e-4),  # what the synthetic scenes declare
     )
     return save_package(path, build_model(arch, args), meta)
 
@@ -115,28 +123,36 @@ def main() -> None:
         bare = bare_forward_mpx_s(predictor, args.tile, args.batch, args.seconds)
         del predictor
 
-        settings = RunSettings(
-            aoi=tmp / "aoi.geojson",
-            scenes=[tmp / "scene.tif"],
-            models=[model],
-            out=tmp / "out",
-            device=args.device,
-            tile_size=args.tile,
-            overlap=args.overlap,
-            batch_size=args.batch,
-            reader_threads=args.readers,
-            tta=args.tta,
-        )
-        t0 = time.perf_counter()
-        report = run(settings)
-        wall = time.perf_counter() - t0
-        scene = report.scenes[0]
-        aoi_mpx = scene.window_px / 1e6
-        pipeline = aoi_mpx / scene.timings_s["predict"]
+        def run_with(model_path: Path, out: str) -> tuple[float, dict[str, float], int]:
+            """Prediction-stage seconds, stage seconds and AOI pixels of one `geoseg run`."""
+            settings = RunSettings(
+                aoi=tmp / "aoi.geojson",
+                scenes=[str(tmp / "scene.tif")],
+                models=[model_path],
+                out=tmp / out,
+                device=args.device,
+                tile_size=args.tile,
+                overlap=args.overlap,
+                batch_size=args.batch,
+                reader_threads=args.readers,
+                tta=args.tta,
+            )
+            t0 = time.perf_counter()
+            report = run(settings)
+            scene = report.scenes[0]
+            return time.perf_counter() - t0, scene.timings_s, scene.window_px
+
+        null = random_package(tmp / "null.geoseg", "pointwise", None)
+        run_with(null, "warm")  # first run of the process: allocator, GDAL, thread pools
+        null_s = min(run_with(null, f"null{i}")[1]["predict"] for i in range(2))
+        wall, timings, window_px = run_with(model, "out")
+        aoi_mpx = window_px / 1e6
+        pipeline = aoi_mpx / timings["predict"]
+        ceiling = aoi_mpx / null_s
         grid = TileGrid.build(
             PixelWindow(0, 0, args.size, args.size), (args.size, args.size), args.tile, args.overlap
         )
-        redundancy = len(grid) * args.tile**2 / scene.window_px
+        redundancy = len(grid) * args.tile**2 / window_px
 
     result = {
         "device": str(device),
@@ -148,11 +164,13 @@ def main() -> None:
         "scene_px": f"{args.size}x{args.size}",
         "a_bare_forward_mpx_s": round(bare, 3),
         "b_pipeline_predict_mpx_s": round(pipeline, 3),
+        "c_host_ceiling_null_model_mpx_s": round(ceiling, 3),
         "ratio_b_over_a": round(pipeline / bare, 3),
         "overlap_redundancy": round(redundancy, 3),
         "ratio_without_redundancy": round(pipeline * redundancy / bare, 3),
+        "ratio_b_over_c": round(pipeline / ceiling, 3),
         "whole_run_mpx_s": round(aoi_mpx / wall, 3),
-        "stage_seconds": scene.timings_s,
+        "stage_seconds": timings,
     }
     print(json.dumps(result, indent=2))
 

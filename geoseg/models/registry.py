@@ -3,7 +3,8 @@
 A model package stores only ``(name, args)``; `build_model` turns them back into a module, so a
 package rebuilds its network without code changes. geoseg's own networks are ``fcn32s``,
 ``fcn16s``, ``fcn8s`` (VGG16-style backbone, or any smp/timm encoder with ``encoder=...``) and
-``unet`` (the classic U-Net), all with a ``width`` multiplier. segmentation-models-pytorch
+``unet`` (the classic U-Net), all with a ``width`` multiplier, and ``pointwise`` (a 1x1
+convolution: a per-pixel linear classifier, the benchmarks' null model). segmentation-models-pytorch
 architectures are exposed as ``smp-<arch>`` with any smp/timm encoder, always with
 ``encoder_weights=None`` (nothing is downloaded at run time).
 """
@@ -64,6 +65,20 @@ def _unet(**kwargs: Any) -> nn.Module:
     return _construct(UNet, "unet", **kwargs)
 
 
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution: a per-pixel linear classifier, and the null model of the benchmarks
+    (the pipeline's own cost with next to no model time)."""
+
+    required_multiple = 1
+
+    def __init__(self, *, in_channels: int, classes: int) -> None:
+        super().__init__(in_channels, classes, kernel_size=1)
+
+
+def _pointwise(**kwargs: Any) -> nn.Module:
+    return _construct(Pointwise, "pointwise", **kwargs)
+
+
 def _construct(cls: Callable[..., nn.Module], name: str, **kwargs: Any) -> nn.Module:
     try:
         return cls(**kwargs)
@@ -76,6 +91,7 @@ MODELS: Mapping[str, Callable[..., nn.Module]] = {
     "fcn16s": _fcn_builder(16),
     "fcn8s": _fcn_builder(8),
     "unet": _unet,
+    "pointwise": _pointwise,
     **{name: _smp_builder(arch) for name, arch in _SMP_ARCHS.items()},
 }
 

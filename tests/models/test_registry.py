@@ -32,7 +32,12 @@ def test_registry_lists_each_model_once_and_names_valid_ones() -> None:
 
 @pytest.mark.parametrize(
     ("name", "args"),
-    [("fcn8s", {"width": 1 / 16}), ("unet", {"width": 1 / 16}), ("fcn16s", {"width": 1 / 16})],
+    [
+        ("fcn8s", {"width": 1 / 16}),
+        ("unet", {"width": 1 / 16}),
+        ("fcn16s", {"width": 1 / 16}),
+        ("pointwise", {}),
+    ],
 )
 def test_packages_rebuild_our_models(tmp_path: Path, name: str, args: dict) -> None:
     arch = Architecture(name=name, args={"in_channels": 4, "classes": 2, **args})
@@ -53,3 +58,15 @@ def test_packages_rebuild_our_models(tmp_path: Path, name: str, args: dict) -> N
     x = torch.randn(1, 4, 45, 71)
     with torch.inference_mode():
         assert torch.allclose(model(x), rebuilt(x))
+
+
+def test_pointwise_is_a_per_pixel_linear_map() -> None:
+    from geoseg.models.registry import required_multiple
+
+    model = build_model("pointwise", {"in_channels": 4, "classes": 3}).eval()
+    x = torch.randn(2, 4, 7, 5)
+    with torch.inference_mode():
+        y = model(x)
+        pixel = model(x[:, :, 3:4, 2:3])  # one pixel alone: no spatial context at all
+    assert y.shape == (2, 3, 7, 5) and required_multiple(model) == 1
+    assert torch.allclose(y[:, :, 3:4, 2:3], pixel)
