@@ -93,7 +93,7 @@ class CudaModelStep(DeviceModelStep):
     """`DeviceModelStep` on CUDA: the queued model work is timed with CUDA events."""
 
     def __call__(self, batch: Sequence[ReadTile]) -> ModelOutput:
-        raw, valid = _stacked(batch)
+        raw, valid = _stacked(batch, dtype=None)
         start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
         start.record(torch.cuda.current_stream(self._predictor.device))
         probs, tile_valid = self._probabilities(batch, raw, valid)
@@ -101,9 +101,17 @@ class CudaModelStep(DeviceModelStep):
         return ModelOutput(batch, probs, tile_valid, CudaElapsed(start, end))
 
 
-def _stacked(batch: Sequence[ReadTile]) -> tuple[np.ndarray, np.ndarray]:
-    """The batch's raw tiles (B, bands, t, t) and valid masks (B, t, t), stacked."""
-    return np.stack([b.data for b in batch]), np.stack([b.valid for b in batch])
+def _stacked(
+    batch: Sequence[ReadTile], dtype: type[np.floating] | None = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's raw tiles (B, bands, t, t) and valid masks (B, t, t), stacked.
+
+    On the host the tiles become float32 in the same pass (``dtype``); for CUDA they stay in
+    their stored dtype (``dtype=None``: uint16 copies half the bytes) and are made float32
+    on the device (`normalize_channels_last`).
+    """
+    data = np.stack([b.data for b in batch], dtype=dtype)
+    return data, np.stack([b.valid for b in batch])
 
 
 def model_step(predictor: Predictor, on_device: bool) -> ModelStep:

@@ -29,12 +29,12 @@ class Dihedral(NamedTuple):
     flip: bool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.rot90(x, self.k, dims=(-2, -1))
+        x = torch.rot90(x, self.k, dims=(-2, -1)) if self.k % 4 else x  # rot90 by 0 copies
         return torch.flip(x, dims=(-1,)) if self.flip else x
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         y = torch.flip(y, dims=(-1,)) if self.flip else y
-        return torch.rot90(y, -self.k, dims=(-2, -1))
+        return torch.rot90(y, -self.k, dims=(-2, -1)) if self.k % 4 else y
 
 
 IDENTITY = (Dihedral(0, False),)
@@ -151,7 +151,7 @@ class Predictor:
         total: torch.Tensor | None = None
         with torch.inference_mode(), self._autocast():
             for model, (mean, std) in zip(self.models, self._stats, strict=True):
-                xn = normalize(x, v, mean, std).contiguous(memory_format=torch.channels_last)
+                xn = normalize_channels_last(x, v, mean, std)
                 for t in self.transforms:
                     probs = t.inverse(torch.softmax(model(t.forward(xn)).float(), dim=1))
                     total = probs if total is None else total + probs
@@ -185,6 +185,22 @@ class Predictor:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
+
+
+def normalize_channels_last(
+    x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """`normalize` of a (B, bands, H, W) batch of any dtype, written once into a float32
+    channels-last tensor (the layout the convolutions want): the same operations in the same
+    order as `normalize`, so the same bits, without its temporaries and layout copy."""
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    out = out.contiguous(memory_format=torch.channels_last)
+    if x.dtype == torch.float32:
+        torch.sub(x, mean, out=out)
+    else:  # stored integers (CUDA staging): exact in float32, converted on the device
+        out.copy_(x).sub_(mean)
+    out.div_(std)
+    return out.mul_(valid[:, None, :, :])
 
 
 def normalize(data: ArrayT, valid: ArrayT, mean: ArrayT, std: ArrayT) -> ArrayT:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReadTile:
-    """A tile's model input (bands, t, t) float32, its valid mask and masked pixels (t, t).
+    """A tile's model input (bands, t, t), its valid mask and masked pixels (t, t).
 
+    ``data`` is float32 when the read plan converts units, else the stored dtype (`ReadPlan`).
     ``valid`` is what the model may read (input nodata excluded); ``masked`` the valid pixels
     a cloud/quality mask drops from the outputs (None without a mask).
     """

@@ -70,8 +70,10 @@ class ReadPlan:
     def read(
         self, ds: rasterio.DatasetReader, window: PixelWindow
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """float32 model input (bands, h, w), its valid mask and the masked pixels (or None).
+        """Model input (bands, h, w), its valid mask and the masked pixels (or None).
 
+        The input is float32 when a band is converted, else the stored values in their own
+        dtype (uint16: half the bytes to stack and copy; made float32 where it is normalized).
         Masked pixels stay valid input: the model sees them as context, so pixels beside a
         cloud are predicted exactly as without the mask; only the outputs drop them.
         """
@@ -86,11 +88,12 @@ class ReadPlan:
         """Stored values into model units (float32); nodata pixels become 0 when converted.
 
         Zero is what an unconverted scene stores at nodata, so a scene stored with an offset
-        gives the model the same input as the unshifted scene, border pixels included.
+        gives the model the same input as the unshifted scene, border pixels included. Without
+        a conversion the stored array is returned as it is.
         """
-        values = data.astype(np.float32)
         if not self.converts:
-            return values
+            return data
+        values = data.astype(np.float32)
         for band, conv in zip(values, self.conversions, strict=True):
             if not conv.identity:
                 band *= np.float32(conv.gain)

@@ -105,3 +105,12 @@ def test_cuda_model_step_times_the_model_with_events(demo_model: Path) -> None:
     host = model_step(predictor, on_device=False)(reads)
     assert isinstance(host.probs, np.ndarray)
     assert (out.probs.argmax(1).cpu().numpy() == host.probs.argmax(1)).mean() > 0.99
+
+
+def test_uint16_tiles_staged_as_stored_give_the_float32_result(demo_model: Path) -> None:
+    """CUDA batches are copied in their stored dtype and made float32 on the device."""
+    predictor = Predictor(load_package(demo_model), torch.device("cuda"))
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 4000, size=(2, 4, 256, 256), dtype=np.uint16)
+    valid = rng.random((2, 256, 256)) > 0.1
+    assert np.array_equal(predictor(raw, valid), predictor(raw.astype(np.float32), valid))

@@ -55,3 +55,18 @@ def test_ensemble_with_other_classes_is_refused(demo_model: Path, tmp_path: Path
 def test_batch_size_is_only_auto_filled_on_cuda(demo_model: Path) -> None:
     predictor = Predictor(load_package(demo_model), torch.device("cpu"))
     assert predictor.fill_device_batch_size(256, 4) is None  # CPU: the package default stands
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.int16])
+def test_channels_last_normalize_is_normalize_bit_for_bit(dtype) -> None:
+    from geoseg.inference.predictor import normalize, normalize_channels_last
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(0, 5000, (3, 4, 33, 47)).astype(dtype))
+    valid = torch.from_numpy(rng.random((3, 33, 47)) > 0.2)
+    mean = torch.tensor([500.0, 610.0, 730.0, 820.0])[:, None, None]
+    std = torch.tensor([301.0, 207.0, 113.0, 419.0])[:, None, None]
+    expected = normalize(x.float(), valid, mean, std)
+    got = normalize_channels_last(x, valid, mean, std)
+    assert got.dtype == torch.float32 and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, expected) and torch.equal(got.signbit(), expected.signbit())

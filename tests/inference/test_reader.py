@@ -35,7 +35,7 @@ def test_tiles_come_in_grid_order_as_read_directly(scene_512, threads: int, look
             np.testing.assert_array_equal(read.data, ds.read(list(BANDS), window=window))
             masks = ds.read_masks(list(BANDS), window=window)
             np.testing.assert_array_equal(read.valid, np.all(masks > 0, axis=0))
-            assert read.data.dtype == np.float32 and read.data.shape == (4, 128, 128)
+            assert read.data.dtype == ds.dtypes[0] and read.data.shape == (4, 128, 128)  # as stored
     assert reader_threads() <= before  # the pool is shut down once the tiles are consumed
 
 
