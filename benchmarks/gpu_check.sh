@@ -17,7 +17,7 @@ OUT=${OUT:-$PWD/gpu_check_out}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 SIZE=${GPU_CHECK_SIZE:-8192}
 PY=${GPU_CHECK_PYTHON:-python3}
-BUDGET=${GPU_CHECK_BUDGET_S:-390}
+BUDGET=${GPU_CHECK_BUDGET_S:-540}
 SITE=${GPU_CHECK_SITE:-/tmp/site}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -26,7 +26,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 START=$(date +%s)
 declare -a SUMMARY=()
 
-STEPS=${GPU_CHECK_STEPS:-01_env 02_pytest_gpu 03_throughput_smp_unet 04_throughput_demo 05_demo_run}
+STEPS=${GPU_CHECK_STEPS:-01_env 02_pytest_gpu 03_throughput_smp_unet 04_throughput_demo 05_demo_run 07_scene_10980}
 
 # step NAME LIMIT_S CMD...: run CMD under `timeout`, tee its output into $OUT/NAME.log
 step() {
@@ -87,6 +87,11 @@ step 05_demo_run 120 "$PY" -c "from geoseg.cli import main; main()" demo --devic
     --out "$WORK/demo_out"
 # the run's record (settings, versions, timings) of the demo, when it got that far
 cp "$WORK/demo_out/run.json" "$OUT/05_demo_run.json" 2>/dev/null
+
+# issue 16's end-to-end target: a 10980 x 10980 4-band scene, GeoTIFF to styled GeoPackage
+# (whole_run_s, vectorization included) with U-Net/ResNet-34 and the batch filling the GPU
+step 07_scene_10980 300 "$PY" benchmarks/throughput.py --device "$DEVICE" \
+    --arch smp-unet --encoder resnet34 --tile 512 --overlap 32 --batch 0 --size 10980 --seconds 5
 
 step 06_vectorize 200 "$PY" benchmarks/vectorize.py --size 10000 --workers 8 --keep "$WORK/vec"
 

@@ -100,7 +100,7 @@ def main() -> None:
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=32)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8, help="0: the run's default (CUDA: fill)")
     p.add_argument("--size", type=int, default=2048, help="synthetic scene side in px")
     p.add_argument("--readers", type=int, default=None, help="default: one per core, 2 to 8")
     p.add_argument("--seconds", type=float, default=10.0, help="bare forward timing length")
@@ -120,7 +120,8 @@ def main() -> None:
 
         device = resolve_device(args.device)
         predictor = Predictor(load_package(model), device, tta=args.tta)
-        bare = bare_forward_mpx_s(predictor, args.tile, args.batch, args.seconds)
+        batch = args.batch or predictor.fill_device_batch_size(args.tile, 4) or 4
+        bare = bare_forward_mpx_s(predictor, args.tile, batch, args.seconds)
         del predictor
 
         def run_with(model_path: Path, out: str) -> tuple[float, dict[str, float], int]:
@@ -133,7 +134,7 @@ def main() -> None:
                 device=args.device,
                 tile_size=args.tile,
                 overlap=args.overlap,
-                batch_size=args.batch,
+                batch_size=args.batch or None,
                 reader_threads=args.readers,
                 tta=args.tta,
             )
@@ -169,7 +170,9 @@ def main() -> None:
         "overlap_redundancy": round(redundancy, 3),
         "ratio_without_redundancy": round(pipeline * redundancy / bare, 3),
         "ratio_b_over_c": round(pipeline / ceiling, 3),
+        "bare_forward_batch": batch,
         "whole_run_mpx_s": round(aoi_mpx / wall, 3),
+        "whole_run_s": round(wall, 2),
         "stage_seconds": timings,
     }
     print(json.dumps(result, indent=2))
