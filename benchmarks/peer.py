@@ -5,8 +5,8 @@
     python benchmarks/peer.py --sizes 1024             # a quick check
     python benchmarks/peer.py --sizes 3072 --workdir /tmp/peer   # keep scenes and outputs there
 
-For each size a synthetic 4-band scene with its labels is generated (`geoseg.synthetic`, the
-whole scene as AOI), then both sides run on it, each as a separate subprocess, with the same
+For each size a synthetic 4-band scene with its labels is generated (`geoseg.synthetic`; the
+AOI is the whole scene), then both sides run on it, each as a separate subprocess, with the same
 model (the shipped demo package by default), tile 512, overlap 64, batch 4:
 
 - geoseg: ``geoseg run`` with the CLI defaults otherwise (device auto, reader threads, Dask
@@ -53,6 +53,7 @@ from geoseg.training.metrics import confusion_matrix, scores
 GEOSEG = Path(sys.executable).with_name("geoseg")
 PEER_SCRIPT = Path(__file__).resolve().with_name("peer_script.py")
 STRIP_ROWS = 1024
+AOI_PAD_PX = 16
 
 
 def write_inputs(size: int, seed: int, folder: Path) -> tuple[Path, Path, Path]:
@@ -60,8 +61,11 @@ def write_inputs(size: int, seed: int, folder: Path) -> tuple[Path, Path, Path]:
     spec = make_spec(size, size, seed=seed)
     scene, labels, aoi = folder / "scene.tif", folder / "labels.tif", folder / "aoi.geojson"
     write_scene(spec, scene, labels, block_px=1024)
-    left, top = spec.origin_x, spec.origin_y
-    whole = shapely.box(left, top - size * spec.res_m, left + size * spec.res_m, top)
+    # The whole scene, padded: the GeoJSON is in EPSG:4326, and a box's straight edges there
+    # bow by a pixel or two back in the scene CRS; geoseg clips the AOI window to the scene.
+    left, top, pad = spec.origin_x, spec.origin_y, AOI_PAD_PX * spec.res_m
+    right, bottom = left + size * spec.res_m, top - size * spec.res_m
+    whole = shapely.box(left - pad, bottom - pad, right + pad, top + pad)
     write_aoi_geojson(whole, spec.crs, aoi)
     return scene, labels, aoi
 
