@@ -81,3 +81,16 @@ def test_batched_groups_in_order_with_a_short_last_batch() -> None:
     assert list(batched(iter(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]  # type: ignore[arg-type]
     assert list(batched(iter(range(4)), 2)) == [[0, 1], [2, 3]]  # type: ignore[arg-type]
     assert list(batched(iter([]), 5)) == []
+
+
+@pytest.mark.parametrize(("n_cols", "threads"), [(1, 2), (7, 2), (22, 8), (5, 5), (9, 4)])
+def test_column_bands_are_contiguous_balanced_and_use_every_thread(
+    n_cols: int, threads: int
+) -> None:
+    from geoseg.inference.reader import column_band
+
+    used = min(threads, n_cols)
+    bands = [column_band(c, n_cols, used) for c in range(n_cols)]
+    assert bands == sorted(bands) and set(bands) == set(range(used))  # contiguous, all used
+    sizes = [bands.count(b) for b in range(used)]
+    assert max(sizes) - min(sizes) <= 1
