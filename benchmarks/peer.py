@@ -54,6 +54,7 @@ GEOSEG = Path(sys.executable).with_name("geoseg")
 PEER_SCRIPT = Path(__file__).resolve().with_name("peer_script.py")
 STRIP_ROWS = 1024
 AOI_PAD_PX = 16
+"""Least AOI padding; 1 % of the scene side where that is more (the bow grows with the side)."""
 
 
 def write_inputs(size: int, seed: int, folder: Path) -> tuple[Path, Path, Path]:
@@ -62,8 +63,10 @@ def write_inputs(size: int, seed: int, folder: Path) -> tuple[Path, Path, Path]:
     scene, labels, aoi = folder / "scene.tif", folder / "labels.tif", folder / "aoi.geojson"
     write_scene(spec, scene, labels, block_px=1024)
     # The whole scene, padded: the GeoJSON is in EPSG:4326, and a box's straight edges there
-    # bow by a pixel or two back in the scene CRS; geoseg clips the AOI window to the scene.
-    left, top, pad = spec.origin_x, spec.origin_y, AOI_PAD_PX * spec.res_m
+    # bow back in the scene CRS (a pixel or two at 3072 px, tens at 10240 px: 18,377 px of a
+    # 10240 px scene fell outside a 16 px pad); geoseg clips the AOI window to the scene.
+    left, top = spec.origin_x, spec.origin_y
+    pad = max(AOI_PAD_PX, size // 100) * spec.res_m
     right, bottom = left + size * spec.res_m, top - size * spec.res_m
     whole = shapely.box(left - pad, bottom - pad, right + pad, top + pad)
     write_aoi_geojson(whole, spec.crs, aoi)

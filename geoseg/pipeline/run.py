@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -158,11 +159,16 @@ def run_scene(
     vectorize: VectorizeOptions | None = None,
     client: SharedClient | None = None,
 ) -> SceneResult:
-    """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically."""
+    """Predict, convert to COGs and vectorize one scene into ``out/<name>/`` atomically.
+
+    The polygons are traced from the raw class and confidence rasters while the COGs and the
+    preview are written from the same files in another thread (GDAL compresses without the
+    GIL), so the two stages overlap instead of following each other.
+    """
     final_dir = out / name
     try:
         with staged_folder(final_dir) as folder:
-            stats, timings = predict_to_folder(
+            stats, timings, raw = predict_raw(
                 name,
                 target,
                 predictor=predictor,
@@ -170,15 +176,22 @@ def run_scene(
                 folder=folder,
                 progress=progress,
             )
-            vec, timings["vectorize"] = vectorize_folder(
-                name,
-                folder,
-                packages=predictor.packages,
-                connectivity=connectivity,
-                progress=progress,
-                vectorize=vectorize,
-                client=client,
-            )
+            progress.stage(name, "writing COGs and vectorizing")
+            with ThreadPoolExecutor(1, thread_name_prefix="geoseg-cog") as pool:
+                cogs = pool.submit(write_rasters, name, target, raw, predictor.package, folder)
+                vec, timings["vectorize"] = vectorize_folder(
+                    name,
+                    folder,
+                    packages=predictor.packages,
+                    connectivity=connectivity,
+                    progress=progress,
+                    vectorize=vectorize,
+                    client=client,
+                    rasters=raw,
+                )
+                timings["cog"] = cogs.result()
+            for path in raw:
+                path.unlink()
     finally:
         progress.scene_finished(name)
     return scene_result(
@@ -199,36 +212,61 @@ def predict_to_folder(
 
     Returns the prediction figures and the seconds of each step (predict, model, cog).
     """
-    classes = predictor.package.metadata.class_infos()
-    timings: dict[str, float] = {}
+    stats, timings, raw = predict_raw(
+        name, target, predictor=predictor, settings=settings, folder=folder, progress=progress
+    )
+    progress.stage(name, "writing COGs")
+    timings["cog"] = write_rasters(name, target, raw, predictor.package, folder)
+    for path in raw:
+        path.unlink()
+    return stats, timings
+
+
+def predict_raw(
+    name: str,
+    target: SceneWindow,
+    *,
+    predictor: Predictor,
+    settings: PredictSettings,
+    folder: Path,
+    progress: Progress,
+) -> tuple[PredictStats, dict[str, float], tuple[Path, Path]]:
+    """Predict one scene into raw (tiled, not yet COG) class and confidence rasters.
+
+    Returns the prediction figures, the seconds of predict and model, and the two paths.
+    """
     grid = TileGrid.build(
         target.window, target.scene.grid.shape, settings.tile_px, settings.overlap_px
     )
     progress.scene_started(name, len(grid), target.window.size_px)
-    raw_classes, raw_conf = folder / "classes.raw.tif", folder / "confidence.raw.tif"
+    raw = (folder / "classes.raw.tif", folder / "confidence.raw.tif")
     stats = predict_scene(
         target,
         predictor,
         settings,
-        classes_path=raw_classes,
-        confidence_path=raw_conf,
+        classes_path=raw[0],
+        confidence_path=raw[1],
         on_tiles=lambda n: progress.tiles_done(name, n),
         grid=grid,
     )
-    timings["predict"] = stats.seconds
-    timings["model"] = stats.model_seconds
+    return stats, {"predict": stats.seconds, "model": stats.model_seconds}, raw
 
-    progress.stage(name, "writing COGs")
+
+def write_rasters(
+    name: str, target: SceneWindow, raw: tuple[Path, Path], package: ModelPackage, folder: Path
+) -> float:
+    """The COGs (classes, confidence), classes.qml and preview.png from the raw rasters.
+
+    Leaves the raw files in place (the vectorizer may still read them); returns the seconds.
+    """
     t = time.perf_counter()
-    write_cog(raw_classes, folder / CLASSES_NAME, resampling="mode")
-    write_cog(raw_conf, folder / CONFIDENCE_NAME, resampling="average")
-    raw_classes.unlink()
-    raw_conf.unlink()
+    classes = package.metadata.class_infos()
+    write_cog(raw[0], folder / CLASSES_NAME, resampling="mode")
+    write_cog(raw[1], folder / CONFIDENCE_NAME, resampling="average")
     write_category_names(folder / CLASSES_NAME, classes)
     write_raster_qml(folder / "classes.qml", classes)
     write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=target.aoi, title=name)
-    timings["cog"] = time.perf_counter() - t
-    return stats, timings
+    return time.perf_counter() - t
 
 
 def vectorize_folder(
@@ -240,19 +278,23 @@ def vectorize_folder(
     progress: Progress,
     vectorize: VectorizeOptions | None = None,
     client: Client | SharedClient | None = None,
+    rasters: tuple[Path, Path] | None = None,
 ) -> tuple[VectorizeResult, float]:
     """Polygonize ``folder``'s classes.tif (with its confidence) into polygons.gpkg.
 
     ``client``: run the blocks on this Dask client (or a run's `SharedClient`) instead of
-    a cluster of its own. Returns the result and its seconds.
+    a cluster of its own. ``rasters``: read these (class, confidence) files instead, the same
+    pixels before their COG conversion. Returns the result and its seconds.
     """
-    progress.stage(name, "vectorizing")
+    if rasters is None:
+        progress.stage(name, "vectorizing")
+    classes_path, confidence_path = rasters or (folder / CLASSES_NAME, folder / CONFIDENCE_NAME)
     t = time.perf_counter()
     vec = vectorize_raster(
-        folder / CLASSES_NAME,
+        classes_path,
         folder / POLYGONS_NAME,
         classes=packages[0].metadata.class_infos(),
-        confidence_path=folder / CONFIDENCE_NAME,
+        confidence_path=confidence_path,
         connectivity=connectivity,
         extra_attributes={
             "scene": name,
