@@ -202,6 +202,20 @@ class RowBandWriter:
         if self._ds is not None:
             self._ds.close()
             self._ds = None
+            if exc_type is None:
+                self._check_complete()
+
+    def _check_complete(self) -> None:
+        """Reopen the closed file: GDAL flushes the last blocks and the directory on close and
+        rasterio does not raise when that fails (a full disk), so a truncated file would
+        otherwise pass for a written one."""
+        try:
+            with rasterio.open(self.path) as ds:
+                ok = (ds.width, ds.height) == (self._grid.width, self._grid.height)
+        except (RasterioIOError, CPLE_BaseError) as exc:
+            raise OutputError(f"{self.path}: the file was not written completely ({exc})") from exc
+        if not ok:
+            raise OutputError(f"{self.path}: the file was not written completely")
 
 
 def overview_count(height: int, width: int, smallest_px: int = 256) -> int:
