@@ -276,6 +276,25 @@ def evaluation_table(report: EvaluationReport, title: str) -> Table:
     return table
 
 
+def objects_table(report: EvaluationReport) -> Table:
+    """Object counts, precision, recall and F1 per class (one-to-one matches at IoU >= 0.5)."""
+    table = Table(title="objects (matched at IoU >= 0.5)")
+    table.add_column("class")
+    for name in ("predicted", "reference", "matched", "precision", "recall", "F1"):
+        table.add_column(name, justify="right")
+    for o in report.objects:
+        table.add_row(
+            o.name,
+            f"{o.predicted:,}",
+            f"{o.reference:,}",
+            f"{o.matched:,}",
+            _fmt(o.precision),
+            _fmt(o.recall),
+            _fmt(o.f1),
+        )
+    return table
+
+
 def _nanmean(values: Any) -> float:
     finite = [float(v) for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else float("nan")

@@ -175,10 +175,18 @@ def evaluate(
     class_column: Annotated[
         str | None, typer.Option(help="Class column of label polygons (default: as trained).")
     ] = None,
+    object_classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Classes scored as objects (IoU >= 0.5 matches of predicted and reference "
+            "objects), names or ids, comma-separated, or none (default: all but the most "
+            "frequent class)."
+        ),
+    ] = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Score a model against reference labels with the same tiled prediction as `run`."""
-    from geoseg.cli.rich import evaluation_table
+    from geoseg.cli.rich import evaluation_table, objects_table
     from geoseg.training.evaluate import EvaluateSettings
     from geoseg.training.evaluate import evaluate as evaluate_model
 
@@ -200,10 +208,13 @@ def evaluate(
         label_nodata=label_nodata or None,
         class_column=class_column,
         preview_window=preview_window,
+        object_classes=object_classes,
     )
     with err_console.status("predicting and scoring ..."):
         report = evaluate_model(settings)
     where = f" {window}" if window else ""
     out_console.print(evaluation_table(report, f"{model.name} on {image.name}{where}"))
+    if report.objects:
+        out_console.print(objects_table(report))
     for kind, path in report.files.items():
         out_console.print(f"{kind:<7} {path}")

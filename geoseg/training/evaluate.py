@@ -34,6 +34,13 @@ from geoseg.models.package import ModelPackage, SceneFacts, check_scene, load_pa
 from geoseg.render.figures import SIDE_BY_SIDE_MAX_PX, write_confusion_png, write_side_by_side_png
 from geoseg.training.labels import IGNORE, LabelConfig, LabelReader, open_labels
 from geoseg.training.metrics import Scores, confusion_matrix, scores
+from geoseg.training.objects import (
+    ObjectScores,
+    connected_objects,
+    object_scores,
+    pick_object_classes,
+    reference_objects,
+)
 
 REPORT_NAME = "report.json"
 CONFUSION_NAME = "confusion.png"
@@ -59,6 +66,10 @@ class EvaluateSettings:
     class_column: str | None = None
     preview_window: str | None = None
     """Window of the side-by-side PNG (default: centred, at most 1024 px a side)."""
+    object_classes: str | None = None
+    """Classes scored as objects (names/ids, ``none``); default: all but the most frequent."""
+    connectivity: int = 4
+    """Pixel neighbours that join a predicted object (as `geoseg run --connectivity`)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class EvaluationReport:
     scored_px: int
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
+    objects: tuple[ObjectScores, ...] = ()
 
     def to_json(self, settings: EvaluateSettings, package: ModelPackage) -> dict[str, Any]:
         s = self.scores
@@ -104,6 +116,7 @@ class EvaluationReport:
                 "classes": [c.name for c in self.classes],
                 "counts": self.matrix.tolist(),
             },
+            "objects": [o.to_json() for o in self.objects],
             "seconds": round(self.seconds, 2),
         }
 
@@ -175,6 +188,15 @@ def evaluate(
                 on_tiles=on_tiles,
             )
             matrix = score_class_raster(classes_path, labels, window, [c.id for c in classes])
+            picked = pick_object_classes(settings.object_classes, classes, matrix.sum(axis=1))
+            objects = score_objects(
+                classes_path,
+                labels,
+                window,
+                classes,
+                picked=picked,
+                connectivity=settings.connectivity,
+            )
             side_by_side = None
             if settings.out is not None:
                 side_by_side = write_side_by_side_png(
@@ -193,6 +215,7 @@ def evaluate(
         window=window,
         scored_px=int(matrix.sum()),
         seconds=time.perf_counter() - t0,
+        objects=objects,
     )
     if settings.out is None:
         return result
@@ -274,6 +297,30 @@ def score_class_raster(
             ignore = (pred == CLASS_NODATA) | (ref == IGNORE)
             matrix += confusion_matrix(ref, lut[pred], n, ignore=ignore)
     return matrix
+
+
+def score_objects(
+    classes_path: Path,
+    labels: LabelReader,
+    window: PixelWindow,
+    classes: Sequence[ClassInfo],
+    *,
+    picked: Sequence[int],
+    connectivity: int = 4,
+) -> tuple[ObjectScores, ...]:
+    """Object precision/recall/F1 of the picked class indices (see `geoseg.training.objects`);
+    only pixels that are scored (labelled and predicted) take part."""
+    if not picked:
+        return ()
+    with rasterio.open(classes_path) as ds:
+        pred = ds.read(1)
+    scored = (pred != CLASS_NODATA) & (labels.read(window) != IGNORE)
+    found = []
+    for index in picked:
+        mine = connected_objects((pred == classes[index].id) & scored, connectivity)
+        theirs = reference_objects(labels, window, index, scored, connectivity)
+        found.append(object_scores(classes[index].name, mine, theirs))
+    return tuple(found)
 
 
 def _prepare(out: Path) -> None:

@@ -217,6 +217,16 @@ class PolygonLabels:
             shapes, out_shape=window.shape, transform=transform, fill=IGNORE, dtype="uint8"
         )
 
+    def object_map(self, window: PixelWindow, index: int) -> np.ndarray:
+        """int32 map of the features of class ``index`` over ``window``: feature k (1-based,
+        in layer order among that class) where it lies, 0 elsewhere; later features win."""
+        transform = self._transform @ rasterio.Affine.translation(window.col_off, window.row_off)
+        ids = np.flatnonzero(self._classes == index)
+        if ids.size == 0:
+            return np.zeros(window.shape, dtype=np.int32)
+        shapes = zip(self._geoms[ids], range(1, ids.size + 1), strict=True)
+        return rasterize(shapes, out_shape=window.shape, transform=transform, fill=0, dtype="int32")
+
     def close(self) -> None:
         pass
 

@@ -108,3 +108,10 @@ def test_evaluate_draws_prediction_next_to_labels(
     agree = np.all(left == right, axis=-1) & scored
     assert scored.sum() == report.scored_px
     assert agree.sum() / scored.sum() == pytest.approx(report.scores.overall_accuracy)
+    saved = json.loads(report.files["report"].read_text())
+    assert [o["class"] for o in saved["objects"]] == [o.name for o in report.objects]
+    biggest = int(np.argmax(report.matrix.sum(axis=1)))
+    names = {c.name for c in SYNTHETIC_CLASSES} - {SYNTHETIC_CLASSES[biggest].name}
+    assert {o.name for o in report.objects} == names  # all but the most frequent class
+    for o in report.objects:
+        assert 0 <= o.matched <= min(o.predicted, o.reference)
