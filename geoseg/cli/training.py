@@ -114,6 +114,20 @@ def train(
         bool | None,
         typer.Option("--augment/--no-augment", help="Flips/rotations, scale, brightness."),
     ] = None,
+    radiometry: Annotated[
+        str | None,
+        typer.Option(
+            help="What the image values mean: auto (declared scale/offset; uint8 without one: "
+            "8-bit display values), display, or none."
+        ),
+    ] = None,
+    encoder_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Encoder weights to start from: safetensors, a .geoseg package or a "
+            "weights-only PyTorch state_dict (never unpickled); nothing is downloaded."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     name: Annotated[str | None, typer.Option(help="Model name stored in the package.")] = None,

@@ -52,6 +52,10 @@ class Normalization(BaseModel):
     std: list[float]
 
 
+DISPLAY_VALUES = "8-bit display value"
+"""`InputRadiometry.quantity` of RGB/aerial models trained on plain 0-255 values."""
+
+
 class InputRadiometry(BaseModel):
     """What the model's input values mean: physical value = stored × scale + offset.
 
@@ -63,6 +67,11 @@ class InputRadiometry(BaseModel):
     quantity: str = "surface reflectance"
     scale: float = Field(gt=0)
     offset: float = 0.0
+
+    @property
+    def display(self) -> bool:
+        """8-bit display values (aerial RGB): no physical unit a scene could declare."""
+        return self.quantity == DISPLAY_VALUES
 
 
 class TileDefaults(BaseModel):

@@ -28,6 +28,8 @@ class Radiometry:
     scale: float
     offset: float
     source: str
+    display: bool = False
+    """The model's 8-bit display values: a scene declaring nothing is taken as such, unwarned."""
 
     @property
     def identity(self) -> bool:
@@ -122,6 +124,8 @@ def unknown_units_warning(
             "scene's values are used as stored although the scene declares a scale/offset; "
             "re-save the package with its input radiometry"
         )
+    if model is not None and model.display and all(r is None or r.identity for r in scene):
+        return None  # plain 0-255 RGB: nothing to declare
     if model is not None and all(r is None for r in scene):
         return (
             f"{label}: the scene declares no scale/offset, so its values are used as stored "

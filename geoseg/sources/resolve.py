@@ -55,7 +55,9 @@ class ResolvedScene:
 
 def model_radiometry(package: ModelPackage) -> Radiometry | None:
     units = package.metadata.radiometry
-    return None if units is None else Radiometry(units.scale, units.offset, "model package")
+    if units is None:
+        return None
+    return Radiometry(units.scale, units.offset, "model package", display=units.display)
 
 
 def target_grid(native: SceneGrid, package: ModelPackage, resample: bool, label: str) -> SceneGrid:

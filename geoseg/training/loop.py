@@ -28,7 +28,9 @@ from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, TrainingDataError, option
 from geoseg.inference.device import resolve_device
 from geoseg.io.raster import SceneInfo, open_scene
+from geoseg.models.encoder_weights import load_encoder_weights
 from geoseg.models.package import (
+    DISPLAY_VALUES,
     Architecture,
     BandSpec,
     ClassSpec,
@@ -45,7 +47,13 @@ from geoseg.training.labels import IGNORE
 from geoseg.training.losses import build_loss, class_weights, needs_class_weights
 from geoseg.training.metrics import Scores, confusion_matrix, scores, validation_metrics
 from geoseg.training.progress import EpochReport, NoTrainProgress, TrainProgress
-from geoseg.training.settings import Monitor, TrainSettings, label_config, resolve_classes
+from geoseg.training.settings import (
+    InputValues,
+    Monitor,
+    TrainSettings,
+    label_config,
+    resolve_classes,
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,9 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model, args = build_checked_model(settings, inputs, device)
+    encoder = None
+    if settings.encoder_weights is not None:
+        encoder = load_encoder_weights(model, settings.encoder_weights)
     with open_training_data(settings, inputs) as data:
         loss_fn, weights = build_loss_fn(settings, data, device)
         loop = TrainingLoop(
@@ -104,6 +115,8 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
         metadata = package_metadata(
             settings, inputs, args=args, loop=loop, weights=weights, clock=clock
         )
+        if encoder is not None:
+            metadata.training["encoder_weights"] = encoder.to_json()
     path = save_package(settings.out, model.cpu(), metadata)
     return TrainResult(path, list(loop.history), loop.best_epoch, loop.stopped, clock.seconds())
 
@@ -194,13 +207,22 @@ def build_loss_fn(
     return loss_fn, weights
 
 
-def declared_radiometry(image: Path, band: int) -> InputRadiometry | None:
-    """The training scene's declared scale/offset (GeoTIFF metadata), recorded in the package
-    so that scenes in other units are converted into these; None where it declares none."""
+def declared_radiometry(
+    image: Path, band: int, values: InputValues = InputValues.AUTO
+) -> InputRadiometry | None:
+    """What the training values mean, recorded in the package so that scenes in other units
+    are converted into these: the scene's declared scale/offset (GeoTIFF metadata); 8-bit
+    display values for ``display`` or a uint8 scene declaring none; else None (unknown)."""
+    if values == InputValues.NONE:
+        return None
+    display = InputRadiometry(quantity=DISPLAY_VALUES, scale=1.0, offset=0.0)
+    if values == InputValues.DISPLAY:
+        return display
     with rasterio.open(image) as ds:
         scale, offset = ds.scales[band - 1], ds.offsets[band - 1]
+        dtype = ds.dtypes[band - 1]
     if scale == 1.0 and offset == 0.0:
-        return None
+        return display if dtype == "uint8" else None
     return InputRadiometry(scale=scale, offset=offset)
 
 
@@ -223,7 +245,7 @@ def package_metadata(
         bands=[BandSpec(name=n, index=i) for n, i in zip(inputs.band_names, bands, strict=True)],
         dtype=first.dtypes[bands[0] - 1],
         normalization=loop.data.normalization,
-        radiometry=declared_radiometry(first.path, bands[0]),
+        radiometry=declared_radiometry(first.path, bands[0], settings.radiometry),
         gsd_m=first.grid.gsd_m,
         tile=TileDefaults(
             size_px=settings.tile_size,

@@ -37,6 +37,14 @@ class Monitor(StrEnum):
     MIOU = "miou"
 
 
+class InputValues(StrEnum):
+    """What the training images' values mean, recorded in the package (its radiometry)."""
+
+    AUTO = "auto"
+    DISPLAY = "display"
+    NONE = "none"
+
+
 class ClassEntry(BaseModel):
     """A class in a training config: raster value ``id``, ``name``, optional ``color``."""
 
@@ -99,6 +107,14 @@ class TrainSettings(BaseModel):
     scale_jitter: float = Field(0.1, ge=0, lt=0.5, description="relative scale jitter")
     brightness: float = Field(0.1, ge=0, description="per-band brightness jitter (std units)")
     contrast: float = Field(0.1, ge=0, lt=1, description="per-band contrast jitter")
+    radiometry: InputValues = Field(
+        InputValues.AUTO,
+        description="what the image values mean: auto (declared scale/offset; uint8 without "
+        "one: 8-bit display values), display, or none (unknown)",
+    )
+    encoder_weights: Path | None = Field(
+        None, description="encoder weights file to start from (safetensors, .geoseg, state_dict)"
+    )
     seed: int = Field(0, description="random seed (split, sampling, initialization)")
     device: str = Field("auto", description="auto, cpu or cuda")
     name: str = Field("geoseg-model", description="model name stored in the package")
@@ -219,7 +235,7 @@ def load_train_settings(
             raise ConfigError(f"{config}: the training config must be a mapping of options")
         values = {str(k).replace("-", "_"): v for k, v in raw.items()}
         base = Path(config).parent
-        for key in ("image", "labels", "out", "classes", "checkpoint_dir"):
+        for key in ("image", "labels", "out", "classes", "checkpoint_dir", "encoder_weights"):
             if key in values:
                 values[key] = _relative_to(values[key], base)
     for key, value in (overrides or {}).items():
