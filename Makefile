@@ -9,7 +9,7 @@ DEV    := $(VENV)/.installed-dev
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint gdal-bin nginx qgis qgis-check demo-model study zion clean
+.PHONY: demo test lint gdal-bin nginx qgis qgis-check demo-model study zion buildings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,13 @@ zion: $(BASE)
 	    --image ../shared/data/zion/image.tif --labels ../shared/data/zion/labels.tif \
 	    --window cols=677: --device cpu --threads 1 --out outputs/zion/$$loss-report || exit 1; \
 	done
+
+# fAIr buildings (needs ../shared/data/fair-buildings): train configs/fair-{zanzibar,kampala}.yaml
+# on the west 60 %, score the east 40 % of each region and Zanzibar's model on Kampala, one table.
+# SEEDS="0 1" for the mean over training seeds; packages and reports go to outputs/buildings/.
+SEEDS ?= 0
+buildings: $(BASE)
+	$(BIN)/python benchmarks/buildings.py --seeds $(SEEDS)
 
 clean:
 	rm -rf demo_out build .pytest_cache .ruff_cache

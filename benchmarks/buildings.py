@@ -1,0 +1,142 @@
+"""fAIr buildings: train on the west 60 % of each region, score the east 40 % and the other region.
+
+    python benchmarks/buildings.py                 # or: make buildings (~25 min per model, 1 core)
+    python benchmarks/buildings.py --reuse         # score packages already trained
+    python benchmarks/buildings.py --seeds 0 1     # mean over training seeds
+
+Data: ../shared/data/fair-buildings (OpenAerialMap RGB at 0.25 m, OSM footprints; see its
+README). Each model is trained by ``geoseg train --config configs/fair-<region>.yaml`` (the best
+epoch is chosen on validation blocks inside the west part, never on the east), then scored by
+``geoseg evaluate`` on the columns from the region's ``split_col`` on. The table has the building
+IoU and object F1 (one-to-one matches at IoU >= 0.5) per pair, the mean over seeds, the random
+forest baseline from the data's ``rf_baseline.json`` and the issue's target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "fair-buildings"
+OUT = REPO / "outputs" / "buildings"
+GEOSEG = [str(Path(sys.executable).with_name("geoseg"))]  # the venv's console script
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One scored pair: a model trained on ``train`` (west) scored on the east of ``test``."""
+
+    train: str
+    test: str
+    baseline_key: str
+    target_iou: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.train} -> {self.test} east"
+
+
+PAIRS = (
+    Pair("zanzibar", "zanzibar", "train_zanzibar_west__eval_zanzibar_east", 0.61),
+    Pair("kampala", "kampala", "train_kampala_west__eval_kampala_east", 0.70),
+    Pair("zanzibar", "kampala", "train_zanzibar_west__eval_kampala_east", 0.50),
+)
+
+
+def split_col(region: str) -> int:
+    """First evaluation column of ``region`` (its stats.json ``split.split_col``)."""
+    stats = json.loads((DATA / region / "stats.json").read_text())
+    return int(stats["split"]["split_col"])
+
+
+def package_path(region: str, seed: int) -> Path:
+    return OUT / f"{region}-s{seed}.geoseg"
+
+
+def train_model(region: str, seed: int, threads: int) -> float:
+    """Train ``configs/fair-<region>.yaml`` with ``seed``; the wall time in seconds."""
+    start = time.perf_counter()
+    cmd = [
+        *GEOSEG, "train", "--config", str(REPO / "configs" / f"fair-{region}.yaml"),
+        "--seed", str(seed), "--threads", str(threads), "--out", str(package_path(region, seed)),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def score(pair: Pair, seed: int, threads: int, tta: bool) -> dict:
+    """``geoseg evaluate`` of the pair's model on the test region's east; its report.json."""
+    out = OUT / f"{pair.train}-s{seed}-on-{pair.test}{'-tta' if tta else ''}"
+    cmd = [
+        *GEOSEG, "evaluate", "--model", str(package_path(pair.train, seed)),
+        "--image", str(DATA / pair.test / "image.tif"),
+        "--labels", str(DATA / pair.test / "labels.tif"),
+        "--window", f"cols={split_col(pair.test)}:", "--threads", str(threads),
+        "--tta" if tta else "--no-tta", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    return json.loads((out / "report.json").read_text())
+
+
+def building_figures(report: dict) -> tuple[float, float]:
+    """(building IoU, building object F1) of one evaluation report."""
+    iou = next(c["iou"] for c in report["classes"] if c["name"] == "Building")
+    f1 = next(o["f1"] for o in report["objects"] if o["class"] == "Building")
+    return float(iou), float(f1)
+
+
+def markdown_table(rows: list[tuple[Pair, list[tuple[float, float]]]], baseline: dict) -> str:
+    """One line per pair: IoU and object F1 per seed and their means, baseline and target."""
+    lines = [
+        "| pair | building IoU (per seed) | mean IoU | object F1 (mean) | RF baseline | target |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for pair, figures in rows:
+        ious = [iou for iou, _ in figures]
+        mean_iou = statistics.fmean(ious)
+        mean_f1 = statistics.fmean(f1 for _, f1 in figures)
+        rf = baseline["results"][pair.baseline_key]["building_IoU"]
+        mark = "met" if mean_iou >= pair.target_iou else "missed"
+        lines.append(
+            f"| {pair.label} | {', '.join(f'{v:.3f}' for v in ious)} | {mean_iou:.3f} "
+            f"| {mean_f1:.3f} | {rf:.3f} | {pair.target_iou:.2f} ({mark}) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--reuse", action="store_true", help="score existing packages")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"{DATA} is missing: this benchmark needs ../shared/data/fair-buildings")
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    for region in ("zanzibar", "kampala"):
+        for seed in args.seeds:
+            if args.reuse and package_path(region, seed).exists():
+                continue
+            seconds = train_model(region, seed, args.threads)
+            print(f"trained {package_path(region, seed).name} in {seconds / 60:.1f} min")
+    rows = [
+        (pair, [building_figures(score(pair, s, args.threads, args.tta)) for s in args.seeds])
+        for pair in PAIRS
+    ]
+    baseline = json.loads((DATA / "rf_baseline.json").read_text())
+    print(f"\nTTA {'on' if args.tta else 'off'}; seeds {' '.join(map(str, args.seeds))}")
+    print(markdown_table(rows, baseline))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
