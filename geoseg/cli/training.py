@@ -158,7 +158,10 @@ def train(
 @handles_errors
 def evaluate(
     *,
-    model: Annotated[Path, typer.Option(help="Model package (.geoseg).")],
+    model: Annotated[
+        list[Path],
+        typer.Option(help="Model package (.geoseg); repeat to average an ensemble."),
+    ],
     image: Annotated[Path, typer.Option(help="Image GeoTIFF to predict.")],
     labels: Annotated[
         Path, typer.Option(help="Reference labels: raster on the image grid, or polygons.")
@@ -209,7 +212,7 @@ def evaluate(
 
         torch.set_num_threads(threads)
     settings = EvaluateSettings(
-        model=model,
+        model=tuple(model),
         image=image,
         labels=labels,
         window=window,
@@ -227,7 +230,8 @@ def evaluate(
     with err_console.status("predicting and scoring ..."):
         report = evaluate_model(settings)
     where = f" {window}" if window else ""
-    out_console.print(evaluation_table(report, f"{model.name} on {image.name}{where}"))
+    names = " + ".join(path.name for path in model)
+    out_console.print(evaluation_table(report, f"{names} on {image.name}{where}"))
     if report.objects:
         out_console.print(objects_table(report))
     for kind, path in report.files.items():

@@ -49,9 +49,13 @@ SIDE_BY_SIDE_NAME = "side_by_side.png"
 
 @dataclass(frozen=True)
 class EvaluateSettings:
-    """What to evaluate and how to predict it (tile settings default to the package's)."""
+    """What to evaluate and how to predict it (tile settings default to the package's).
 
-    model: Path
+    ``model`` is one package or several: an ensemble averages their probabilities, as
+    ``geoseg run`` does with a repeated ``--model`` (the first package's classes and labels).
+    """
+
+    model: Path | Sequence[Path]
     image: Path
     labels: Path
     window: str | None = None
@@ -71,6 +75,11 @@ class EvaluateSettings:
     connectivity: int = 4
     """Pixel neighbours that join a predicted object (as `geoseg run --connectivity`)."""
 
+    @property
+    def model_paths(self) -> tuple[Path, ...]:
+        """The package paths, one for a single model."""
+        return (Path(self.model),) if isinstance(self.model, str | Path) else tuple(self.model)
+
 
 @dataclass(frozen=True)
 class EvaluationReport:
@@ -85,11 +94,16 @@ class EvaluationReport:
     files: dict[str, Path] = field(default_factory=dict)
     objects: tuple[ObjectScores, ...] = ()
 
-    def to_json(self, settings: EvaluateSettings, package: ModelPackage) -> dict[str, Any]:
-        s = self.scores
+    def to_json(
+        self, settings: EvaluateSettings, packages: Sequence[ModelPackage]
+    ) -> dict[str, Any]:
+        s, package = self.scores, packages[0]
         return {
             "model": {"path": str(package.path), "name": package.metadata.name},
             "model_sha256": package.sha256,
+            "ensemble": [
+                {"path": str(p.path), "name": p.metadata.name, "sha256": p.sha256} for p in packages
+            ],
             "image": str(settings.image),
             "labels": str(settings.labels),
             "window": format_window(self.window),
@@ -153,7 +167,8 @@ def evaluate(
 ) -> EvaluationReport:
     """Predict the window, score it against the labels, write report.json + confusion.png."""
     t0 = time.perf_counter()
-    package = load_package(settings.model)
+    packages = [load_package(path) for path in settings.model_paths]
+    package = packages[0]
     scene = open_scene(settings.image)
     check_scene(package, SceneFacts(scene.path, scene.band_count, scene.dtypes, scene.grid.gsd_m))
     window = parse_window(settings.window, scene.grid.shape)
@@ -173,7 +188,7 @@ def evaluate(
         overlap=settings.overlap,
         batch_size=settings.batch_size,
     )
-    predictor = Predictor(package, resolve_device(settings.device), tta=settings.tta)
+    predictor = Predictor(packages, resolve_device(settings.device), tta=settings.tta)
     target = SceneWindow(scene, window, shapely.box(*scene.grid.window_bounds(window)))
     classes = package.metadata.class_infos()
     try:
@@ -219,19 +234,19 @@ def evaluate(
     )
     if settings.out is None:
         return result
-    return _write_report(result, settings, package, settings.out, side_by_side)
+    return _write_report(result, settings, packages, settings.out, side_by_side)
 
 
 def _write_report(
     result: EvaluationReport,
     settings: EvaluateSettings,
-    package: ModelPackage,
+    packages: Sequence[ModelPackage],
     out: Path,
     side_by_side: Path | None,
 ) -> EvaluationReport:
     """report.json and confusion.png in ``out``; the report with all its files."""
     report_path = out / REPORT_NAME
-    report_path.write_text(json.dumps(result.to_json(settings, package), indent=2) + "\n")
+    report_path.write_text(json.dumps(result.to_json(settings, packages), indent=2) + "\n")
     s = result.scores
     caption = (
         f"overall accuracy {s.overall_accuracy:.3f}   mIoU {s.miou:.3f}   macro-F1 {s.macro_f1:.3f}"

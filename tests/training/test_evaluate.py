@@ -16,8 +16,10 @@ from geoseg.training.loop import train
 from tests.support.training import tiny_settings
 
 
-def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path) -> None:
-    """`evaluate` on a window == `geoseg run` over that window scored against the labels."""
+@pytest.mark.parametrize("n_models", [1, 2])
+def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path, n_models) -> None:
+    """`evaluate` on a window == `geoseg run` over that window scored against the labels,
+    for one model and for an ensemble (probabilities averaged, as a repeated --model)."""
     from shapely.geometry import box, mapping
 
     from geoseg.config import RunSettings
@@ -26,7 +28,14 @@ def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path) -> N
     from geoseg.training.evaluate import EvaluateSettings, evaluate
 
     torch.set_num_threads(1)
-    model = train(tiny_settings(scenes, tmp_path / "m.geoseg", epochs=1, steps_per_epoch=2))
+    packages = [
+        train(
+            tiny_settings(
+                scenes, tmp_path / f"m{seed}.geoseg", epochs=1, steps_per_epoch=2, seed=seed
+            )
+        ).package
+        for seed in range(n_models)
+    ]
     scene = scenes[2]
     with rasterio.open(scene.image_path) as ds:
         transform, crs = ds.transform, ds.crs
@@ -51,18 +60,26 @@ def test_evaluate_scores_the_same_prediction_as_run(scenes, tmp_path: Path) -> N
     )
     report = evaluate(
         EvaluateSettings(
-            model=model.package, image=scene.image_path, labels=scene.labels_path, window=window
+            model=tuple(packages), image=scene.image_path, labels=scene.labels_path,
+            window=window, out=tmp_path / "eval",
         )
-    )
+    )  # fmt: skip
     assert report.window.shape == (180, 214)
     result = run(
-        RunSettings(
-            aoi=aoi, scenes=[scene.image_path], models=[model.package], out=tmp_path / "run"
-        )
+        RunSettings(aoi=aoi, scenes=[scene.image_path], models=packages, out=tmp_path / "run")
     )
     classes = Path(result.scenes[0].outputs["classes"])
     expected = agreement(classes, scene.labels_path, [c.id for c in SYNTHETIC_CLASSES])
     assert report.matrix.tolist() == expected.tolist()
+    recorded = json.loads((tmp_path / "eval" / "report.json").read_text())["ensemble"]
+    assert [Path(m["path"]) for m in recorded] == packages
+    if n_models > 1:  # the average is not the first model alone
+        single = evaluate(
+            EvaluateSettings(
+                model=packages[0], image=scene.image_path, labels=scene.labels_path, window=window
+            )
+        )
+        assert single.matrix.tolist() != report.matrix.tolist()
 
 
 def test_evaluate_draws_prediction_next_to_labels(

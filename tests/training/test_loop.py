@@ -68,6 +68,16 @@ def test_train_on_two_scenes_then_evaluate_on_a_third(scenes, tmp_path: Path) ->
     assert [c["support"] for c in report["classes"]] == counts.sum(axis=1).tolist()
     with Image.open(report_dir / "confusion.png") as png:
         assert png.format == "PNG" and png.width > 300
+    # a repeated --model is an ensemble; a model averaged with itself predicts what it did
+    geoseg_cli(
+        *("evaluate", "--model", tmp_path / "model.geoseg", "--model", tmp_path / "model.geoseg"),
+        *("--image", scenes[2].image_path, "--labels", scenes[2].labels_path),
+        *("--out", tmp_path / "pair", "--threads", 1),
+        check=True,
+    )
+    pair = json.loads((tmp_path / "pair" / "report.json").read_text())
+    assert len(pair["ensemble"]) == 2
+    assert pair["confusion_matrix"] == report["confusion_matrix"]
 
 
 def test_early_stopping_and_monitor(scenes, tmp_path: Path) -> None:
