@@ -8,8 +8,9 @@ Data: ../shared/data/fair-buildings (OpenAerialMap RGB at 0.25 m, OSM footprints
 README). Each model is trained by ``geoseg train --config configs/fair-<region>.yaml`` (the best
 epoch is chosen on validation blocks inside the west part, never on the east), then scored by
 ``geoseg evaluate`` on the columns from the region's ``split_col`` on. The table has the building
-IoU and object F1 (one-to-one matches at IoU >= 0.5) per pair, the mean over seeds, the random
-forest baseline from the data's ``rf_baseline.json`` and the issue's target.
+IoU and object F1 (one-to-one matches at IoU >= 0.5) per pair, the mean over seeds, the
+ensemble of the seeds' models (``geoseg evaluate`` with a repeated ``--model``; several seeds
+only), the random forest baseline from the data's ``rf_baseline.json`` and the issue's target.
 """
 
 from __future__ import annotations
@@ -71,11 +72,14 @@ def train_model(region: str, seed: int, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def score(pair: Pair, seed: int, threads: int, tta: bool) -> dict:
-    """``geoseg evaluate`` of the pair's model on the test region's east; its report.json."""
-    out = OUT / f"{pair.train}-s{seed}-on-{pair.test}{'-tta' if tta else ''}"
+def score(pair: Pair, seeds: tuple[int, ...], threads: int, tta: bool) -> dict:
+    """``geoseg evaluate`` of the pair's model (an ensemble for several seeds) on the test
+    region's east; its report.json."""
+    tag = "+".join(map(str, seeds))
+    out = OUT / f"{pair.train}-s{tag}-on-{pair.test}{'-tta' if tta else ''}"
+    models = [arg for s in seeds for arg in ("--model", str(package_path(pair.train, s)))]
     cmd = [
-        *GEOSEG, "evaluate", "--model", str(package_path(pair.train, seed)),
+        *GEOSEG, "evaluate", *models,
         "--image", str(DATA / pair.test / "image.tif"),
         "--labels", str(DATA / pair.test / "labels.tif"),
         "--window", f"cols={split_col(pair.test)}:", "--threads", str(threads),
@@ -92,21 +96,28 @@ def building_figures(report: dict) -> tuple[float, float]:
     return float(iou), float(f1)
 
 
-def markdown_table(rows: list[tuple[Pair, list[tuple[float, float]]]], baseline: dict) -> str:
-    """One line per pair: IoU and object F1 per seed and their means, baseline and target."""
+Figures = tuple[float, float]
+"""(building IoU, building object F1)."""
+
+
+def markdown_table(rows: list[tuple[Pair, list[Figures], Figures | None]], baseline: dict) -> str:
+    """One line per pair: IoU and object F1 per seed, their means, the ensemble of the seeds
+    (when there are several), the random forest baseline and the target (met by the mean)."""
     lines = [
-        "| pair | building IoU (per seed) | mean IoU | object F1 (mean) | RF baseline | target |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| pair | building IoU (per seed) | mean IoU | object F1 (mean) "
+        "| ensemble IoU / object F1 | RF baseline | target |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for pair, figures in rows:
+    for pair, figures, ensemble in rows:
         ious = [iou for iou, _ in figures]
         mean_iou = statistics.fmean(ious)
         mean_f1 = statistics.fmean(f1 for _, f1 in figures)
         rf = baseline["results"][pair.baseline_key]["building_IoU"]
         mark = "met" if mean_iou >= pair.target_iou else "missed"
+        both = "-" if ensemble is None else f"{ensemble[0]:.3f} / {ensemble[1]:.3f}"
         lines.append(
             f"| {pair.label} | {', '.join(f'{v:.3f}' for v in ious)} | {mean_iou:.3f} "
-            f"| {mean_f1:.3f} | {rf:.3f} | {pair.target_iou:.2f} ({mark}) |"
+            f"| {mean_f1:.3f} | {both} | {rf:.3f} | {pair.target_iou:.2f} ({mark}) |"
         )
     return "\n".join(lines)
 
@@ -128,8 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             seconds = train_model(region, seed, args.threads)
             print(f"trained {package_path(region, seed).name} in {seconds / 60:.1f} min")
+    seeds = tuple(args.seeds)
     rows = [
-        (pair, [building_figures(score(pair, s, args.threads, args.tta)) for s in args.seeds])
+        (
+            pair,
+            [building_figures(score(pair, (s,), args.threads, args.tta)) for s in seeds],
+            building_figures(score(pair, seeds, args.threads, args.tta))
+            if len(seeds) > 1
+            else None,
+        )
         for pair in PAIRS
     ]
     baseline = json.loads((DATA / "rf_baseline.json").read_text())
