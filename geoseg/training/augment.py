@@ -1,7 +1,9 @@
-"""Joint augmentation of image and label tiles: flips/rotations, scale and colour jitter.
+"""Joint augmentation of image and label tiles: flips/rotations, scale, elastic deformation
+and colour jitter.
 
 The image and its labels get the same geometric transform (one of the 8 dihedral ones, a small
-rescale with nearest-neighbour labels); brightness and contrast jitter touch the image only.
+rescale, an optional elastic warp; labels always by nearest neighbour, so no label value is
+invented); brightness and contrast jitter touch the image only.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ class Augmentation:
     One of the 8 flips/rotations; a scale factor in ``1 ± scale_jitter`` (a window that much
     larger/smaller is read and resized to the tile: bilinear image, nearest labels); per band
     ``x * c + b`` on valid pixels with ``c`` in ``1 ± contrast`` and ``b`` in ``± brightness``
-    (normalized units, i.e. standard deviations).
+    (normalized units, i.e. standard deviations). With ``elastic_px`` > 0, an elastic warp
+    as in the U-Net paper (Ronneberger et al. 2015): displacements drawn on a coarse
+    ``elastic_grid`` x ``elastic_grid`` grid with that standard deviation in pixels, bicubic
+    in between.
     """
 
     dihedral: bool = True
     scale_jitter: float = 0.1
     brightness: float = 0.1
     contrast: float = 0.1
+    elastic_px: float = 0.0
+    elastic_grid: int = 3
 
     def read_size(self, tile_px: int, rng: np.random.Generator) -> int:
         """Size of the window to read for one tile (scale jitter)."""
@@ -40,6 +47,9 @@ class Augmentation:
         """(bands, s, s) normalized image and (s, s) labels -> (bands, t, t), (t, t)."""
         if x.shape[-1] != tile_px or x.shape[-2] != tile_px:
             x, y = resize_pair(x, y, tile_px)
+        if self.elastic_px > 0:
+            field = coarse_displacements(tile_px, self.elastic_grid, self.elastic_px, rng)
+            x, y = warp_pair(x, y, field)
         if self.dihedral:
             k = int(rng.integers(4))
             x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
@@ -62,3 +72,37 @@ def resize_pair(x: np.ndarray, y: np.ndarray, size_px: int) -> tuple[np.ndarray,
     xr = F.interpolate(xt, size=(size_px, size_px), mode="bilinear", align_corners=False)
     yr = F.interpolate(yt, size=(size_px, size_px), mode="nearest")
     return xr[0].numpy(), yr[0, 0].numpy().astype(y.dtype)
+
+
+def coarse_displacements(
+    size_px: int, grid: int, std_px: float, rng: np.random.Generator
+) -> np.ndarray:
+    """(2, size, size) per-pixel (dx, dy) in pixels: ``grid`` x ``grid`` Gaussian vectors of
+    ``std_px`` standard deviation, interpolated bicubically over the tile."""
+    coarse = rng.normal(0.0, std_px, (1, 2, grid, grid)).astype(np.float32)
+    dense = F.interpolate(
+        torch.from_numpy(coarse), size=(size_px, size_px), mode="bicubic", align_corners=True
+    )
+    return dense[0].numpy()
+
+
+def warp_pair(x: np.ndarray, y: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample image (bilinear) and labels (nearest) at ``pixel + field``; reflected at edges.
+
+    ``x`` (bands, h, w), ``y`` (h, w), ``field`` (2, h, w) displacements in pixels (dx, dy).
+    """
+    h, w = y.shape
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
+    d = torch.from_numpy(np.ascontiguousarray(field))
+    # grid_sample's coordinates: -1..1 over the pixel centres (align_corners=True)
+    gx = (cols + d[0]) * (2 / max(w - 1, 1)) - 1
+    gy = (rows + d[1]) * (2 / max(h - 1, 1)) - 1
+    grid = torch.stack((gx, gy), dim=-1)[None]
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+    yt = torch.from_numpy(np.ascontiguousarray(y))[None, None].float()
+    sample = {"padding_mode": "reflection", "align_corners": True}
+    xw = F.grid_sample(xt, grid, mode="bilinear", **sample)
+    yw = F.grid_sample(yt, grid, mode="nearest", **sample)
+    return xw[0].numpy(), yw[0, 0].numpy().astype(y.dtype)

@@ -335,7 +335,9 @@ class TrainingLoop:
         progress.started(self.epoch + 1, s.epochs, s.steps_per_epoch)
         val_tiles = self.data.validation_tiles()
         augmentation = (
-            Augmentation(True, s.scale_jitter, s.brightness, s.contrast) if s.augment else None
+            Augmentation(True, s.scale_jitter, s.brightness, s.contrast, s.elastic_px)
+            if s.augment
+            else None
         )
         while self.epoch < s.epochs and not self.stopped:
             self.run_epoch(augmentation, val_tiles, progress)

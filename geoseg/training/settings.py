@@ -107,6 +107,9 @@ class TrainSettings(BaseModel):
     scale_jitter: float = Field(0.1, ge=0, lt=0.5, description="relative scale jitter")
     brightness: float = Field(0.1, ge=0, description="per-band brightness jitter (std units)")
     contrast: float = Field(0.1, ge=0, lt=1, description="per-band contrast jitter")
+    elastic_px: float = Field(
+        0.0, ge=0, le=64, description="elastic warp: std of coarse-grid displacements, px"
+    )
     radiometry: InputValues = Field(
         InputValues.AUTO,
         description="what the image values mean: auto (declared scale/offset; uint8 without "

@@ -30,3 +30,43 @@ def test_augmentation_moves_image_and_labels_together() -> None:
         x, y, 32, rng
     )
     assert (ya == y).all() and not np.allclose(xa, x)
+
+
+def test_warp_pair_moves_image_and_labels_by_the_field() -> None:
+    """A zero field is the identity; a whole-pixel field shifts image and labels alike."""
+    from geoseg.training.augment import warp_pair
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(1, 4, (24, 20)).astype(np.uint8)
+    x = np.stack([y * 10.0, rng.normal(size=(24, 20))]).astype(np.float32)
+    xw, yw = warp_pair(x, y, np.zeros((2, 24, 20), np.float32))
+    np.testing.assert_array_equal(yw, y)
+    np.testing.assert_allclose(xw, x, atol=1e-4)
+    shift = np.zeros((2, 24, 20), np.float32)
+    shift[0], shift[1] = 3, -2  # each pixel samples 3 columns right, 2 rows up
+    xw, yw = warp_pair(x, y, shift)
+    np.testing.assert_array_equal(yw[2:, :-3], y[:-2, 3:])
+    np.testing.assert_allclose(xw[:, 2:, :-3], x[:, :-2, 3:], atol=1e-4)
+    assert yw.dtype == y.dtype and xw.dtype == np.float32
+
+
+def test_elastic_deformation_warps_smoothly_and_invents_no_label() -> None:
+    from geoseg.training.augment import coarse_displacements
+
+    rng = np.random.default_rng(2)
+    field = coarse_displacements(64, 3, 5.0, np.random.default_rng(3))
+    coarse = np.random.default_rng(3).normal(0.0, 5.0, (1, 2, 3, 3)).astype(np.float32)[0]
+    assert field.shape == (2, 64, 64)
+    np.testing.assert_allclose(field[:, ::63, ::63], coarse[:, ::2, ::2], atol=1e-4)  # corners
+    assert np.abs(np.diff(field, axis=2)).max() < 1.0  # smooth: < 1 px change per pixel
+    y = np.kron(rng.integers(1, 5, (8, 8)), np.ones((8, 8), dtype=np.int64)).astype(np.uint8)
+    y[:4, :4] = 255  # an ignored corner (validation / nodata) stays ignored, never a class
+    x = np.stack([y.astype(np.float32)])
+    warp = Augmentation(dihedral=False, scale_jitter=0, brightness=0, contrast=0, elastic_px=4)
+    changed = 0
+    for _ in range(5):
+        xa, ya = warp.apply(x, y, 64, rng)
+        assert set(np.unique(ya)) <= set(np.unique(y))
+        assert xa.shape == (1, 64, 64) and ya.shape == (64, 64)
+        changed += int((ya != y).any())
+    assert changed == 5
