@@ -89,15 +89,15 @@ def score(pair: Pair, seeds: tuple[int, ...], threads: int, tta: bool) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def building_figures(report: dict) -> tuple[float, float]:
+Figures = tuple[float, float]
+"""(building IoU, building object F1); NaN where undefined (no building predicted at all)."""
+
+
+def building_figures(report: dict) -> Figures:
     """(building IoU, building object F1) of one evaluation report."""
     iou = next(c["iou"] for c in report["classes"] if c["name"] == "Building")
     f1 = next(o["f1"] for o in report["objects"] if o["class"] == "Building")
-    return float(iou), float(f1)
-
-
-Figures = tuple[float, float]
-"""(building IoU, building object F1)."""
+    return float("nan" if iou is None else iou), float("nan" if f1 is None else f1)
 
 
 def markdown_table(rows: list[tuple[Pair, list[Figures], Figures | None]], baseline: dict) -> str:
