@@ -114,6 +114,12 @@ def train(
         bool | None,
         typer.Option("--augment/--no-augment", help="Flips/rotations, scale, brightness."),
     ] = None,
+    elastic_px: Annotated[
+        float | None,
+        typer.Option(
+            help="Elastic warp: std in px of displacements on a coarse 3x3 grid (0: off)."
+        ),
+    ] = None,
     radiometry: Annotated[
         str | None,
         typer.Option(
