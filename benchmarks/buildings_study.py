@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import zipfile
 from pathlib import Path
@@ -68,7 +69,7 @@ def package_metadata(path: Path) -> dict:
 def row(variant: str, meta: dict, report: dict) -> str:
     m, t = meta["metrics"], meta["training"]
     iou, f1 = building_figures(report)
-    change = " ".join(VARIANTS[variant]) or "(configs/fair-kampala.yaml)"
+    change = shlex.join(VARIANTS[variant]) or "(configs/fair-kampala.yaml)"
     return (
         f"| {variant} | `{change}` | {m['validation_miou']:.3f} "
         f"| {m['validation_iou']['Building']:.3f} | {iou:.3f} | {f1:.3f} "
