@@ -33,6 +33,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ce": ("--loss", "ce"),
     "uniform-sampling": ("--sampling", "random"),
     "no-augment": ("--no-augment",),
+    # transfer: the encoder of the Zanzibar model (`make buildings` trains it first)
+    "from-zanzibar": ("--encoder-weights", "outputs/buildings/zanzibar-s0.geoseg"),
 }
 
 
