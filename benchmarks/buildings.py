@@ -1,6 +1,6 @@
 """fAIr buildings: train on the west 60 % of each region, score the east 40 % and the other region.
 
-    python benchmarks/buildings.py                 # or: make buildings (~25 min per model, 1 core)
+    python benchmarks/buildings.py --seeds 0 1     # or: make buildings (26-38 CPU-min per model)
     python benchmarks/buildings.py --reuse         # score packages already trained
     python benchmarks/buildings.py --seeds 0 1     # mean over training seeds
 
