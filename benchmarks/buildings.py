@@ -2,7 +2,6 @@
 
     python benchmarks/buildings.py --seeds 0 1     # or: make buildings (26-38 CPU-min per model)
     python benchmarks/buildings.py --reuse         # score packages already trained
-    python benchmarks/buildings.py --seeds 0 1     # mean over training seeds
 
 Data: ../shared/data/fair-buildings (OpenAerialMap RGB at 0.25 m, OSM footprints; see its
 README). Each model is trained by ``geoseg train --config configs/fair-<region>.yaml`` (the best
@@ -72,21 +71,27 @@ def train_model(region: str, seed: int, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def score(pair: Pair, seeds: tuple[int, ...], threads: int, tta: bool) -> dict:
-    """``geoseg evaluate`` of the pair's model (an ensemble for several seeds) on the test
-    region's east; its report.json."""
-    tag = "+".join(map(str, seeds))
-    out = OUT / f"{pair.train}-s{tag}-on-{pair.test}{'-tta' if tta else ''}"
-    models = [arg for s in seeds for arg in ("--model", str(package_path(pair.train, s)))]
+def evaluate_east(packages: list[Path], region: str, out: Path, *, threads: int, tta: bool) -> dict:
+    """``geoseg evaluate`` of ``packages`` (an ensemble when several) on the east of
+    ``region``; its report.json."""
+    models = [arg for package in packages for arg in ("--model", str(package))]
     cmd = [
         *GEOSEG, "evaluate", *models,
-        "--image", str(DATA / pair.test / "image.tif"),
-        "--labels", str(DATA / pair.test / "labels.tif"),
-        "--window", f"cols={split_col(pair.test)}:", "--threads", str(threads),
+        "--image", str(DATA / region / "image.tif"),
+        "--labels", str(DATA / region / "labels.tif"),
+        "--window", f"cols={split_col(region)}:", "--threads", str(threads),
         "--tta" if tta else "--no-tta", "--out", str(out),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return json.loads((out / "report.json").read_text())
+
+
+def score(pair: Pair, seeds: tuple[int, ...], threads: int, tta: bool) -> dict:
+    """The pair's model (the ensemble of ``seeds`` when several) on the test region's east."""
+    tag = "+".join(map(str, seeds))
+    out = OUT / f"{pair.train}-s{tag}-on-{pair.test}{'-tta' if tta else ''}"
+    packages = [package_path(pair.train, s) for s in seeds]
+    return evaluate_east(packages, pair.test, out, threads=threads, tta=tta)
 
 
 Figures = tuple[float, float]

@@ -16,13 +16,13 @@ reported, never used to choose.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
-import zipfile
 from pathlib import Path
 
-from buildings import DATA, GEOSEG, OUT, REPO, building_figures, split_col  # beside this file
+from buildings import GEOSEG, OUT, REPO, building_figures, evaluate_east  # beside this file
+
+from geoseg.models.package import PackageMetadata, load_package
 
 CONFIG = REPO / "configs" / "fair-kampala.yaml"
 STUDY = OUT / "study"
@@ -50,26 +50,8 @@ def train(variant: str, threads: int) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def evaluate_east(variant: str, threads: int) -> dict:
-    out = STUDY / f"kampala-{variant}-on-kampala-tta"
-    cmd = [
-        *GEOSEG, "evaluate", "--model", str(package_of(variant)),
-        "--image", str(DATA / "kampala" / "image.tif"),
-        "--labels", str(DATA / "kampala" / "labels.tif"),
-        "--window", f"cols={split_col('kampala')}:", "--threads", str(threads), "--tta",
-        "--out", str(out),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    return json.loads((out / "report.json").read_text())
-
-
-def package_metadata(path: Path) -> dict:
-    with zipfile.ZipFile(path) as zf:
-        return json.loads(zf.read("metadata.json"))
-
-
-def row(variant: str, meta: dict, report: dict) -> str:
-    m, t = meta["metrics"], meta["training"]
+def row(variant: str, meta: PackageMetadata, report: dict) -> str:
+    m, t = meta.metrics, meta.training
     iou, f1 = building_figures(report)
     change = shlex.join(VARIANTS[variant]) or "(configs/fair-kampala.yaml)"
     return (
@@ -95,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         if not (args.reuse and package_of(variant).exists()):
             train(variant, args.threads)
-        report = evaluate_east(variant, args.threads)
-        lines.append(row(variant, package_metadata(package_of(variant)), report))
+        out = STUDY / f"kampala-{variant}-on-kampala-tta"
+        report = evaluate_east(
+            [package_of(variant)], "kampala", out, threads=args.threads, tta=True
+        )
+        lines.append(row(variant, load_package(package_of(variant)).metadata, report))
     print("\n".join(lines))
     return 0
 
