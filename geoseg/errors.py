@@ -72,6 +72,10 @@ class OutputError(GeosegError, OSError):
     """An output location cannot be written."""
 
 
+class ClusterError(GeosegError, OSError):
+    """A Dask scheduler or worker stopped answering while it held block results."""
+
+
 class ConfigError(GeosegError, ValueError):
     """An option or configuration value is invalid."""
 

@@ -10,7 +10,12 @@ Start reading at `api` (`vectorize_raster`, the file stage), then `blockwise` (t
 run); `polygonize` is the pure whole-array path on top of the crack tracer (`trace`).
 """
 
-from geoseg.vectorize.api import sieve_threshold_px, vectorize_file, vectorize_raster
+from geoseg.vectorize.api import (
+    SourceRaster,
+    sieve_threshold_px,
+    vectorize_file,
+    vectorize_raster,
+)
 from geoseg.vectorize.executors import (
     SharedClient,
     cluster_pays_off,
@@ -34,6 +39,7 @@ __all__ = [
     "Connectivity",
     "PolygonTable",
     "SharedClient",
+    "SourceRaster",
     "VectorizeOptions",
     "VectorizeResult",
     "cluster_pays_off",

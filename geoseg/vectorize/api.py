@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,8 @@ def _inspect_class_raster(path: Path) -> SceneGrid:
         raise unreadable_raster(path, exc) from exc
 
 
-def _check_confidence_grid(path: Path, raster: SceneGrid) -> None:
+def _check_same_grid(path: Path, raster: SceneGrid, what: str) -> None:
+    """Refuse a companion raster (confidence, source) not on the class raster's grid."""
     try:
         with rasterio.open(path) as src:
             shape, transform = (src.height, src.width), src.transform
@@ -70,9 +72,9 @@ def _check_confidence_grid(path: Path, raster: SceneGrid) -> None:
         raise unreadable_raster(path, exc) from exc
     if shape != raster.shape or not transform.almost_equals(raster.transform):
         raise SceneError(
-            f"{path}: the confidence raster's grid ({shape[0]}x{shape[1]}, "
+            f"{path}: the {what} raster's grid ({shape[0]}x{shape[1]}, "
             f"{tuple(transform)[:6]}) differs from the class raster's ({raster.shape[0]}x"
-            f"{raster.shape[1]}, {tuple(raster.transform)[:6]}); pass the confidence.tif of the "
+            f"{raster.shape[1]}, {tuple(raster.transform)[:6]}); pass the {what}.tif of the "
             "same prediction"
         )
 
@@ -139,7 +141,9 @@ class _FeatureSink:
         names: np.ndarray,
         extra: Mapping[str, str],
         tally: _Tally,
+        source_names: np.ndarray | None = None,
     ) -> None:
+        self._source_names = source_names  # index -1 (no source pixel) is the last: NULL
         self._writer = writer
         self._names = names
         self._extra = extra
@@ -168,6 +172,8 @@ class _FeatureSink:
             "perimeter_m": features.perimeter_m,
             "mean_confidence": features.mean_confidence,
         }
+        if self._source_names is not None:
+            columns["source"] = self._source_names[features.source]
         for name, value in self._extra.items():
             columns[name] = np.full(len(features), str(value), dtype=object)
         self._writer.write_wkb(features.wkb, columns)
@@ -200,11 +206,14 @@ def _block_job(
     confidence_path: str | os.PathLike[str] | None,
     connectivity: Connectivity,
     options: VectorizeOptions,
+    sources: SourceRaster | None = None,
 ) -> BlockJob:
     """The job of every block task, after checking the rasters (sizes in pixels)."""
     raster = _inspect_class_raster(classes_path)
     if confidence_path is not None:
-        _check_confidence_grid(Path(confidence_path), raster)
+        _check_same_grid(Path(confidence_path), raster, "confidence")
+    if sources is not None:
+        _check_same_grid(sources.path, raster, "source")
     pixel_m2 = raster.pixel_area_m2
     return BlockJob(
         classes_path=str(classes_path.resolve()),
@@ -217,7 +226,18 @@ def _block_job(
         block_px=options.block_size_px,
         sieve_px=sieve_threshold_px(options.min_area_m2, pixel_m2),
         simplify_px=options.simplify_m / math.sqrt(pixel_m2) if options.simplify_m else 0.0,
+        source_path=None if sources is None else str(sources.path.resolve()),
+        n_sources=0 if sources is None else len(sources.names),
     )
+
+
+@dataclass(frozen=True)
+class SourceRaster:
+    """A raster of source indices beside a class raster (a mosaic's source.tif) and the name
+    of each index; each polygon gets the name of the index most of its pixels have."""
+
+    path: Path
+    names: tuple[str, ...]
 
 
 def _class_names(classes: Sequence[ClassInfo]) -> np.ndarray:
@@ -240,13 +260,16 @@ def vectorize_raster(
     options: VectorizeOptions | None = None,
     client: Client | SharedClient | None = None,
     on_block: Callable[[int, int], None] | None = None,
+    sources: SourceRaster | None = None,
 ) -> VectorizeResult:
     """Polygonize a class raster into a styled GeoPackage layer (+ ``.qml`` beside it).
 
     Columns: class_id, class_name, pixel_count, area_m2, perimeter_m, mean_confidence (0..100,
-    NULL without a confidence raster) and each of ``extra_attributes`` as a constant string
-    column (e.g. scene, model_sha256). Class values missing from ``classes`` are kept and
-    named ``class <id>`` (``classes`` may be empty). The polygons are exactly those of one
+    NULL without a confidence raster), with ``sources`` a ``source`` column (the name of the
+    source most of the polygon's pixels came from, `SourceRaster`), and each of
+    ``extra_attributes`` as a constant string column (e.g. scene, model_sha256). Class
+    values missing from ``classes`` are kept and named ``class <id>`` (``classes`` may be
+    empty). The polygons are exactly those of one
     single pass (gdal_polygonize), whatever the block size; regions inside a block come first,
     block by block as they finish, then the regions merged across seams.
 
@@ -260,7 +283,9 @@ def vectorize_raster(
     connectivity = _checked_connectivity(connectivity)
     classes = validate_classes(classes) if len(classes) else ()
     extra = _checked_extra(extra_attributes)
-    job = _block_job(Path(classes_path), confidence_path, connectivity, options)
+    if sources is not None and "source" in extra:
+        raise ConfigError("extra attribute 'source' would replace the column of the sources")
+    job = _block_job(Path(classes_path), confidence_path, connectivity, options, sources)
     grid = BlockGrid(job.height_px, job.width_px, options.block_size_px)
     tally = _Tally()
     # One layer type per connectivity, whatever the data: corner-joined 8-connected regions
@@ -271,7 +296,8 @@ def vectorize_raster(
     with PolygonLayerWriter(
         out_path, crs=job.crs_wkt, geometry_type=geometry_type, layer=layer
     ) as writer:
-        sink = _FeatureSink(writer, _class_names(classes), extra, tally)
+        source_names = None if sources is None else np.array([*sources.names, None], object)
+        sink = _FeatureSink(writer, _class_names(classes), extra, tally, source_names)
         with executor_for(grid, options, client) as (executor, n_workers):
             run_blocks(
                 job,

@@ -8,7 +8,7 @@ region labels along the block's edges (`BlockEdges`) and its regions as `RegionP
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,6 +52,8 @@ class BlockJob:
     block_px: int = DEFAULT_BLOCK_PX
     sieve_px: int = 0
     simplify_px: float = 0.0
+    source_path: str | None = None
+    n_sources: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,32 +73,28 @@ class RegionPieces:
     pixel_count: np.ndarray
     confidence_sum: np.ndarray
     confidence_count: np.ndarray
+    source_counts: np.ndarray
+    """(pieces, sources) pixels of each piece per source index (0 columns without sources)."""
+
+    _FIELDS = (
+        "geometry",
+        "class_id",
+        "pixel_count",
+        "confidence_sum",
+        "confidence_count",
+        "source_counts",
+    )
 
     def __len__(self) -> int:
         return len(self.geometry)
 
     def take(self, index: np.ndarray) -> RegionPieces:
-        return RegionPieces(
-            self.geometry[index],
-            self.class_id[index],
-            self.pixel_count[index],
-            self.confidence_sum[index],
-            self.confidence_count[index],
-        )
+        return RegionPieces(*(getattr(self, name)[index] for name in self._FIELDS))
 
     @staticmethod
     def concat(parts: Sequence[RegionPieces]) -> RegionPieces:
         return RegionPieces(
-            *(
-                np.concatenate([getattr(p, name) for p in parts])
-                for name in (
-                    "geometry",
-                    "class_id",
-                    "pixel_count",
-                    "confidence_sum",
-                    "confidence_count",
-                )
-            )
+            *(np.concatenate([getattr(p, n) for p in parts]) for n in RegionPieces._FIELDS)
         )
 
 
@@ -110,19 +108,20 @@ class FeatureBatch:
     area_m2: np.ndarray
     perimeter_m: np.ndarray
     mean_confidence: np.ndarray
+    source: np.ndarray
+    """Index of the source with most of the region's pixels (ties: the lower), -1 if none."""
 
     def __len__(self) -> int:
         return len(self.wkb)
 
     @staticmethod
     def empty() -> FeatureBatch:
-        return FeatureBatch(
-            *(np.empty(0, dtype=t) for t in (object, np.int32, np.int64, float, float, float))
-        )
+        types = (object, np.int32, np.int64, float, float, float, np.int32)
+        return FeatureBatch(*(np.empty(0, dtype=t) for t in types))
 
     @staticmethod
     def concat(parts: Sequence[FeatureBatch]) -> FeatureBatch:
-        names = ("wkb", "class_id", "pixel_count", "area_m2", "perimeter_m", "mean_confidence")
+        names = [f.name for f in fields(FeatureBatch)]
         return FeatureBatch(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
 
@@ -167,6 +166,21 @@ def read_block_confidence(job: BlockJob, block: Block) -> np.ndarray | None:
     except rasterio.errors.RasterioError as exc:
         raise unreadable_raster(path, exc) from exc
     values[mask == 0] = np.nan
+    return values
+
+
+def read_block_source(job: BlockJob, block: Block) -> np.ndarray | None:
+    """Band 1 of the source raster in the block as int64, -1 where masked or out of range."""
+    if job.source_path is None:
+        return None
+    path = Path(job.source_path)
+    try:
+        with rasterio.open(path) as src:
+            values = src.read(1, window=block.window).astype(np.int64)
+            mask = src.read_masks(1, window=block.window)
+    except rasterio.errors.RasterioError as exc:
+        raise unreadable_raster(path, exc) from exc
+    values[(mask == 0) | (values >= job.n_sources)] = -1
     return values
 
 
@@ -285,7 +299,20 @@ def finish_regions(job: BlockJob, pieces: RegionPieces) -> FeatureBatch:
         area_m2=np.asarray(area, dtype=np.float64),
         perimeter_m=np.asarray(perimeter, dtype=np.float64),
         mean_confidence=mean_or_nan(pieces.confidence_sum, pieces.confidence_count),
+        source=majority_source(pieces.source_counts),
     )
+
+
+def majority_source(counts: np.ndarray) -> np.ndarray:
+    """Per row of a (regions, sources) count matrix, the column with the most pixels.
+
+    Ties go to the lower index (`numpy.argmax`); a row without any counted pixel is -1.
+    """
+    if counts.shape[1] == 0:
+        return np.full(len(counts), -1, dtype=np.int32)
+    best = np.argmax(counts, axis=1).astype(np.int32)
+    best[counts.sum(axis=1) == 0] = -1
+    return best
 
 
 def simplify_coverage(

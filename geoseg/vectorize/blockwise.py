@@ -25,6 +25,7 @@ from geoseg.vectorize.blocks import (
     finish_regions,
     read_block,
     read_block_confidence,
+    read_block_source,
     seam_labels,
     simplify_coverage,
     traced_edge_labels,
@@ -32,7 +33,12 @@ from geoseg.vectorize.blocks import (
 from geoseg.vectorize.executors import Executor
 from geoseg.vectorize.merge import merge_pieces, seam_nodes
 from geoseg.vectorize.options import MERGE_BATCH_PIECES, Connectivity
-from geoseg.vectorize.polygonize import run_edge_labels, run_sums, traced_regions
+from geoseg.vectorize.polygonize import (
+    run_edge_labels,
+    run_source_counts,
+    run_sums,
+    traced_regions,
+)
 from geoseg.vectorize.seams import SeamIndex, cross_pairs, merge_batches, seam_groups
 from geoseg.vectorize.sieve import SievePlan, plan_sieve, sieve_block
 from geoseg.vectorize.trace import trace_polygons
@@ -51,14 +57,16 @@ def polygonize_block(job: BlockJob, block: Block, sieve: SievePlan | None) -> Bl
     if sieve is not None:
         classes = sieve_block(job, block, classes, sieve)
     confidence = read_block_confidence(job, block)
+    source = read_block_source(job, block)
     origin = Affine.translation(block.col_off, block.row_off)
-    if job.connectivity == Connectivity.FOUR and confidence is None:
+    if job.connectivity == Connectivity.FOUR and confidence is None and source is None:
         geometry, component_class = trace_polygons(classes, CLASS_NODATA, origin)
         # No `repair_if_invalid` here: traced 4-connected rings are valid (pinches are
         # split into shell + hole), and the check costs ~10 % of a block.
         n = len(geometry)
         pixel_count = np.rint(shapely.area(geometry)).astype(np.int64)
         sums, counts = np.zeros(n), np.zeros(n, dtype=np.int64)
+        source_counts = np.zeros((n, 0), dtype=np.int64)
         strips = traced_edge_labels(geometry, block)
     else:
         # per-region sums over the rows' runs of equal pixels (no label image)
@@ -66,10 +74,13 @@ def polygonize_block(job: BlockJob, block: Block, sieve: SievePlan | None) -> Bl
             classes, origin, nodata=CLASS_NODATA, connectivity=job.connectivity
         )
         pixel_count, sums, counts = run_sums(runs, len(geometry), confidence)
+        source_counts = run_source_counts(runs, len(geometry), source, job.n_sources)
         strips = run_edge_labels(runs, block.height, block.width)
     if job.simplify_px > 0 and len(geometry):
         geometry = simplify_coverage(geometry, classes, block, job.simplify_px)
-    pieces = RegionPieces(geometry, component_class.astype(np.int32), pixel_count, sums, counts)
+    pieces = RegionPieces(
+        geometry, component_class.astype(np.int32), pixel_count, sums, counts, source_counts
+    )
     seam_ids = seam_labels(strips, block)
     interior = np.ones(len(pieces), dtype=bool)
     interior[seam_ids - 1] = False

@@ -11,11 +11,12 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
-from geoseg.errors import ConfigError, option
+from geoseg.errors import ClusterError, ConfigError, option
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -140,11 +141,17 @@ class DaskExecutor:
         return future
 
     def as_completed(self, tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Each task's position and value, in the order the tasks finish.
+
+        The values are fetched here, one `fetch_result` per task, not by distributed's
+        ``as_completed(with_results=True)``: there a gather that fails on a closed connection
+        stops the iterator without an error and the loop waits forever (dask/distributed#7331).
+        """
         from distributed import as_completed
 
         position = {f.key: i for i, f in enumerate(tasks)}
-        for future, value in as_completed(tasks, with_results=True):
-            yield position[future.key], value
+        for future in as_completed(tasks):
+            yield position[future.key], fetch_result(future, self._client)
 
     def settle(self, task: Any) -> None:
         pass  # the block result is kept on its worker until the seam pieces are extracted
@@ -155,6 +162,35 @@ class DaskExecutor:
     def cancel_all(self) -> None:
         self._client.cancel([f for f in self._futures if not f.done()])
         self._futures.clear()
+
+
+FETCH_ATTEMPTS = 4
+"""Tries to fetch a finished block result before a lost connection counts as fatal."""
+
+
+def fetch_result(future: Any, client: Client, *, attempts: int = FETCH_ATTEMPTS) -> Any:
+    """The value of a finished Dask future, retried when the connection to a worker drops.
+
+    A finished result stays on its worker while the future is held, so a gather that failed
+    on a closed stream (a connection-pool hiccup under load) is simply asked again; an error
+    raised by the task itself propagates unchanged. After ``attempts`` lost connections a
+    `ClusterError` names the scheduler.
+    """
+    lost: OSError | None = None
+    for attempt in range(attempts):
+        try:
+            return future.result()
+        except OSError as exc:  # distributed's CommClosedError is an OSError
+            if future.status == "error":
+                raise  # the task itself raised it (a SceneError is an OSError too)
+            lost = exc
+            time.sleep(0.2 * (attempt + 1))
+    raise ClusterError(
+        f"Dask scheduler {client.scheduler.address}: block result {future.key} could not be "
+        f"fetched after {attempts} tries ({type(lost).__name__}: {lost}); check that the "
+        f"workers are alive (their logs), or run without {option('dask_address')} to use a "
+        "local cluster"
+    ) from lost
 
 
 def default_workers() -> int:

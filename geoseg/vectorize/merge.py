@@ -197,6 +197,13 @@ def _group_sums(group_of: np.ndarray, values: np.ndarray, n_groups: int) -> np.n
     return np.bincount(group_of, weights=values, minlength=n_groups)
 
 
+def _group_count_rows(group_of: np.ndarray, counts: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the column-wise sum of its pieces' rows of an integer count matrix."""
+    out = np.zeros((n_groups, counts.shape[1]), dtype=np.int64)
+    np.add.at(out, group_of, counts)
+    return out
+
+
 def merge_pieces(
     job: BlockJob,
     nodes: SeamNodes | None,
@@ -238,5 +245,6 @@ def merge_pieces(
         pixel_count=np.rint(pixel_count).astype(np.int64),
         confidence_sum=_group_sums(group_of, pieces.confidence_sum, n_groups),
         confidence_count=np.rint(confidence_count).astype(np.int64),
+        source_counts=_group_count_rows(group_of, pieces.source_counts, n_groups),
     )
     return finish_regions(job, merged)

@@ -149,6 +149,24 @@ def run_sums(
     return pixel_count, sums, counts
 
 
+def run_source_counts(
+    runs: PixelRuns, n: int, source: np.ndarray | None, n_sources: int
+) -> np.ndarray:
+    """Per region, its pixels per source index: an (n, n_sources) int64 matrix.
+
+    ``source`` holds a source index per pixel (-1 = none); counts, like `run_sums`, add up
+    across the pieces of a region cut by seams.
+    """
+    if source is None or n_sources == 0:
+        return np.zeros((n, 0), dtype=np.int64)
+    lengths = (runs.stop - runs.start).astype(np.int64)
+    region = np.repeat(runs.region, lengths)  # runs cover every pixel, in order
+    values = np.asarray(source, dtype=np.int64).ravel()
+    counted = (region >= 0) & (values >= 0)
+    cell = region[counted].astype(np.int64) * n_sources + values[counted]
+    return np.bincount(cell, minlength=n * n_sources).reshape(n, n_sources)
+
+
 def run_edge_labels(
     runs: PixelRuns, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -292,3 +292,37 @@ def test_area_in_geographic_crs_is_geodesic() -> None:
     assert perimeter[by_class[0]] == pytest.approx(outer_p + hole_p, rel=1e-9)
     assert area[by_class[1]] == pytest.approx(hole_a, rel=1e-9)
     assert 0.85e6 < outer_a < 0.87e6  # 100 pixels of ~77.5 m x ~111 m at 46°N
+
+
+def test_source_attribute_is_the_majority_source_and_seam_exact(tmp_path: Path) -> None:
+    from geoseg.vectorize import SourceRaster
+
+    array = landscape()
+    rows, cols = np.indices(array.shape)
+    source = ((rows // 53 + cols // 37) % 3).astype(np.uint16)
+    source[array == ND] = 65535
+    classes_tif = write_tif(tmp_path / "classes.tif", array)
+    source_tif = write_tif(tmp_path / "source.tif", source, nodata=65535)
+    sources = SourceRaster(source_tif, ("a", "b", "c"))
+
+    def layer(block_px: int) -> tuple[np.ndarray, np.ndarray]:
+        out = tmp_path / f"p{block_px}.gpkg"
+        vectorize_raster(
+            classes_tif,
+            out,
+            classes=CLASSES,
+            options=VectorizeOptions(block_size_px=block_px, workers=0),
+            sources=sources,
+        )
+        _, _, wkb, fields = ogr_read(out, layer=LAYER, columns=["source"])
+        return shapely.from_wkb(wkb), fields[0]
+
+    whole, whole_source = layer(4096)
+    blocks, block_source = layer(64)
+    by_shape = dict(zip(shapely.to_wkb(shapely.normalize(whole)), whole_source, strict=True))
+    assert [by_shape[g] for g in shapely.to_wkb(shapely.normalize(blocks))] == list(block_source)
+    biggest = np.argsort(-shapely.area(whole))[:15]
+    for i in biggest:  # the largest regions, each spanning several source cells
+        inside = rasterio.features.geometry_mask([whole[i]], array.shape, TRANSFORM, invert=True)
+        counts = np.bincount(source[inside & (source < 3)], minlength=3)
+        assert whole_source[i] == "abc"[int(np.argmax(counts))]

@@ -200,3 +200,41 @@ def test_shared_client_started_soon_is_used_or_shut_down(tifs, tmp_path: Path) -
     ]
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not alive  # a cluster started but never used is shut down on exit too
+
+
+class _FlakyFuture:
+    """A finished future whose first ``failures`` fetches lose their connection."""
+
+    key = "block-7"
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.status = failures, "finished"
+
+    def result(self) -> int:
+        if self.failures:
+            self.failures -= 1
+            from distributed.comm.core import CommClosedError
+
+            raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed")
+        return 42
+
+
+def test_a_lost_connection_while_fetching_a_result_is_retried_then_named(client) -> None:
+    from geoseg.errors import ClusterError
+    from geoseg.vectorize.executors import fetch_result
+
+    assert fetch_result(_FlakyFuture(failures=2), client, attempts=3) == 42
+    with pytest.raises(ClusterError, match=r"Dask scheduler tcp://127\.0\.0\.1:\d+.*block-7.*3"):
+        fetch_result(_FlakyFuture(failures=3), client, attempts=3)
+
+
+def test_an_os_error_raised_by_a_task_is_not_retried(client) -> None:
+    from geoseg.vectorize.executors import DaskExecutor
+
+    def missing(_: int) -> None:
+        raise FileNotFoundError("no such file: x.tif")
+
+    executor = DaskExecutor(client)
+    tasks = [executor.submit(pow, 2, 5), executor.submit(missing, 1)]
+    with pytest.raises(FileNotFoundError, match=r"x\.tif"):
+        dict(executor.as_completed(tasks))
