@@ -32,7 +32,14 @@ from prefect_dask import DaskTaskRunner
 from pydantic import ConfigDict, Field, model_validator
 
 from flows.jobs import PublishedScene, RunPlan, SceneJob, SceneStage
-from flows.tasks import predict, publish, select_scenes, vectorize, write_run_record
+from flows.tasks import (
+    predict,
+    publish,
+    select_scenes,
+    submit_mosaic,
+    vectorize,
+    write_run_record,
+)
 from geoseg.config import RunOptions, StacQuery
 from geoseg.models import DEMO_MODEL
 
@@ -195,5 +202,6 @@ def segment_aoi(
 
     with tags(*(flow_run.tags or [])):
         published = segment_scenes.with_options(task_runner=runner)(plan)
-    write_run_record(plan, published, time.perf_counter() - t0)
+    made = submit_mosaic(plan, published) if plan.run.mosaic else None
+    write_run_record(plan, published, time.perf_counter() - t0, made)
     return published

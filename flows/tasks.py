@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -49,12 +50,14 @@ from prefect.tasks import exponential_backoff
 
 from flows.jobs import (
     INPUTS_DIR_NAME,
+    KEY_FILE,
     PredictedScene,
     PublishedScene,
     RunPlan,
     SceneJob,
     SceneStage,
     VectorizedScene,
+    read_key_file,
     remove_leftovers,
     scene_jobs,
     write_key_file,
@@ -76,9 +79,16 @@ from geoseg.io.aoi import aoi_in_crs, read_aoi
 from geoseg.io.raster import open_scene
 from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
+from geoseg.mosaic.build import MOSAIC_DIR
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir
 from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
-from geoseg.pipeline.run import make_predictor, predict_to_folder, vectorize_folder, write_mosaics
+from geoseg.pipeline.run import (
+    make_predictor,
+    plan_mosaic,
+    predict_to_folder,
+    run_mosaic,
+    vectorize_folder,
+)
 from geoseg.sources.gdal_env import gdal_remote_env
 from geoseg.sources.hrefs import redact
 from geoseg.vectorize import Connectivity, VectorizeOptions
@@ -365,6 +375,7 @@ def select_scenes(
         # checks tile size against overlap, as `geoseg run` does before its output folder
         # exists (else `predict` would find it on a Dask worker, after the cluster started)
         predict_settings = resolve_predict_settings(run, packages[0])
+        plan_mosaic(run, packages[0])  # a bad --crs fails here, before any scene task
         prepare_output_dir(run.out)
         vrts = publish_vrts(written, run.out / INPUTS_DIR)
     jobs = scene_jobs(run, planned, packages=packages, predict_settings=predict_settings, vrts=vrts)
@@ -462,10 +473,71 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
     )
 
 
+def mosaic_key(plan: RunPlan) -> str:
+    """The cache key of a run's mosaic: its scenes' keys (each already holds the AOI, model
+    and output settings) and the mosaic's own settings; a new scene makes a new key."""
+    run = plan.run
+    parts = [*(j.key for j in plan.jobs), run.crs or "", run.prefer, str(run.connectivity)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def mosaic_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Prefect ``cache_key_fn`` of the mosaic task (`mosaic_key`)."""
+    return f"geoseg-{context.task.name}-{mosaic_key(parameters['plan'])}"
+
+
+def mosaic_on_disk(plan: RunPlan) -> bool:
+    """Whether ``OUT/mosaic/`` holds the mosaic of this key with all its files."""
+    folder = plan.run.out / MOSAIC_DIR
+    published = read_key_file(folder / KEY_FILE)
+    return (
+        published is not None
+        and published[0] == mosaic_key(plan)
+        and all((folder / n).is_file() for n in published[1])
+    )
+
+
+@task(
+    name="mosaic",
+    cache_key_fn=mosaic_cache_key,
+    persist_result=True,
+    **IO_TASK_OPTIONS,
+)
+@settings_named
+def mosaic(plan: RunPlan, published: Sequence[PublishedScene]) -> dict[str, Any]:
+    """``OUT/mosaic/`` from the published scenes (`geoseg.mosaic`), after all of them."""
+    logger = get_run_logger()
+    logger.info("mosaic: merging %d scene(s)", len(published))
+    record = run_mosaic(
+        plan.run,
+        plan_mosaic(plan.run, packages_for(plan.run)[0]),
+        [p.result for p in published],
+        packages_for(plan.run),
+        vectorize=task_vectorize_options(plan.run),
+    )
+    folder = plan.run.out / MOSAIC_DIR
+    write_key_file(folder, mosaic_key(plan))
+    logger.info("mosaic: %d polygons in %s", record["polygons"], folder)
+    return record
+
+
+def submit_mosaic(plan: RunPlan, published: Sequence[PublishedScene]) -> dict[str, Any]:
+    """Run (or take from the cache, while its files are there) the run's mosaic."""
+    task_ = mosaic.with_options(
+        refresh_cache=not mosaic_on_disk(plan), result_storage=plan.cache_dir
+    )
+    return task_(plan, published)
+
+
 @task(name="write-run-record", cache_policy=NO_CACHE, **IO_TASK_OPTIONS)
 @settings_named
-def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds: float) -> Path:
-    """Mosaics of the scenes and ``run.json``, written atomically once every scene is done."""
+def write_run_record(
+    plan: RunPlan,
+    published: Sequence[PublishedScene],
+    seconds: float,
+    mosaic: dict[str, Any] | None = None,
+) -> Path:
+    """``run.json``, written atomically once every scene (and the mosaic) is done."""
     packages = packages_for(plan.run)
     results = [p.result for p in published]
     return write_run_json(
@@ -473,6 +545,7 @@ def write_run_record(plan: RunPlan, published: Sequence[PublishedScene], seconds
         packages=packages,
         resolved=published[0].resolved,
         results=results,
-        mosaics=write_mosaics(plan.run.out, results, packages[0]),
+        mosaics=[] if mosaic is None else [mosaic["path"]],
         seconds=seconds,
+        mosaic=mosaic,
     )

@@ -8,7 +8,7 @@ the package is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -65,6 +65,16 @@ class RunOptions(BaseModel):
     )
     resample: bool = Field(
         True, description="resample scenes at another pixel size to the model GSD on read"
+    )
+    mosaic: bool = Field(
+        False, description="also merge the scenes into one map of the AOI (OUT/mosaic/)"
+    )
+    crs: str | None = Field(
+        None, description="the mosaic's projected CRS (default: the UTM zone of the AOI)"
+    )
+    prefer: Literal["confidence", "newest"] = Field(
+        "confidence",
+        description="where scenes overlap: the most confident valid pixel, or the newest scene's",
     )
 
     @field_validator("cloud_mask")

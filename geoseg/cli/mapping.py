@@ -78,6 +78,26 @@ def run(
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("geoseg_out"),
+    mosaic: Annotated[
+        bool,
+        typer.Option(
+            help="Also merge the scenes into one map of the AOI in OUT/mosaic/ (classes, "
+            "confidence, source, polygons)."
+        ),
+    ] = False,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="The mosaic's projected CRS, e.g. EPSG:32633 (default: the AOI's UTM zone)."
+        ),
+    ] = None,
+    prefer: Annotated[
+        str,
+        typer.Option(
+            help="Where scenes overlap in the mosaic: confidence (the most confident valid "
+            "pixel) or newest (the newest scene's valid pixel)."
+        ),
+    ] = "confidence",
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = None,
     tile_size: TileSizeOption = None,
@@ -116,6 +136,9 @@ def run(
         resample=resample,
         models=model or [DEMO_MODEL],
         out=out,
+        mosaic=mosaic,
+        crs=crs,
+        prefer=prefer,
         device=device,
         batch_size=batch_size,
         tile_size=tile_size,

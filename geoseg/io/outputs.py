@@ -15,14 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import numpy as np
 import rasterio
 import rasterio.errors
 
-from geoseg.classes import CLASS_NODATA, ClassInfo, colormap, validate_classes
-from geoseg.errors import OutputError
-from geoseg.geo.scene import SceneGrid
-from geoseg.io.raster import open_scene, unreadable_raster
+from geoseg.classes import CLASS_NODATA, ClassInfo, validate_classes
+from geoseg.io.raster import unreadable_raster
 
 CLASSES_NAME = "classes.tif"
 CONFIDENCE_NAME = "confidence.tif"
@@ -124,76 +121,4 @@ def category_xml(classes: Sequence[ClassInfo]) -> str:
     names = {c.id: c.name for c in classes}
     return "".join(
         f"<Category>{escape(names.get(i, ''))}</Category>" for i in range(max(names) + 1)
-    )
-
-
-def write_mosaic_vrt(sources: Sequence[Path], dst: Path, classes: Sequence[ClassInfo]) -> Path:
-    """A VRT mosaic of single-band class rasters that share one CRS and pixel size.
-
-    Written by hand (no gdalbuildvrt needed). Source paths are stored relative to the VRT. It
-    carries the classes like a class raster does, inline: the colour table (entries up to the
-    largest class id only: unlike a GeoTIFF's, a VRT palette may be short, and QGIS lists
-    every entry in its legend; nodata needs no entry), the class names as GDAL category names
-    (QGIS labels the palette with them) and the GEOSEG_CLASSES tag.
-    """
-    infos = [open_scene(p) for p in sources]
-    grids = [i.grid for i in infos]
-    crs = grids[0].crs
-    rx, ry = abs(grids[0].transform.a), abs(grids[0].transform.e)
-    for info, grid in zip(infos[1:], grids[1:], strict=True):
-        res = (abs(grid.transform.a), abs(grid.transform.e))
-        if grid.crs != crs or not np.allclose(res, (rx, ry)):
-            raise OutputError(f"{info.path}: CRS or pixel size differs; cannot join the mosaic")
-    left = min(g.bounds[0] for g in grids)
-    top = max(g.bounds[3] for g in grids)
-    right = max(g.bounds[2] for g in grids)
-    bottom = min(g.bounds[1] for g in grids)
-    width, height = round((right - left) / rx), round((top - bottom) / ry)
-    tags = "".join(
-        f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in classes_tags(classes).items()
-    )
-    sources_xml = "".join(
-        _mosaic_source(info.path, grid, dst, x_off=round((grid.bounds[0] - left) / rx),
-                       y_off=round((top - grid.bounds[3]) / ry))
-        for info, grid in zip(infos, grids, strict=True)
-    )  # fmt: skip
-    xml = (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
-        f"  <SRS>{escape(crs.to_wkt())}</SRS>\n"
-        f"  <GeoTransform>{left}, {rx}, 0, {top}, 0, {-ry}</GeoTransform>\n"
-        f"  <Metadata>{tags}</Metadata>\n"
-        '  <VRTRasterBand dataType="Byte" band="1">\n'
-        f"    <NoDataValue>{CLASS_NODATA}</NoDataValue>\n"
-        "    <ColorInterp>Palette</ColorInterp>\n"
-        f"    <CategoryNames>{category_xml(classes)}</CategoryNames>\n"
-        f"    <ColorTable>{_palette_xml(classes)}</ColorTable>\n"
-        f"{sources_xml}"
-        "  </VRTRasterBand>\n</VRTDataset>\n"
-    )
-    try:
-        dst.write_text(xml, encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{dst}: cannot write the mosaic ({exc.strerror or exc})") from exc
-    return dst
-
-
-def _palette_xml(classes: Sequence[ClassInfo]) -> str:
-    """VRT colour table entries for values 0..max class id (unused values transparent)."""
-    colours = colormap(classes)
-    return "".join(
-        '<Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*colours.get(i, (0, 0, 0, 0)))
-        for i in range(max(c.id for c in classes) + 1)
-    )
-
-
-def _mosaic_source(path: Path, grid: SceneGrid, dst: Path, *, x_off: int, y_off: int) -> str:
-    """One source raster of a mosaic VRT, its path relative to the VRT, at its pixel offset."""
-    rel = os.path.relpath(path.resolve(), dst.parent.resolve())
-    size = f'xSize="{grid.width}" ySize="{grid.height}"'
-    return (
-        f'    <ComplexSource><SourceFilename relativeToVRT="1">{escape(str(rel))}'
-        "</SourceFilename><SourceBand>1</SourceBand>"
-        f'<SrcRect xOff="0" yOff="0" {size}/>'
-        f'<DstRect xOff="{x_off}" yOff="{y_off}" {size}/>'
-        f"<NODATA>{CLASS_NODATA}</NODATA></ComplexSource>\n"
     )

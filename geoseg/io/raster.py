@@ -136,7 +136,8 @@ def read_window(
 
 
 class RowBandWriter:
-    """A single-band uint8 tiled GeoTIFF written in whole-row bands (memory: one band)."""
+    """A single-band tiled GeoTIFF (uint8 unless ``dtype`` says) written in whole-row bands
+    (memory: one band)."""
 
     def __init__(
         self,
@@ -146,8 +147,10 @@ class RowBandWriter:
         nodata: int | None,
         classes: Sequence[ClassInfo] | None = None,
         tags: dict[str, str] | None = None,
+        dtype: str = "uint8",
     ):
         self.path = path
+        self._dtype = dtype
         self._grid = grid
         self._nodata = nodata
         self._classes = classes
@@ -164,7 +167,7 @@ class RowBandWriter:
                 width=self._grid.width,
                 height=self._grid.height,
                 count=1,
-                dtype="uint8",
+                dtype=self._dtype,
                 crs=self._grid.crs,
                 transform=self._grid.transform,
                 nodata=self._nodata,
@@ -186,7 +189,7 @@ class RowBandWriter:
         return self
 
     def write_rows(self, row_off: int, rows: np.ndarray) -> None:
-        """Write ``rows`` (n, width) uint8 starting at output row ``row_off``."""
+        """Write ``rows`` (n, width) of the file's dtype starting at output row ``row_off``."""
         if self._ds is None:
             raise RuntimeError("RowBandWriter.write_rows called outside its `with` block")
         window = rasterio.windows.Window(0, row_off, rows.shape[1], rows.shape[0])

@@ -169,6 +169,7 @@ def write_run_json(
     results: Sequence[SceneResult],
     mosaics: Sequence[str],
     seconds: float,
+    mosaic: dict[str, Any] | None = None,
 ) -> Path:
     """Record inputs, model(s), settings, versions, outputs and timings (atomically).
 
@@ -187,6 +188,7 @@ def write_run_json(
         "versions": versions(),
         "scenes": [asdict(r) for r in results],
         "mosaics": list(mosaics),
+        "mosaic": mosaic,
         "timings_s": {"total": round(seconds, 3)},
     }
     path = settings.out / RUN_JSON

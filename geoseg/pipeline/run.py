@@ -10,33 +10,36 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from shapely.geometry.base import BaseGeometry
 
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
-from geoseg.errors import OutputError
 from geoseg.geo.grid import TileGrid
+from geoseg.geo.scene import SceneGrid
 from geoseg.inference.device import resolve_device
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow, predict_scene
 from geoseg.inference.settings import PredictSettings, PredictStats
+from geoseg.io.aoi import aoi_in_crs, read_aoi
 from geoseg.io.outputs import (
     CLASSES_NAME,
     CONFIDENCE_NAME,
     POLYGONS_NAME,
     PREVIEW_NAME,
     write_category_names,
-    write_mosaic_vrt,
 )
 from geoseg.io.raster import write_cog
 from geoseg.io.staging import staged_folder
 from geoseg.io.styles import write_raster_qml
 from geoseg.models.package import ModelPackage
+from geoseg.mosaic import MosaicSource, mosaic_crs, mosaic_grid, write_mosaic
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir
 from geoseg.pipeline.record import (
     RunReport,
@@ -91,8 +94,9 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         inputs_dir = Path(stack.enter_context(TemporaryDirectory(prefix="geoseg-inputs-")))
         stack.enter_context(gdal_remote_env(settings.scenes, searched=settings.stac is not None))
         packages, planned = check_inputs(settings, inputs_dir)
+        mosaic = plan_mosaic(settings, packages[0])
         stack.enter_context(gdal_remote_env(remote_hrefs(planned)))
-        return _run_planned(settings, packages, planned, progress, t0)
+        return _run_planned(settings, packages, planned, progress, t0, mosaic_plan=mosaic)
 
 
 def remote_hrefs(planned: Sequence[tuple[str, SceneWindow]]) -> list[str]:
@@ -106,19 +110,21 @@ def _run_planned(
     planned: list[tuple[str, SceneWindow]],
     progress: Progress,
     t0: float,
+    *,
+    mosaic_plan: MosaicPlan | None = None,
 ) -> RunReport:
-    """Predict, vectorize and record the planned scenes (the inputs already checked)."""
-    package = packages[0]
+    """Predict, vectorize (and mosaic) the planned scenes; record them (inputs checked)."""
     predictor, predict_settings = make_predictor(settings, packages)
     connectivity = Connectivity(settings.connectivity)
     prepare_output_dir(settings.out)
 
     vectorize = vectorize_options(settings)
     on_dask = [wants_cluster(vectorize, *target.window.shape) for _, target in planned]
+    mosaic_on_dask = mosaic_plan is not None and wants_cluster(vectorize, *mosaic_plan.grid.shape)
     # one Dask cluster for all scenes, only if a class raster is worth one (`wants_cluster`),
     # started in the background so that it is up when the first class raster is
     with SharedClient(workers=vectorize.workers, address=vectorize.dask_address) as shared:
-        if any(on_dask):
+        if any(on_dask) or mosaic_on_dask:
             shared.start_soon()
         results = [
             run_scene(
@@ -134,7 +140,18 @@ def _run_planned(
             )
             for (name, target), dask in zip(planned, on_dask, strict=True)
         ]
-    mosaics = write_mosaics(settings.out, results, package)
+        mosaic = None
+        if mosaic_plan is not None:
+            mosaic = run_mosaic(
+                settings,
+                mosaic_plan,
+                results,
+                packages,
+                vectorize=vectorize,
+                client=shared if mosaic_on_dask else None,
+                progress=progress,
+            )
+    mosaics = [] if mosaic is None else [mosaic["path"]]
     seconds = time.perf_counter() - t0
     run_json = write_run_json(
         settings,
@@ -143,6 +160,7 @@ def _run_planned(
         results=results,
         mosaics=mosaics,
         seconds=seconds,
+        mosaic=mosaic,
     )
     return RunReport(settings.out, results, mosaics, run_json, seconds)
 
@@ -306,23 +324,70 @@ def vectorize_folder(
     return vec, time.perf_counter() - t
 
 
-def write_mosaics(out: Path, results: Sequence[SceneResult], package: ModelPackage) -> list[str]:
-    """A VRT mosaic of the class rasters of each group of >= 2 scenes sharing a CRS.
+def plan_mosaic(settings: RunSettings, package: ModelPackage) -> MosaicPlan | None:
+    """With ``settings.mosaic``: the mosaic's grid and the AOI in its CRS, checked before
+    any work (a geographic ``--crs`` is refused here)."""
+    if not settings.mosaic:
+        return None
+    aoi = read_aoi(settings.aoi, layer=settings.aoi_layer)
+    crs = mosaic_crs(aoi, settings.crs)
+    geometry = aoi_in_crs(aoi, crs)
+    return MosaicPlan(mosaic_grid(geometry, crs, package.metadata.gsd_m), geometry)
 
-    ``mosaic.vrt`` when all scenes share one CRS, else ``mosaic_<crs>.vrt`` per group.
-    """
-    groups: dict[str, list[Path]] = defaultdict(list)
-    for r in results:
-        groups[r.crs].append(Path(r.outputs["classes"]))
-    classes = package.metadata.class_infos()
-    written = []
-    for crs, paths in groups.items():
-        if len(paths) < 2:
-            continue
-        tag = crs.replace(":", "").lower()
-        name = "mosaic.vrt" if len(groups) == 1 else f"mosaic_{tag}.vrt"
-        try:
-            written.append(str(write_mosaic_vrt(paths, out / name, classes)))
-        except OutputError:
-            continue  # same CRS, different pixel size: no mosaic for this group
-    return written
+
+@dataclasses.dataclass(frozen=True)
+class MosaicPlan:
+    """Where the mosaic of a run lies and the AOI in its CRS."""
+
+    grid: SceneGrid
+    aoi: BaseGeometry
+
+
+def scene_date(result: SceneResult) -> str | None:
+    """When a scene was taken: its STAC datetime, else a local raster's modification time."""
+    if result.input.get("datetime"):
+        return str(result.input["datetime"])
+    path = Path(result.path)
+    if result.input.get("kind") != "stac-item" and path.is_file():
+        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).isoformat()
+    return None
+
+
+def mosaic_sources(results: Sequence[SceneResult]) -> list[MosaicSource]:
+    """The published scenes as mosaic sources, in run order (their index in source.tif)."""
+    return [
+        MosaicSource(
+            name=r.scene,
+            classes=Path(r.outputs["classes"]),
+            confidence=Path(r.outputs["confidence"]),
+            datetime=scene_date(r),
+            item=r.input.get("item"),
+        )
+        for r in results
+    ]
+
+
+def run_mosaic(
+    settings: RunSettings,
+    plan: MosaicPlan,
+    results: Sequence[SceneResult],
+    packages: Sequence[ModelPackage],
+    *,
+    vectorize: VectorizeOptions | None = None,
+    client: SharedClient | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """``OUT/mosaic/`` from the published scenes; its run.json record."""
+    return write_mosaic(
+        settings.out,
+        mosaic_sources(results),
+        plan.grid,
+        plan.aoi,
+        classes=packages[0].metadata.class_infos(),
+        prefer=settings.prefer,
+        connectivity=Connectivity(settings.connectivity),
+        vectorize=vectorize,
+        client=client,
+        extra_attributes={"model_sha256": "+".join(p.sha256 for p in packages)},
+        progress=progress,
+    )

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from PIL import Image
 
 from geoseg.demo import run_demo
-from geoseg.io.outputs import write_mosaic_vrt
+from geoseg.geo.scene import SceneGrid
 from geoseg.models.package import load_package
+from geoseg.mosaic import MosaicSource, write_mosaic
 from tests.support.cli import REPO
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -73,10 +75,17 @@ def qgis_result(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     metadata = load_package(demo_model).metadata
     expected = root / "classes.json"  # what `geoseg model info --json` lists as classes
     expected.write_text(json.dumps([c.model_dump() for c in metadata.classes]), encoding="utf-8")
-    # what `geoseg run` writes for several scenes in one CRS, here of the one class raster
-    mosaic = write_mosaic_vrt(
-        [Path(outputs["classes"])], root / "mosaic.vrt", metadata.class_infos()
+    # what `geoseg run --mosaic` writes, here from the one scene onto its own grid
+    with rasterio.open(outputs["classes"]) as ds:
+        grid = SceneGrid(ds.crs, ds.transform, ds.height, ds.width)
+    write_mosaic(
+        root,
+        [MosaicSource("demo", Path(outputs["classes"]), Path(outputs["confidence"]))],
+        grid,
+        shapely.box(*grid.bounds),
+        classes=metadata.class_infos(),
     )
+    mosaic = root / "mosaic" / "classes.tif"
     proc = subprocess.run(
         [
             str(SYSTEM_PYTHON),
@@ -129,7 +138,7 @@ def test_qgis_opens_both_layers_styled_from_the_files(qgis_result: dict, demo_mo
     ids = {c["value"] for c in expected}
     assert [c for c in embedded["classes"] if c["value"] in ids] == expected
     assert embedded["extra_values"] == [v for v in range(256) if v not in ids]
-    mosaic = qgis_result["mosaic"]  # a VRT's palette is as short as its classes
+    mosaic = qgis_result["mosaic"]  # OUT/mosaic/classes.tif with its classes.qml
     assert mosaic["valid"] and mosaic["renderer"] == "paletted"
     assert mosaic["classes"] == expected
     for load in ("vector", "vector_embedded"):

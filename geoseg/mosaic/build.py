@@ -1,0 +1,293 @@
+"""``OUT/mosaic/``: the scenes' class and confidence rasters merged onto one grid, streamed.
+
+Row band by row band of the mosaic grid, each scene whose footprint reaches the band is read
+through a GDAL warped view onto the mosaic grid -- nearest neighbour for classes *and*
+confidence, so a mosaic pixel's class and confidence come from the same scene pixel and the
+choice compares confidences that pixels really had (bilinear would blend a pixel's confidence
+with its neighbours', of other classes or of nodata) -- and `choose_pixels` picks one scene
+per pixel. Memory follows the band (scenes x rows x mosaic width), never a scene's or the
+mosaic's area. The class raster is then vectorized by the block-wise vectorizer with a
+``source`` column, so polygons run whole across scene borders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.warp
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
+
+from geoseg.classes import CLASS_NODATA, ClassInfo
+from geoseg.errors import ModelPackageError
+from geoseg.geo.scene import SceneGrid
+from geoseg.geo.window import PixelWindow
+from geoseg.io.aoi import aoi_mask
+from geoseg.io.outputs import (
+    CLASSES_NAME,
+    CONFIDENCE_NAME,
+    POLYGONS_NAME,
+    PREVIEW_NAME,
+    classes_for_raster,
+    classes_tags,
+    write_category_names,
+)
+from geoseg.io.raster import RowBandWriter, write_cog
+from geoseg.io.staging import staged_folder
+from geoseg.io.styles import write_raster_qml
+from geoseg.mosaic.choose import SOURCE_NODATA, choose_pixels
+from geoseg.progress import NoProgress, Progress
+from geoseg.render.preview import write_preview
+from geoseg.vectorize import (
+    Connectivity,
+    SharedClient,
+    SourceRaster,
+    VectorizeOptions,
+    vectorize_raster,
+)
+
+log = logging.getLogger(__name__)
+
+MOSAIC_DIR = "mosaic"
+SOURCE_NAME = "source.tif"
+BAND_ROWS = 512
+"""Mosaic rows merged at a time (memory: scenes x BAND_ROWS x mosaic width x 2 bytes)."""
+
+
+@dataclass(frozen=True)
+class MosaicSource:
+    """One scene's published outputs and when it was taken (ISO datetime or None)."""
+
+    name: str
+    classes: Path
+    confidence: Path
+    datetime: str | None = None
+    item: str | None = None
+
+
+def check_source_classes(sources: Sequence[MosaicSource], classes: Sequence[ClassInfo]) -> None:
+    """Refuse scenes whose class rasters name other classes than the run's model."""
+    wanted = [(c.id, c.name) for c in classes]
+    for s in sources:
+        found = [(c.id, c.name) for c in classes_for_raster(s.classes)]
+        if found and found != wanted:
+            raise ModelPackageError(
+                f"{s.classes}: scene {s.name} was predicted with other classes ({found}) than "
+                f"the mosaic's model ({wanted}); mosaic only scenes of one model"
+            )
+
+
+def date_ranks(sources: Sequence[MosaicSource]) -> np.ndarray | None:
+    """Per scene an integer growing with its date (equal dates, equal ranks); None, with one
+    warning line, when a scene has no date (the choice then falls back to confidence)."""
+    stamps = []
+    for s in sources:
+        try:
+            stamps.append(datetime.fromisoformat((s.datetime or "").replace("Z", "+00:00")))
+        except ValueError:
+            undated = [x.name for x in sources if not x.datetime]
+            log.warning(
+                "--prefer newest: scene(s) %s have no acquisition date (a STAC datetime or a "
+                "local file's time); choosing by confidence instead",
+                ", ".join(undated) or s.name,
+            )
+            return None
+    order = sorted(set(stamps))
+    return np.array([order.index(t) for t in stamps], dtype=np.int64)
+
+
+def _band_rows(grid: SceneGrid, src: rasterio.DatasetReader) -> tuple[int, int]:
+    """The mosaic rows a scene's footprint can reach (half-open), from its bounds in the
+    mosaic CRS (densified, so a reprojected edge's bulge is included)."""
+    left, bottom, right, top = rasterio.warp.transform_bounds(
+        src.crs, grid.crs, *src.bounds, densify_pts=21
+    )
+    inverse = ~grid.transform
+    _, r0 = inverse * (left, top)
+    _, r1 = inverse * (right, bottom)
+    return max(0, int(np.floor(min(r0, r1))) - 1), min(grid.height, int(np.ceil(max(r0, r1))) + 1)
+
+
+def _warped(src: rasterio.DatasetReader, grid: SceneGrid, nodata: int | None) -> WarpedVRT:
+    return WarpedVRT(
+        src,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=Resampling.nearest,
+        src_nodata=nodata,
+        nodata=nodata if nodata is not None else 0,
+    )
+
+
+def merge_rasters(
+    sources: Sequence[MosaicSource],
+    grid: SceneGrid,
+    aoi: BaseGeometry,
+    folder: Path,
+    *,
+    classes: Sequence[ClassInfo],
+    rank: np.ndarray | None,
+    band_rows: int = BAND_ROWS,
+    on_band: Callable[[], None] = lambda: None,
+) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """Raw (tiled) class, confidence and source rasters of the mosaic in ``folder``.
+
+    Returns the three paths and the figures: pixels per class, pixels per source, pixels in
+    the AOI and those of them without any valid scene pixel.
+    """
+    paths = (folder / "classes.raw.tif", folder / "confidence.raw.tif", folder / "source.raw.tif")
+    class_px = np.zeros(256, dtype=np.int64)
+    source_px = np.zeros(len(sources), dtype=np.int64)
+    aoi_px = uncovered_px = 0
+    with ExitStack() as stack:
+        views = []
+        for s in sources:
+            src_c = stack.enter_context(rasterio.open(s.classes))
+            src_f = stack.enter_context(rasterio.open(s.confidence))
+            views.append(
+                (
+                    _band_rows(grid, src_c),
+                    stack.enter_context(_warped(src_c, grid, CLASS_NODATA)),
+                    stack.enter_context(_warped(src_f, grid, None)),
+                )
+            )
+        tags = classes_tags(classes)
+        out_c = stack.enter_context(
+            RowBandWriter(paths[0], grid, nodata=CLASS_NODATA, classes=classes, tags=tags)
+        )
+        out_f = stack.enter_context(RowBandWriter(paths[1], grid, nodata=None))
+        out_s = stack.enter_context(
+            RowBandWriter(
+                paths[2], grid, nodata=SOURCE_NODATA, dtype="uint16", tags=source_tags(sources)
+            )
+        )
+        for r0 in range(0, grid.height, band_rows):
+            h = min(band_rows, grid.height - r0)
+            window = Window(0, r0, grid.width, h)
+            reaching = [i for i, ((a, b), *_) in enumerate(views) if a < r0 + h and b > r0]
+            if reaching:
+                stack_c = np.stack([views[i][1].read(1, window=window) for i in reaching])
+                stack_f = np.stack([views[i][2].read(1, window=window) for i in reaching])
+                ranks = None if rank is None else rank[reaching]
+                cls, conf, src = choose_pixels(stack_c, stack_f, np.array(reaching), ranks)
+            else:
+                cls = np.full((h, grid.width), CLASS_NODATA, np.uint8)
+                conf = np.zeros((h, grid.width), np.uint8)
+                src = np.full((h, grid.width), SOURCE_NODATA, np.uint16)
+            inside = aoi_mask(
+                aoi, grid.window_transform(PixelWindow(r0, 0, h, grid.width)), cls.shape
+            )
+            cls[~inside], conf[~inside], src[~inside] = CLASS_NODATA, 0, SOURCE_NODATA
+            out_c.write_rows(r0, cls)
+            out_f.write_rows(r0, conf)
+            out_s.write_rows(r0, src)
+            class_px += np.bincount(cls.ravel(), minlength=256)
+            source_px += np.bincount(src[src != SOURCE_NODATA], minlength=len(sources))
+            aoi_px += int(inside.sum())
+            uncovered_px += int((inside & (cls == CLASS_NODATA)).sum())
+            on_band()
+    figures = {
+        "class_px": {str(c.id): int(class_px[c.id]) for c in classes},
+        "source_px": {s.name: int(n) for s, n in zip(sources, source_px, strict=True)},
+        "aoi_px": aoi_px,
+        "nodata_in_aoi_px": uncovered_px,
+    }
+    return *paths, figures
+
+
+def source_tags(sources: Sequence[MosaicSource]) -> dict[str, str]:
+    """The table behind ``source.tif``'s values, as a GeoTIFF tag (value -> scene)."""
+    table = [{"index": i, "scene": s.name, "item": s.item, "datetime": s.datetime}
+             for i, s in enumerate(sources)]  # fmt: skip
+    return {"GEOSEG_SOURCES": json.dumps(table), "NODATA_MEANING": "no scene covers the pixel"}
+
+
+def write_mosaic(
+    out: Path,
+    sources: Sequence[MosaicSource],
+    grid: SceneGrid,
+    aoi: BaseGeometry,
+    *,
+    classes: Sequence[ClassInfo],
+    prefer: str = "confidence",
+    connectivity: Connectivity = Connectivity.FOUR,
+    vectorize: VectorizeOptions | None = None,
+    client: SharedClient | None = None,
+    extra_attributes: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write ``out/mosaic/`` (classes, confidence, source COGs, styles, polygons, preview)
+    atomically; return its run.json record.
+
+    ``prefer``: ``confidence`` or ``newest`` (`date_ranks`; falls back to confidence).
+    ``progress`` hears of it as the "mosaic" scene, one tile per merged row band.
+    """
+    check_source_classes(sources, classes)
+    rank = date_ranks(sources) if prefer == "newest" else None
+    progress = progress or NoProgress()
+    t0 = time.perf_counter()
+    final = out / MOSAIC_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    progress.scene_started(MOSAIC_DIR, -(-grid.height // BAND_ROWS), grid.height * grid.width)
+    with staged_folder(final) as folder:
+        progress.stage(MOSAIC_DIR, f"merging {len(sources)} scene(s)")
+        raw_c, raw_f, raw_s, figures = merge_rasters(
+            sources, grid, aoi, folder, classes=classes, rank=rank,
+            on_band=lambda: progress.tiles_done(MOSAIC_DIR, 1),
+        )  # fmt: skip
+        t_merge = time.perf_counter() - t0
+        progress.stage(MOSAIC_DIR, "vectorizing and writing COGs")
+        vec = vectorize_raster(
+            raw_c,
+            folder / POLYGONS_NAME,
+            classes=classes,
+            confidence_path=raw_f,
+            connectivity=connectivity,
+            extra_attributes=extra_attributes,
+            options=vectorize,
+            client=client,
+            sources=SourceRaster(raw_s, tuple(s.name for s in sources)),
+        )
+        t_vec = time.perf_counter() - t0 - t_merge
+        write_cog(raw_c, folder / CLASSES_NAME, resampling="mode")
+        write_cog(raw_f, folder / CONFIDENCE_NAME, resampling="average")
+        write_cog(raw_s, folder / SOURCE_NAME, resampling="nearest")
+        write_category_names(folder / CLASSES_NAME, classes)
+        write_raster_qml(folder / "classes.qml", classes)
+        write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=aoi, title="mosaic")
+        for path in (raw_c, raw_f, raw_s):
+            path.unlink()
+    progress.scene_finished(MOSAIC_DIR)
+    return {
+        "path": str(final),
+        "crs": grid.crs.to_string(),
+        "transform": list(grid.transform)[:6],
+        "shape": list(grid.shape),
+        "prefer": "newest" if rank is not None else "confidence",
+        "resampling": "nearest (classes, confidence and source from one scene pixel)",
+        "sources": [
+            {"index": i, "scene": s.name, "item": s.item, "datetime": s.datetime}
+            for i, s in enumerate(sources)
+        ],
+        **figures,
+        "polygons": vec.n_polygons,
+        "timings_s": {
+            "merge": round(t_merge, 3),
+            "vectorize": round(t_vec, 3),
+            "cog": round(time.perf_counter() - t0 - t_merge - t_vec, 3),
+        },
+    }

@@ -1,0 +1,63 @@
+"""Where a mosaic lies: one projected CRS, the model GSD, the AOI's bounds (pure)."""
+
+from __future__ import annotations
+
+import math
+
+from affine import Affine
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from shapely.geometry.base import BaseGeometry
+
+from geoseg.errors import ConfigError, option
+from geoseg.geo.scene import SceneGrid
+from geoseg.io.aoi import Aoi
+
+
+def utm_crs(lon: float, lat: float) -> CRS:
+    """The WGS 84 / UTM zone of a point: EPSG 326zz north of the equator, 327zz south.
+
+    zone = floor((lon + 180) / 6) + 1, clamped to 1..60 (lon = 180 is zone 60).
+    """
+    zone = min(60, max(1, math.floor((lon + 180.0) / 6.0) + 1))
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def mosaic_crs(aoi: Aoi, crs: str | None) -> CRS:
+    """``crs`` if given (a projected CRS, else refused), else the UTM zone of the AOI's
+    centroid."""
+    if crs is None:
+        centroid = aoi.geometry.centroid
+        to_wgs84 = Transformer.from_crs(aoi.crs.to_wkt(), "EPSG:4326", always_xy=True)
+        lon, lat = to_wgs84.transform(centroid.x, centroid.y)
+        return utm_crs(lon, lat)
+    try:
+        chosen = CRS.from_user_input(crs)
+    except CRSError:
+        raise ConfigError(
+            f"{option('crs')} {crs}: not a CRS GDAL knows; give one as EPSG:<code> (e.g. the "
+            "UTM zone of the AOI, EPSG:326zz north / 327zz south)"
+        ) from None
+    if not chosen.is_projected:
+        raise ConfigError(
+            f"{option('crs')} {crs}: a geographic CRS (degrees) cannot hold a mosaic of square "
+            "pixels at the model GSD; give a projected one, e.g. the UTM zone of the AOI "
+            "(EPSG:326zz north / 327zz south), or leave the option out to use it"
+        )
+    return chosen
+
+
+def mosaic_grid(geometry: BaseGeometry, crs: CRS, pixel_m: float) -> SceneGrid:
+    """The grid over ``geometry``'s bounds (in ``crs``) at ``pixel_m``, snapped to the size.
+
+    With p = ``pixel_m`` in CRS units: left = floor(minx / p) p, top = ceil(maxy / p) p,
+    width = ceil((maxx - left) / p), height = ceil((top - miny) / p): every grid line is a
+    multiple of p, so scenes on such grids (Landsat, Sentinel-2) are copied, not resampled.
+    """
+    p = pixel_m / crs.linear_units_factor[1]
+    minx, miny, maxx, maxy = geometry.bounds
+    left, top = math.floor(minx / p) * p, math.ceil(maxy / p) * p
+    width = max(1, math.ceil((maxx - left) / p - 1e-9))
+    height = max(1, math.ceil((top - miny) / p - 1e-9))
+    return SceneGrid(crs, Affine(p, 0.0, left, 0.0, -p, top), height, width)
