@@ -1,13 +1,14 @@
 """``OUT/mosaic/``: the scenes' class and confidence rasters merged onto one grid, streamed.
 
 Row band by row band of the mosaic grid, each scene whose footprint reaches the band is read
-through a GDAL warped view onto the mosaic grid -- nearest neighbour for classes *and*
-confidence, so a mosaic pixel's class and confidence come from the same scene pixel and the
-choice compares confidences that pixels really had (bilinear would blend a pixel's confidence
-with its neighbours', of other classes or of nodata) -- and `choose_pixels` picks one scene
-per pixel. Memory follows the band (scenes x rows x mosaic width), never a scene's or the
-mosaic's area. The class raster is then vectorized by the block-wise vectorizer with a
-``source`` column, so polygons run whole across scene borders.
+onto the mosaic grid (`geoseg.mosaic.place`: directly when it lies on the mosaic's pixel
+lines, else through a GDAL warped view), nearest neighbour for classes *and* confidence: a
+mosaic pixel's class and confidence come from the same scene pixel, and the choice compares
+confidences that pixels really had (bilinear would blend a pixel's confidence with its
+neighbours', of other classes or of nodata). `choose_pixels` then picks one scene per pixel.
+Memory follows the band (scenes x rows x mosaic width), never a scene's or the mosaic's area.
+The class raster is then vectorized by the block-wise vectorizer with a ``source`` column, so
+polygons run whole across scene borders.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.warp
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
@@ -48,6 +46,7 @@ from geoseg.io.raster import RowBandWriter, write_cog
 from geoseg.io.staging import staged_folder
 from geoseg.io.styles import write_raster_qml
 from geoseg.mosaic.choose import SOURCE_NODATA, choose_pixels
+from geoseg.mosaic.place import place, read_rows, warped_view
 from geoseg.progress import NoProgress, Progress
 from geoseg.render.preview import write_preview
 from geoseg.vectorize import (
@@ -108,31 +107,6 @@ def date_ranks(sources: Sequence[MosaicSource]) -> np.ndarray | None:
     return np.array([order.index(t) for t in stamps], dtype=np.int64)
 
 
-def _band_rows(grid: SceneGrid, src: rasterio.DatasetReader) -> tuple[int, int]:
-    """The mosaic rows a scene's footprint can reach (half-open), from its bounds in the
-    mosaic CRS (densified, so a reprojected edge's bulge is included)."""
-    left, bottom, right, top = rasterio.warp.transform_bounds(
-        src.crs, grid.crs, *src.bounds, densify_pts=21
-    )
-    inverse = ~grid.transform
-    _, r0 = inverse * (left, top)
-    _, r1 = inverse * (right, bottom)
-    return max(0, int(np.floor(min(r0, r1))) - 1), min(grid.height, int(np.ceil(max(r0, r1))) + 1)
-
-
-def _warped(src: rasterio.DatasetReader, grid: SceneGrid, nodata: int | None) -> WarpedVRT:
-    return WarpedVRT(
-        src,
-        crs=grid.crs,
-        transform=grid.transform,
-        width=grid.width,
-        height=grid.height,
-        resampling=Resampling.nearest,
-        src_nodata=nodata,
-        nodata=nodata if nodata is not None else 0,
-    )
-
-
 def merge_rasters(
     sources: Sequence[MosaicSource],
     grid: SceneGrid,
@@ -154,17 +128,15 @@ def merge_rasters(
     source_px = np.zeros(len(sources), dtype=np.int64)
     aoi_px = uncovered_px = 0
     with ExitStack() as stack:
-        views = []
+        views = []  # per scene: placement, class and confidence readers on the mosaic grid
         for s in sources:
             src_c = stack.enter_context(rasterio.open(s.classes))
             src_f = stack.enter_context(rasterio.open(s.confidence))
-            views.append(
-                (
-                    _band_rows(grid, src_c),
-                    stack.enter_context(_warped(src_c, grid, CLASS_NODATA)),
-                    stack.enter_context(_warped(src_f, grid, None)),
-                )
-            )
+            placement = place(grid, src_c)
+            if placement.shift is None:
+                src_c = stack.enter_context(warped_view(src_c, grid, CLASS_NODATA))
+                src_f = stack.enter_context(warped_view(src_f, grid, None))
+            views.append((placement, src_c, src_f))
         tags = classes_tags(classes)
         out_c = stack.enter_context(
             RowBandWriter(paths[0], grid, nodata=CLASS_NODATA, classes=classes, tags=tags)
@@ -177,11 +149,17 @@ def merge_rasters(
         )
         for r0 in range(0, grid.height, band_rows):
             h = min(band_rows, grid.height - r0)
-            window = Window(0, r0, grid.width, h)
-            reaching = [i for i, ((a, b), *_) in enumerate(views) if a < r0 + h and b > r0]
+            rows = (r0, r0 + h)
+            reaching = [i for i, (p, *_) in enumerate(views) if p.reaches(*rows)]
             if reaching:
-                stack_c = np.stack([views[i][1].read(1, window=window) for i in reaching])
-                stack_f = np.stack([views[i][2].read(1, window=window) for i in reaching])
+                stack_c = np.stack([
+                    read_rows(views[i][1], views[i][0], rows, width=grid.width, fill=CLASS_NODATA)
+                    for i in reaching
+                ])  # fmt: skip
+                stack_f = np.stack([
+                    read_rows(views[i][2], views[i][0], rows, width=grid.width, fill=0)
+                    for i in reaching
+                ])  # fmt: skip
                 ranks = None if rank is None else rank[reaching]
                 cls, conf, src = choose_pixels(stack_c, stack_f, np.array(reaching), ranks)
             else:

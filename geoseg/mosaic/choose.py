@@ -25,18 +25,22 @@ def choose_pixels(
     numbers in the run's source table, written where they win; pixels no scene covers are
     class 255, confidence 0, source `SOURCE_NODATA`.
     """
-    valid = classes != CLASS_NODATA
-    key = confidence.astype(np.int64)
-    if rank is not None:
-        key = key + np.asarray(rank, dtype=np.int64)[:, None, None] * 256
-    key = np.where(valid, key, -1)
-    best = np.argmax(key, axis=0)[None]
-    covered = valid.any(axis=0)
-    chosen = np.take_along_axis(classes, best, axis=0)[0]
-    chosen_confidence = np.take_along_axis(confidence, best, axis=0)[0]
-    source = np.asarray(indexes, dtype=np.uint16)[best[0]]
-    return (
-        np.where(covered, chosen, CLASS_NODATA).astype(np.uint8),
-        np.where(covered, chosen_confidence, 0).astype(np.uint8),
-        np.where(covered, source, SOURCE_NODATA).astype(np.uint16),
-    )
+    # one scene at a time, a strict ">" keeping the first of equal keys: memory is a few
+    # (rows, cols) arrays whatever the number of scenes (an argmax over an int64 key stack
+    # cost 8 bytes x scenes x pixels)
+    shape = classes.shape[1:]
+    best_key = np.full(shape, -1, dtype=np.int32)
+    out_class = np.full(shape, CLASS_NODATA, dtype=np.uint8)
+    out_confidence = np.zeros(shape, dtype=np.uint8)
+    out_source = np.full(shape, SOURCE_NODATA, dtype=np.uint16)
+    for i, index in enumerate(np.asarray(indexes).tolist()):
+        key = confidence[i].astype(np.int32)
+        if rank is not None:
+            key += int(rank[i]) * 256
+        key[classes[i] == CLASS_NODATA] = -1
+        better = key > best_key
+        best_key[better] = key[better]
+        out_class[better] = classes[i][better]
+        out_confidence[better] = confidence[i][better]
+        out_source[better] = index
+    return out_class, out_confidence, out_source

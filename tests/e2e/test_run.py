@@ -18,6 +18,7 @@ from geoseg.io.aoi import aoi_in_crs, aoi_mask, read_aoi
 from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
 from geoseg.training.metrics import scores
 from tests.support.cli import geoseg_cli, write_geojson
+from tests.support.polygons import assert_same_polygons, gdal_polygonize_file
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +142,9 @@ def _utm_scene(folder: Path, epsg: int, lon: float, lat: float, seed: int):
     return write_synthetic_scene(folder, size_px=384, seed=seed, epsg=epsg, origin=origin)
 
 
-def test_aoi_across_two_utm_zones(tmp_path: Path, demo_model: Path) -> None:
+def test_aoi_across_two_utm_zones_gives_one_mosaic_with_whole_polygons(
+    tmp_path: Path, demo_model: Path
+) -> None:
     # zone 32N ends and zone 33N starts at 12 deg E; each scene is ~3.8 km wide
     west = _utm_scene(tmp_path / "west", 32632, 11.955, 45.03, seed=21)
     east = _utm_scene(tmp_path / "east", 32633, 12.0, 45.03, seed=22)
@@ -153,7 +156,7 @@ def test_aoi_across_two_utm_zones(tmp_path: Path, demo_model: Path) -> None:
     out = tmp_path / "out"
     geoseg_cli(
         "run", "--aoi", aoi, "--scenes", tmp_path / "scenes", "--model", demo_model,
-        "--out", out, "--device", "cpu", check=True,
+        "--out", out, "--device", "cpu", "--mosaic", check=True,
     )  # fmt: skip
     doc = json.loads((out / "run.json").read_text())
     assert sorted(s["scene"] for s in doc["scenes"]) == ["east", "west"]
@@ -161,33 +164,33 @@ def test_aoi_across_two_utm_zones(tmp_path: Path, demo_model: Path) -> None:
         with rasterio.open(out / name / "classes.tif") as ds:
             assert ds.crs.to_epsg() == epsg
             assert (ds.read(1) != 255).sum() > 1000
-    assert not list(out.glob("mosaic*.vrt"))  # CRSs differ: nothing to mosaic
-
-
-def test_two_scenes_in_one_zone_get_a_mosaic(tmp_path: Path, demo_model: Path) -> None:
-    (tmp_path / "scenes").mkdir()
-    a = _utm_scene(tmp_path / "a", 32633, 15.0, 45.03, seed=31)
-    x0, y0 = a.spec.origin_x, a.spec.origin_y
-    b = write_synthetic_scene(
-        tmp_path / "b", size_px=384, seed=32, epsg=32633, origin=(x0 + 3840, y0)
-    )  # the next 384 px to the east, no overlap
-    a.image_path.rename(tmp_path / "scenes/a.tif")
-    b.image_path.rename(tmp_path / "scenes/b.tif")
-    ring = [[15.02, 45.01], [15.07, 45.01], [15.07, 45.025], [15.02, 45.025], [15.02, 45.01]]
-    aoi = write_geojson(tmp_path / "aoi.geojson", [{"type": "Polygon", "coordinates": [ring]}])
-    out = tmp_path / "out"
-    geoseg_cli(
-        "run", "--aoi", aoi, "--scenes", tmp_path / "scenes", "--model", demo_model,
-        "--out", out, "--device", "cpu", check=True,
+    # one mosaic, in the zone of the AOI's centroid (12.0025 E: zone 33N)
+    with rasterio.open(out / "mosaic/classes.tif") as ds:
+        assert ds.crs.to_epsg() == 32633 and ds.res == (10.0, 10.0)
+        classes = ds.read(1)
+    with rasterio.open(out / "mosaic/source.tif") as ds:
+        source = ds.read(1)
+    names = [s["scene"] for s in doc["mosaic"]["sources"]]
+    assert {names[i] for i in np.unique(source[classes != 255])} == {"east", "west"}
+    gpkg = out / "mosaic/polygons.gpkg"
+    polygons = pyogrio.read_dataframe(gpkg, layer="landcover")
+    theirs, values = gdal_polygonize_file(
+        "gdal_polygonize.py", out / "mosaic/classes.tif", tmp_path
+    )
+    assert_same_polygons(polygons.geometry.values, theirs[values != 255])
+    # the zone border, projected into 32633, cuts polygons that stay whole (area on both sides)
+    border = shapely.LineString([(12.0, 44.9), (12.0, 45.1)])
+    border = shapely.transform(
+        border, lambda xy: np.column_stack(
+            Transformer.from_crs(4326, 32633, always_xy=True).transform(xy[:, 0], xy[:, 1])
+        )
     )  # fmt: skip
-    with rasterio.open(out / "mosaic.vrt") as vrt, rasterio.open(out / "a/classes.tif") as a:
-        assert vrt.crs == a.crs and vrt.res == a.res
-        mosaic = vrt.read(1)
-        window = rasterio.windows.from_bounds(*a.bounds, transform=vrt.transform)
-        r, c = round(window.row_off), round(window.col_off)
-        part = a.read(1)
-        valid = part != 255
-        np.testing.assert_array_equal(mosaic[r : r + a.height, c : c + a.width][valid], part[valid])
+    crossing = polygons[polygons.intersects(border)]
+    assert len(crossing) > 3
+    x_border = border.centroid.x
+    west_side = shapely.box(x_border - 1e5, 0, x_border, 1e8)
+    both_sides = [g for g in crossing.geometry if 0 < g.intersection(west_side).area < g.area - 1.0]
+    assert len(both_sides) > 3, "no polygon crosses the UTM zone border whole"
 
 
 def test_outputs_pass_gdals_cog_validator(run_out) -> None:

@@ -189,7 +189,7 @@ def test_dask_cluster_of_two_workers_runs_three_scenes(reference_run, scenes) ->
             assert ds.crs == src.crs
     record = json.loads((out / "run.json").read_text())
     assert [s["scene"] for s in record["scenes"]] == list(SCENE_NAMES)
-    assert (out / "mosaic.vrt").is_file()
+    assert not (out / "mosaic").exists() and "mosaic" not in record  # only with mosaic=True
     assert not _leftovers(out)
 
 
@@ -321,9 +321,12 @@ def test_rerun_with_one_new_scene_computes_only_that_scene(
     grown = tmp_path / "scenes"
     shutil.copytree(folder, grown)  # copy2 keeps mtimes: same cache keys
     out = tmp_path / "out"
-    settings = SegmentSettings(**CPU, dask_address=dask_scheduler)  # an existing cluster
+    # an existing cluster; the mosaic task after the scene tasks
+    settings = SegmentSettings(**CPU, dask_address=dask_scheduler, mosaic=True)
     segment_aoi(aoi=aoi, scenes=[str(grown / "a.tif"), str(grown / "b.tif")], out=out,
                 settings=settings)  # fmt: skip
+    two = json.loads((out / "run.json").read_text())["mosaic"]
+    assert [s["scene"] for s in two["sources"]] == ["a", "b"]
     state = segment_aoi(
         aoi=aoi, scenes=[str(grown / "*.tif")], out=out, settings=settings, return_state=True
     )
@@ -332,6 +335,18 @@ def test_rerun_with_one_new_scene_computes_only_that_scene(
     assert {states[f"{s}-a"] for s in ("predict", "vectorize", "publish")} == {"Cached"}
     assert {states[f"{s}-b"] for s in ("predict", "vectorize", "publish")} == {"Cached"}
     assert {states[f"{s}-c"] for s in ("predict", "vectorize", "publish")} == {"Completed"}
+    assert states["mosaic"] == "Completed", states  # a new scene: a new mosaic
+    three = json.loads((out / "run.json").read_text())["mosaic"]
+    assert [s["scene"] for s in three["sources"]] == ["a", "b", "c"]
+    with rasterio.open(out / "mosaic/classes.tif") as ds:
+        mosaic_px = ds.read(1)
+    assert int((mosaic_px != 255).sum()) == sum(three["class_px"].values())
+    # the same scenes again: every task, the mosaic included, from the cache
+    state = segment_aoi(
+        aoi=aoi, scenes=[str(grown / "*.tif")], out=out, settings=settings, return_state=True
+    )
+    states = _task_states(state.state_details.flow_run_id)
+    assert states["mosaic"] == "Cached" and states["publish-c"] == "Cached", states
     # per-tile progress in the run's logs (the new scene's tiles)
     progress = _log_messages(state.state_details.flow_run_id, containing="tiles (100 %)")
     assert [m for m in progress if m.startswith("c: ")], progress

@@ -1,0 +1,116 @@
+"""Where one scene raster lands on the mosaic grid, and reading a row band of it there.
+
+A scene on the mosaic's own grid shifted by whole pixels (same CRS and pixel size, origin on
+the mosaic's pixel lines: the usual case for scenes of one UTM zone) is read directly, window by
+window. Any other scene is read through a GDAL warped view onto the mosaic grid with nearest
+neighbour, limited to the rows and columns its footprint can reach, so a scene costs memory
+and time only where it lies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+import rasterio.warp
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from geoseg.geo.scene import SceneGrid
+
+WARP_MEM_MB = 16
+"""GDAL's warp buffer per warped view (its default is 64 MB, for each of them)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A scene's footprint on the mosaic grid (half-open rows and columns, clipped to the
+    grid) and, when its grid is the mosaic's shifted by whole pixels, that shift (rows, cols)
+    of its pixel (0, 0)."""
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    shift: tuple[int, int] | None
+
+    def reaches(self, r0: int, r1: int) -> bool:
+        """Whether the footprint has pixels in mosaic rows [r0, r1)."""
+        return self.rows[0] < r1 and self.rows[1] > r0 and self.cols[0] < self.cols[1]
+
+
+def whole_pixel_shift(grid: SceneGrid, src: rasterio.DatasetReader) -> tuple[int, int] | None:
+    """(rows, cols) from the mosaic's pixel (0, 0) to the scene's, when both grids share CRS,
+    pixel size and pixel lines; else None (the scene must be warped)."""
+    t, g = src.transform, grid.transform
+    if src.crs != grid.crs or (t.b, t.d, g.b, g.d) != (0, 0, 0, 0):
+        return None
+    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
+        return None
+    cols, rows = (t.c - g.c) / g.a, (t.f - g.f) / g.e
+    if abs(cols - round(cols)) > 1e-6 or abs(rows - round(rows)) > 1e-6:
+        return None
+    return round(rows), round(cols)
+
+
+def place(grid: SceneGrid, src: rasterio.DatasetReader) -> Placement:
+    """The scene's `Placement`: exact for a whole-pixel shift, else from its bounds in the
+    mosaic CRS (densified, so a reprojected edge's bulge is inside) plus one pixel of margin."""
+    shift = whole_pixel_shift(grid, src)
+    if shift is not None:
+        r, c = shift
+        return Placement(
+            (max(0, r), min(grid.height, r + src.height)),
+            (max(0, c), min(grid.width, c + src.width)),
+            shift,
+        )
+    left, bottom, right, top = rasterio.warp.transform_bounds(
+        src.crs, grid.crs, *src.bounds, densify_pts=21
+    )
+    inverse = ~grid.transform
+    c_a, r_a = inverse * (left, top)
+    c_b, r_b = inverse * (right, bottom)
+    r0, r1 = math.floor(min(r_a, r_b)) - 1, math.ceil(max(r_a, r_b)) + 1
+    c0, c1 = math.floor(min(c_a, c_b)) - 1, math.ceil(max(c_a, c_b)) + 1
+    return Placement((max(0, r0), min(grid.height, r1)), (max(0, c0), min(grid.width, c1)), None)
+
+
+def warped_view(src: rasterio.DatasetReader, grid: SceneGrid, nodata: int | None) -> WarpedVRT:
+    """The scene on the mosaic grid, nearest neighbour (``nodata`` None: fill with 0)."""
+    return WarpedVRT(
+        src,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=Resampling.nearest,
+        src_nodata=nodata,
+        nodata=nodata if nodata is not None else 0,
+        warp_mem_limit=WARP_MEM_MB,
+    )
+
+
+def read_rows(
+    src: rasterio.DatasetReader | WarpedVRT,
+    placement: Placement,
+    rows: tuple[int, int],
+    *,
+    width: int,
+    fill: int,
+) -> np.ndarray:
+    """Mosaic rows [r0, r1) of the scene as an (r1 - r0, width) array, ``fill`` where it has
+    no pixel; ``src`` is the scene itself for a whole-pixel shift, else its `warped_view`."""
+    r0, r1 = rows
+    out = np.full((r1 - r0, width), fill, dtype=src.dtypes[0])
+    a, b = max(r0, placement.rows[0]), min(r1, placement.rows[1])
+    c0, c1 = placement.cols
+    if a >= b or c0 >= c1:
+        return out
+    if placement.shift is None:
+        window = Window(c0, a, c1 - c0, b - a)
+    else:
+        sr, sc = placement.shift
+        window = Window(c0 - sc, a - sr, c1 - c0, b - a)
+    out[a - r0 : b - r0, c0:c1] = src.read(1, window=window)
+    return out
