@@ -499,6 +499,7 @@ def mosaic_on_disk(plan: RunPlan) -> bool:
 
 @task(
     name="mosaic",
+    task_run_name="mosaic",
     cache_key_fn=mosaic_cache_key,
     persist_result=True,
     **IO_TASK_OPTIONS,
