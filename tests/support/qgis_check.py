@@ -15,8 +15,8 @@ layer is opened twice, the way a user opens it (no style applied by hand):
   8-bit GeoTIFF palette always has 256 entries, so QGIS then also lists the values no class
   uses (black, labelled with the value; 255 transparent): they are reported as
   ``extra_values``, not as a problem;
-* ``mosaic`` (with ``--mosaic``): a mosaic VRT of class rasters, which carries its palette and
-  class names inline;
+* ``mosaic`` (with ``--mosaic``): the AOI mosaic class raster (``OUT/mosaic/classes.tif``),
+  with its colour table and class names;
 * ``vector``: polygons.gpkg as written;
 * ``vector_embedded``: a copy of polygons.gpkg alone in a temp folder, so the categorized
   renderer can only come from the GeoPackage's ``layer_styles`` table.
@@ -67,7 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--classes-tif", type=Path, required=True, help="class raster")
     parser.add_argument("--polygons", type=Path, required=True, help="polygons GeoPackage")
     parser.add_argument("--expected", type=Path, required=True, help="classes JSON")
-    parser.add_argument("--mosaic", type=Path, help="mosaic VRT of class rasters (optional)")
+    parser.add_argument("--mosaic", type=Path, help="the AOI mosaic class raster (optional)")
     parser.add_argument("--png-dir", type=Path, required=True, help="folder for the PNGs")
     parser.add_argument("--width-px", type=int, default=800, help="PNG width in px")
     return parser.parse_args(argv)
