@@ -69,8 +69,8 @@ def place(grid: SceneGrid, src: rasterio.DatasetReader) -> Placement:
         src.crs, grid.crs, *src.bounds, densify_pts=21
     )
     inverse = ~grid.transform
-    c_a, r_a = inverse * (left, top)
-    c_b, r_b = inverse * (right, bottom)
+    c_a, r_a = inverse @ (left, top)
+    c_b, r_b = inverse @ (right, bottom)
     r0, r1 = math.floor(min(r_a, r_b)) - 1, math.ceil(max(r_a, r_b)) + 1
     c0, c1 = math.floor(min(c_a, c_b)) - 1, math.ceil(max(c_a, c_b)) + 1
     return Placement((max(0, r0), min(grid.height, r1)), (max(0, c0), min(grid.width, c1)), None)

@@ -17,8 +17,11 @@ import shapely
 from pyproj import Transformer
 from rasterio.windows import Window
 
-from geoseg.classes import CLASS_NODATA
+from geoseg.classes import CLASS_NODATA, ClassInfo
+from geoseg.errors import ModelPackageError
+from geoseg.geo.scene import SceneGrid
 from geoseg.io.aoi import aoi_in_crs, aoi_mask, read_aoi
+from geoseg.io.outputs import classes_tags
 from geoseg.mosaic import SOURCE_NODATA, MosaicSource, write_mosaic
 from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
 from geoseg.training.metrics import confusion_matrix
@@ -188,10 +191,7 @@ def test_prefer_newest_takes_the_newer_scene_where_both_are_clear(
     mosaic_run, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     doc = json.loads((mosaic_run / "run.json").read_text())
-    with rasterio.open(mosaic_run / "mosaic/classes.tif") as ds:
-        from geoseg.geo.scene import SceneGrid
-
-        grid = SceneGrid(ds.crs, ds.transform, ds.height, ds.width)
+    grid = _grid_of(mosaic_run / "mosaic/classes.tif")
     dated = [
         MosaicSource(s["scene"], mosaic_run / s["scene"] / "classes.tif",
                      mosaic_run / s["scene"] / "confidence.tif", s["datetime"])
@@ -212,6 +212,32 @@ def test_prefer_newest_takes_the_newer_scene_where_both_are_clear(
         )
     assert record["prefer"] == "confidence"
     assert [r.message for r in caplog.records if "no acquisition date" in r.message]
+
+
+def _grid_of(path: Path) -> SceneGrid:
+    with rasterio.open(path) as ds:
+        return SceneGrid(ds.crs, ds.transform, ds.height, ds.width)
+
+
+def test_scenes_of_a_model_with_other_classes_are_refused(mosaic_run, tmp_path: Path) -> None:
+    """The library call refuses them before writing (a run's scenes share one model, whose
+    ensemble members `check_inputs` already made agree)."""
+    grid = _grid_of(mosaic_run / "mosaic/classes.tif")
+    renamed = tuple(ClassInfo(c.id, f"{c.name}-2", c.color) for c in SYNTHETIC_CLASSES)
+    with rasterio.open(mosaic_run / "B/classes.tif") as src:
+        profile, data = src.profile | {"driver": "GTiff"}, src.read()
+    other = tmp_path / "other-classes.tif"
+    with rasterio.open(other, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**classes_tags(renamed))
+    sources = [
+        MosaicSource("A", mosaic_run / "A/classes.tif", mosaic_run / "A/confidence.tif"),
+        MosaicSource("B", other, mosaic_run / "B/confidence.tif"),
+    ]
+    out = tmp_path / "out"
+    with pytest.raises(ModelPackageError, match="scene B was predicted with other classes"):
+        write_mosaic(out, sources, grid, shapely.box(*grid.bounds), classes=SYNTHETIC_CLASSES)
+    assert not (out / "mosaic").exists()
 
 
 def test_a_geographic_crs_is_refused_before_any_output(landscape, demo_model: Path) -> None:
