@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
 from geoseg.training.metrics import confusion_matrix
 from tests.support.cli import geoseg_cli
 from tests.support.polygons import assert_same_polygons, gdal_polygonize_file
+from tests.support.rasters import gdalwarp_near
 from tests.support.stac_items import earth_search_item, write_item
 
 pytestmark = pytest.mark.slow
@@ -85,22 +84,6 @@ def _scenes(items: list[Path]) -> list[str | Path]:
     return [arg for item in items for arg in ("--scenes", item)]
 
 
-def _on_grid(src: Path, like: Path, folder: Path, name: str) -> np.ndarray:
-    """``src`` warped by GDAL's CLI (nearest) onto ``like``'s grid: the reference placement."""
-    with rasterio.open(like) as ds:
-        left, bottom, right, top = ds.bounds
-        crs, (rx, ry) = ds.crs.to_string(), ds.res
-    dst = folder / f"{name}.on_mosaic.tif"
-    subprocess.run(
-        [shutil.which("gdalwarp") or "gdalwarp", "-q", "-overwrite", "-r", "near",
-         "-t_srs", crs, "-te", str(left), str(bottom), str(right), str(top),
-         "-tr", str(rx), str(ry), "-dstnodata", str(CLASS_NODATA), str(src), str(dst)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    with rasterio.open(dst) as ds:
-        return ds.read(1)
-
-
 def _miou(pred: np.ndarray, labels: np.ndarray, where: np.ndarray) -> float:
     """Mean IoU over the pixels ``where``; a pixel a map leaves nodata counts as missed (a
     false negative of its label), so a map that covers less of the AOI scores less."""
@@ -141,7 +124,7 @@ def test_mosaic_is_gap_free_where_a_scene_was_clear_and_follows_its_sources(
     with rasterio.open(folder / "source.tif") as ds:
         source = ds.read(1)
     placed = [
-        _on_grid(mosaic_run / name / "classes.tif", folder / "classes.tif", tmp_path, name)
+        gdalwarp_near(mosaic_run / name / "classes.tif", folder / "classes.tif", tmp_path, name)
         for name in ("A", "B")
     ]
     inside = aoi_mask(aoi_in_crs(read_aoi(scene.aoi_path), crs), transform, mosaic.shape)
@@ -153,7 +136,7 @@ def test_mosaic_is_gap_free_where_a_scene_was_clear_and_follows_its_sources(
         here = source == i
         assert here.sum() > 1000
         np.testing.assert_array_equal(mosaic[here], p[here])
-    labels = _on_grid(scene.labels_path, folder / "classes.tif", tmp_path, "labels")
+    labels = gdalwarp_near(scene.labels_path, folder / "classes.tif", tmp_path, "labels")
     over_aoi = [_miou(p, labels, inside) for p in (mosaic, *placed)]
     assert over_aoi[0] >= max(over_aoi[1:]), over_aoi  # over the AOI, gaps are misses
     both = clear[0] & clear[1]  # where both saw the ground: the choice by confidence
@@ -200,7 +183,8 @@ def test_prefer_newest_takes_the_newer_scene_where_both_are_clear(
     aoi = shapely.box(*grid.bounds)
     record = write_mosaic(tmp_path, dated, grid, aoi, classes=SYNTHETIC_CLASSES, prefer="newest")
     assert record["prefer"] == "newest"
-    placed = [_on_grid(s.classes, tmp_path / "mosaic/classes.tif", tmp_path, s.name) for s in dated]
+    like = tmp_path / "mosaic/classes.tif"
+    placed = [gdalwarp_near(s.classes, like, tmp_path, s.name) for s in dated]
     with rasterio.open(tmp_path / "mosaic/source.tif") as ds:
         source = ds.read(1)
     both = (placed[0] != CLASS_NODATA) & (placed[1] != CLASS_NODATA)

@@ -19,6 +19,7 @@ from geoseg.synthetic import SYNTHETIC_CLASSES, write_synthetic_scene
 from geoseg.training.metrics import scores
 from tests.support.cli import geoseg_cli, write_geojson
 from tests.support.polygons import assert_same_polygons, gdal_polygonize_file
+from tests.support.rasters import gdalwarp_near
 
 pytestmark = pytest.mark.slow
 
@@ -172,6 +173,13 @@ def test_aoi_across_two_utm_zones_gives_one_mosaic_with_whole_polygons(
         source = ds.read(1)
     names = [s["scene"] for s in doc["mosaic"]["sources"]]
     assert {names[i] for i in np.unique(source[classes != 255])} == {"east", "west"}
+    # each pixel is the class of the scene source.tif names there, placed by gdalwarp -r near
+    # (the west scene is reprojected from zone 32N)
+    for i, name in enumerate(names):
+        placed = gdalwarp_near(
+            out / name / "classes.tif", out / "mosaic/classes.tif", tmp_path, name
+        )
+        np.testing.assert_array_equal(classes[source == i], placed[source == i], err_msg=name)
     gpkg = out / "mosaic/polygons.gpkg"
     polygons = pyogrio.read_dataframe(gpkg, layer="landcover")
     theirs, values = gdal_polygonize_file(

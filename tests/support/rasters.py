@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -184,3 +186,20 @@ def map_coordinates(
 def pixel_centres(shape: tuple[int, int], transform: Affine) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.indices(shape)
     return map_coordinates(transform, cols + 0.5, rows + 0.5)
+
+
+def gdalwarp_near(src: Path, like: Path, folder: Path, name: str) -> np.ndarray:
+    """``src`` warped by GDAL's CLI onto ``like``'s grid: the reference placement (nearest,
+    every pixel centre transformed exactly: ``-et 0``)."""
+    with rasterio.open(like) as ds:
+        left, bottom, right, top = ds.bounds
+        crs, (rx, ry) = ds.crs.to_string(), ds.res
+    dst = folder / f"{name}.on_mosaic.tif"
+    subprocess.run(
+        [shutil.which("gdalwarp") or "gdalwarp", "-q", "-overwrite", "-r", "near", "-et", "0",
+         "-t_srs", crs, "-te", str(left), str(bottom), str(right), str(top),
+         "-tr", str(rx), str(ry), "-dstnodata", str(CLASS_NODATA), str(src), str(dst)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with rasterio.open(dst) as ds:
+        return ds.read(1)

@@ -294,7 +294,7 @@ def test_area_in_geographic_crs_is_geodesic() -> None:
     assert 0.85e6 < outer_a < 0.87e6  # 100 pixels of ~77.5 m x ~111 m at 46°N
 
 
-def test_source_attribute_is_the_majority_source_and_seam_exact(tmp_path: Path) -> None:
+def test_source_attribute_is_the_majority_source_and_seam_exact(client, tmp_path: Path) -> None:
     from geoseg.vectorize import SourceRaster
 
     array = landscape()
@@ -305,22 +305,26 @@ def test_source_attribute_is_the_majority_source_and_seam_exact(tmp_path: Path) 
     source_tif = write_tif(tmp_path / "source.tif", source, nodata=65535)
     sources = SourceRaster(source_tif, ("a", "b", "c"))
 
-    def layer(block_px: int) -> tuple[np.ndarray, np.ndarray]:
-        out = tmp_path / f"p{block_px}.gpkg"
+    def layer(block_px: int, on_cluster=None) -> tuple[np.ndarray, np.ndarray]:
+        out = tmp_path / f"p{block_px}-{on_cluster is not None}.gpkg"
         vectorize_raster(
             classes_tif,
             out,
             classes=CLASSES,
             options=VectorizeOptions(block_size_px=block_px, workers=0),
+            client=on_cluster,
             sources=sources,
         )
         _, _, wkb, fields = ogr_read(out, layer=LAYER, columns=["source"])
         return shapely.from_wkb(wkb), fields[0]
 
     whole, whole_source = layer(4096)
-    blocks, block_source = layer(64)
     by_shape = dict(zip(shapely.to_wkb(shapely.normalize(whole)), whole_source, strict=True))
-    assert [by_shape[g] for g in shapely.to_wkb(shapely.normalize(blocks))] == list(block_source)
+    for blocks, block_source in (layer(64), layer(64, client)):  # in process; on 2 workers
+        assert sorted(by_shape) == sorted(shapely.to_wkb(shapely.normalize(blocks)))
+        assert [by_shape[g] for g in shapely.to_wkb(shapely.normalize(blocks))] == list(
+            block_source
+        )
     biggest = np.argsort(-shapely.area(whole))[:15]
     for i in biggest:  # the largest regions, each spanning several source cells
         inside = rasterio.features.geometry_mask([whole[i]], array.shape, TRANSFORM, invert=True)
