@@ -81,7 +81,7 @@ def warped_view(src: rasterio.DatasetReader, grid: SceneGrid, nodata: int | None
 
     GDAL's default transformer interpolates between exactly transformed points (0.125 px of
     error allowed), which picks the neighbouring pixel for some centres near a pixel edge;
-    a tolerance of 1e-6 px transforms (nearly) every centre, so each pixel is its true nearest
+    a tolerance of 1e-6 px transforms (nearly) every centre, so each pixel is its true nearest.
     """
     return WarpedVRT(
         src,
