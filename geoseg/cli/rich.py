@@ -108,6 +108,18 @@ class RichBlockProgress:
         self._bar.update(self._task, completed=done, total=total)
 
 
+def mosaic_summary(record: dict[str, Any]) -> str:
+    """One line on a mosaic: grid, polygons, each scene's share and the AOI left uncovered."""
+    height, width = record["shape"]
+    taken = sum(record["source_px"].values()) or 1
+    shares = ", ".join(f"{name} {100 * n / taken:.0f}%" for name, n in record["source_px"].items())
+    uncovered = 100 * record["nodata_in_aoi_px"] / (record["aoi_px"] or 1)
+    return (
+        f"{record['crs']}, {width} x {height} px, {record['polygons']} polygons; pixels from "
+        f"{shares}; {uncovered:.1f}% of the AOI without a clear scene"
+    )
+
+
 def print_report(report: Any, console: Console) -> None:
     """Output paths and the one-line summary of a run (`geoseg.pipeline.record.RunReport`)."""
     from geoseg.io.outputs import classes_from_tags
@@ -116,8 +128,9 @@ def print_report(report: Any, console: Console) -> None:
         console.print(f"[bold]{scene.scene}[/]")
         for kind, path in scene.outputs.items():
             console.print(f"  {kind:<11} {path}")
-    for mosaic in report.mosaics:
-        console.print(f"mosaic        {mosaic}")
+    if report.mosaic is not None:
+        console.print(f"mosaic        {report.mosaic['path']}")
+        console.print(f"  {mosaic_summary(report.mosaic)}", highlight=False)
     console.print(f"run record    {report.run_json}")
     found: dict[int, int] = {}
     for scene in report.scenes:

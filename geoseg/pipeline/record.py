@@ -73,6 +73,8 @@ class RunReport:
     mosaics: list[str]
     run_json: Path
     seconds: float
+    mosaic: dict[str, Any] | None = None
+    """The mosaic's run.json record (`geoseg.mosaic.write_mosaic`), with --mosaic."""
 
     @property
     def pixels_per_second(self) -> float:

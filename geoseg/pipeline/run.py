@@ -162,7 +162,7 @@ def _run_planned(
         seconds=seconds,
         mosaic=mosaic,
     )
-    return RunReport(settings.out, results, mosaics, run_json, seconds)
+    return RunReport(settings.out, results, mosaics, run_json, seconds, mosaic=mosaic)
 
 
 def run_scene(

@@ -155,10 +155,11 @@ def test_aoi_across_two_utm_zones_gives_one_mosaic_with_whole_polygons(
     west.image_path.rename(tmp_path / "scenes/west.tif")
     east.image_path.rename(tmp_path / "scenes/east.tif")
     out = tmp_path / "out"
-    geoseg_cli(
+    proc = geoseg_cli(
         "run", "--aoi", aoi, "--scenes", tmp_path / "scenes", "--model", demo_model,
         "--out", out, "--device", "cpu", "--mosaic", check=True,
     )  # fmt: skip
+    assert "EPSG:32633" in proc.stdout and "% of the AOI without a clear scene" in proc.stdout
     doc = json.loads((out / "run.json").read_text())
     assert sorted(s["scene"] for s in doc["scenes"]) == ["east", "west"]
     for name, epsg in (("west", 32632), ("east", 32633)):
