@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +88,27 @@ def check_source_classes(sources: Sequence[MosaicSource], classes: Sequence[Clas
             )
 
 
+def scene_time(text: str | None) -> datetime | None:
+    """An ISO 8601 / RFC 3339 time (``Z`` or an offset; none is taken as UTC), or None."""
+    try:
+        stamp = datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)  # naive and aware do not compare
+
+
 def date_ranks(sources: Sequence[MosaicSource]) -> np.ndarray | None:
     """Per scene an integer growing with its date (equal dates, equal ranks); None, with one
     warning line, when a scene has no date (the choice then falls back to confidence)."""
-    stamps = []
-    for s in sources:
-        try:
-            stamps.append(datetime.fromisoformat((s.datetime or "").replace("Z", "+00:00")))
-        except ValueError:
-            undated = [x.name for x in sources if not x.datetime]
-            log.warning(
-                "--prefer newest: scene(s) %s have no acquisition date (a STAC datetime or a "
-                "local file's time); choosing by confidence instead",
-                ", ".join(undated) or s.name,
-            )
-            return None
+    stamps = [scene_time(s.datetime) for s in sources]
+    undated = [s.name for s, t in zip(sources, stamps, strict=True) if t is None]
+    if undated:
+        log.warning(
+            "--prefer newest: scene(s) %s have no acquisition date (a STAC datetime or a local "
+            "file's time); choosing by confidence instead",
+            ", ".join(undated),
+        )
+        return None
     order = sorted(set(stamps))
     return np.array([order.index(t) for t in stamps], dtype=np.int64)
 
