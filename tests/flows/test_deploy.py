@@ -48,6 +48,7 @@ def test_prefect_yaml_declares_the_folder_the_stac_and_the_training_deployments(
     assert query is not None
     assert query.datetime == "2026-06-12T03:00:00Z/2026-06-15T03:00:00Z"
     assert query.max_cloud == 40 and query.api == settings.stac.api
+    assert settings.mosaic and settings.prefer == "newest"  # one map of the window's items
     # the folder deployment is as it was
     nightly = dict(specs["nightly"].parameters or {})
     assert nightly["scenes"] == ["/data/scenes/*.tif"]
