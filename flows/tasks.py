@@ -475,9 +475,20 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
 
 def mosaic_key(plan: RunPlan) -> str:
     """The cache key of a run's mosaic: its scenes' keys (each already holds the AOI, model
-    and output settings) and the mosaic's own settings; a new scene makes a new key."""
+    and output settings), the resolved mosaic grid (however ``crs`` was spelled) and the
+    choice rule; a new scene makes a new key."""
     run = plan.run
-    parts = [*(j.key for j in plan.jobs), run.crs or "", run.prefer, str(run.connectivity)]
+    mosaic_plan = plan_mosaic(run, packages_for(run)[0])
+    assert mosaic_plan is not None, "mosaic_key of a run without a mosaic"
+    grid = mosaic_plan.grid
+    parts = [
+        *(j.key for j in plan.jobs),
+        grid.crs.to_wkt(),
+        repr(tuple(grid.transform)[:6]),
+        repr(grid.shape),
+        run.prefer,
+        str(run.connectivity),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

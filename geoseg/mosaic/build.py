@@ -5,8 +5,9 @@ onto the mosaic grid (`geoseg.mosaic.place`: directly when it lies on the mosaic
 lines, else through a GDAL warped view), nearest neighbour for classes *and* confidence: a
 mosaic pixel's class and confidence come from the same scene pixel, and the choice compares
 confidences that pixels really had (bilinear would blend a pixel's confidence with its
-neighbours', of other classes or of nodata). `choose_pixels` then picks one scene per pixel.
-Memory follows the band (scenes x rows x mosaic width), never a scene's or the mosaic's area.
+neighbours', of other classes or of nodata). Scenes are offered one at a time to the band's
+`BandChoice`, which keeps the winner per pixel. Memory follows the band (rows x mosaic width),
+never a scene's or the mosaic's area nor the number of scenes.
 The class raster is then vectorized by the block-wise vectorizer with a ``source`` column, so
 polygons run whole across scene borders.
 """
@@ -24,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-import rasterio.warp
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
-from geoseg.errors import ModelPackageError
+from geoseg.errors import ConfigError, ModelPackageError
 from geoseg.geo.scene import SceneGrid
 from geoseg.geo.window import PixelWindow
 from geoseg.io.aoi import aoi_mask
@@ -45,8 +44,8 @@ from geoseg.io.outputs import (
 from geoseg.io.raster import RowBandWriter, write_cog
 from geoseg.io.staging import staged_folder
 from geoseg.io.styles import write_raster_qml
-from geoseg.mosaic.choose import SOURCE_NODATA, choose_pixels
-from geoseg.mosaic.place import place, read_rows, warped_view
+from geoseg.mosaic.choose import SOURCE_NODATA, BandChoice
+from geoseg.mosaic.place import SceneReader
 from geoseg.progress import NoProgress, Progress
 from geoseg.render.preview import write_preview
 from geoseg.vectorize import (
@@ -60,9 +59,12 @@ from geoseg.vectorize import (
 log = logging.getLogger(__name__)
 
 MOSAIC_DIR = "mosaic"
+PREFER = ("confidence", "newest")
+"""``--prefer`` choices: the highest confidence, or the newest scene."""
 SOURCE_NAME = "source.tif"
 BAND_ROWS = 512
-"""Mosaic rows merged at a time (memory: scenes x BAND_ROWS x mosaic width x 2 bytes)."""
+"""Mosaic rows merged at a time (memory: about 10 bytes x BAND_ROWS x mosaic width, plus one
+scene's footprint columns at a time, whatever the number of scenes)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,22 @@ class MosaicSource:
     confidence: Path
     datetime: str | None = None
     item: str | None = None
+
+
+def check_mosaic_inputs(
+    sources: Sequence[MosaicSource], classes: Sequence[ClassInfo], prefer: str
+) -> None:
+    """Refuse what the mosaic cannot represent before writing anything."""
+    if prefer not in PREFER:
+        raise ConfigError(f"--prefer {prefer}: not a choice; use one of {', '.join(PREFER)}")
+    if not sources:
+        raise ConfigError("--mosaic: no scene was mapped, so there is nothing to merge")
+    if len(sources) >= SOURCE_NODATA:
+        raise ConfigError(
+            f"--mosaic: {len(sources)} scenes, but source.tif numbers at most "
+            f"{SOURCE_NODATA - 1}; map a smaller AOI or fewer scenes (--limit, --datetime)"
+        )
+    check_source_classes(sources, classes)
 
 
 def check_source_classes(sources: Sequence[MosaicSource], classes: Sequence[ClassInfo]) -> None:
@@ -109,8 +127,26 @@ def date_ranks(sources: Sequence[MosaicSource]) -> np.ndarray | None:
             ", ".join(undated),
         )
         return None
-    order = sorted(set(stamps))
-    return np.array([order.index(t) for t in stamps], dtype=np.int64)
+    seconds = np.array([t.timestamp() for t in stamps if t is not None])
+    return np.unique(seconds, return_inverse=True)[1].astype(np.int64)
+
+
+def merge_band(
+    readers: Sequence[SceneReader], rows: tuple[int, int], width: int, rank: np.ndarray | None
+) -> BandChoice:
+    """The choice over mosaic ``rows`` among the scenes reaching them, offered in run order;
+    a scene's files are closed after its last band."""
+    choice = BandChoice.empty((rows[1] - rows[0], width))
+    for i, reader in enumerate(readers):
+        placement = reader.placement
+        if not placement.reaches(*rows):
+            continue
+        classes, confidence = reader.read(rows)
+        scene_rank = None if rank is None else int(rank[i])
+        choice.offer(classes, confidence, i, rank=scene_rank, cols=placement.cols)
+        if placement.rows[1] <= rows[1]:
+            reader.close()
+    return choice
 
 
 def merge_rasters(
@@ -134,15 +170,8 @@ def merge_rasters(
     source_px = np.zeros(len(sources), dtype=np.int64)
     aoi_px = uncovered_px = 0
     with ExitStack() as stack:
-        views = []  # per scene: placement, class and confidence readers on the mosaic grid
-        for s in sources:
-            src_c = stack.enter_context(rasterio.open(s.classes))
-            src_f = stack.enter_context(rasterio.open(s.confidence))
-            placement = place(grid, src_c)
-            if placement.shift is None:
-                src_c = stack.enter_context(warped_view(src_c, grid, CLASS_NODATA))
-                src_f = stack.enter_context(warped_view(src_f, grid, None))
-            views.append((placement, src_c, src_f))
+        readers = [SceneReader(s.classes, s.confidence, grid) for s in sources]
+        stack.callback(lambda: [r.close() for r in readers])
         tags = classes_tags(classes)
         out_c = stack.enter_context(
             RowBandWriter(paths[0], grid, nodata=CLASS_NODATA, classes=classes, tags=tags)
@@ -155,23 +184,8 @@ def merge_rasters(
         )
         for r0 in range(0, grid.height, band_rows):
             h = min(band_rows, grid.height - r0)
-            rows = (r0, r0 + h)
-            reaching = [i for i, (p, *_) in enumerate(views) if p.reaches(*rows)]
-            if reaching:
-                stack_c = np.stack([
-                    read_rows(views[i][1], views[i][0], rows, width=grid.width, fill=CLASS_NODATA)
-                    for i in reaching
-                ])  # fmt: skip
-                stack_f = np.stack([
-                    read_rows(views[i][2], views[i][0], rows, width=grid.width, fill=0)
-                    for i in reaching
-                ])  # fmt: skip
-                ranks = None if rank is None else rank[reaching]
-                cls, conf, src = choose_pixels(stack_c, stack_f, np.array(reaching), ranks)
-            else:
-                cls = np.full((h, grid.width), CLASS_NODATA, np.uint8)
-                conf = np.zeros((h, grid.width), np.uint8)
-                src = np.full((h, grid.width), SOURCE_NODATA, np.uint16)
+            choice = merge_band(readers, (r0, r0 + h), grid.width, rank)
+            cls, conf, src = choice.classes, choice.confidence, choice.source
             inside = aoi_mask(
                 aoi, grid.window_transform(PixelWindow(r0, 0, h, grid.width)), cls.shape
             )
@@ -200,6 +214,21 @@ def source_tags(sources: Sequence[MosaicSource]) -> dict[str, str]:
     return {"GEOSEG_SOURCES": json.dumps(table), "NODATA_MEANING": "no scene covers the pixel"}
 
 
+def write_rasters(
+    folder: Path, raw: tuple[Path, Path, Path], *, classes: Sequence[ClassInfo], aoi: BaseGeometry
+) -> None:
+    """The raw class, confidence and source rasters as COGs (mode, average and nearest
+    overviews), with class names, the QGIS style and the preview; the raw files removed."""
+    write_cog(raw[0], folder / CLASSES_NAME, resampling="mode")
+    write_cog(raw[1], folder / CONFIDENCE_NAME, resampling="average")
+    write_cog(raw[2], folder / SOURCE_NAME, resampling="nearest")
+    write_category_names(folder / CLASSES_NAME, classes)
+    write_raster_qml(folder / "classes.qml", classes)
+    write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=aoi, title="mosaic")
+    for path in raw:
+        path.unlink()
+
+
 def write_mosaic(
     out: Path,
     sources: Sequence[MosaicSource],
@@ -220,42 +249,37 @@ def write_mosaic(
     ``prefer``: ``confidence`` or ``newest`` (`date_ranks`; falls back to confidence).
     ``progress`` hears of it as the "mosaic" scene, one tile per merged row band.
     """
-    check_source_classes(sources, classes)
+    check_mosaic_inputs(sources, classes, prefer)
     rank = date_ranks(sources) if prefer == "newest" else None
     progress = progress or NoProgress()
     t0 = time.perf_counter()
     final = out / MOSAIC_DIR
     out.mkdir(parents=True, exist_ok=True)
     progress.scene_started(MOSAIC_DIR, -(-grid.height // BAND_ROWS), grid.height * grid.width)
-    with staged_folder(final) as folder:
-        progress.stage(MOSAIC_DIR, f"merging {len(sources)} scene(s)")
-        raw_c, raw_f, raw_s, figures = merge_rasters(
-            sources, grid, aoi, folder, classes=classes, rank=rank,
-            on_band=lambda: progress.tiles_done(MOSAIC_DIR, 1),
-        )  # fmt: skip
-        t_merge = time.perf_counter() - t0
-        progress.stage(MOSAIC_DIR, "vectorizing and writing COGs")
-        vec = vectorize_raster(
-            raw_c,
-            folder / POLYGONS_NAME,
-            classes=classes,
-            confidence_path=raw_f,
-            connectivity=connectivity,
-            extra_attributes=extra_attributes,
-            options=vectorize,
-            client=client,
-            sources=SourceRaster(raw_s, tuple(s.name for s in sources)),
-        )
-        t_vec = time.perf_counter() - t0 - t_merge
-        write_cog(raw_c, folder / CLASSES_NAME, resampling="mode")
-        write_cog(raw_f, folder / CONFIDENCE_NAME, resampling="average")
-        write_cog(raw_s, folder / SOURCE_NAME, resampling="nearest")
-        write_category_names(folder / CLASSES_NAME, classes)
-        write_raster_qml(folder / "classes.qml", classes)
-        write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=aoi, title="mosaic")
-        for path in (raw_c, raw_f, raw_s):
-            path.unlink()
-    progress.scene_finished(MOSAIC_DIR)
+    try:
+        with staged_folder(final) as folder:
+            progress.stage(MOSAIC_DIR, f"merging {len(sources)} scene(s)")
+            raw_c, raw_f, raw_s, figures = merge_rasters(
+                sources, grid, aoi, folder, classes=classes, rank=rank,
+                on_band=lambda: progress.tiles_done(MOSAIC_DIR, 1),
+            )  # fmt: skip
+            t_merge = time.perf_counter() - t0
+            progress.stage(MOSAIC_DIR, "vectorizing and writing COGs")
+            vec = vectorize_raster(
+                raw_c,
+                folder / POLYGONS_NAME,
+                classes=classes,
+                confidence_path=raw_f,
+                connectivity=connectivity,
+                extra_attributes=extra_attributes,
+                options=vectorize,
+                client=client,
+                sources=SourceRaster(raw_s, tuple(s.name for s in sources)),
+            )
+            t_vec = time.perf_counter() - t0 - t_merge
+            write_rasters(folder, (raw_c, raw_f, raw_s), classes=classes, aoi=aoi)
+    finally:
+        progress.scene_finished(MOSAIC_DIR)
     return {
         "path": str(final),
         "crs": grid.crs.to_string(),

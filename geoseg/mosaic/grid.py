@@ -57,7 +57,7 @@ def mosaic_grid(geometry: BaseGeometry, crs: CRS, pixel_m: float) -> SceneGrid:
     """
     p = pixel_m / crs.linear_units_factor[1]
     minx, miny, maxx, maxy = geometry.bounds
-    left, top = math.floor(minx / p) * p, math.ceil(maxy / p) * p
+    left, top = math.floor(minx / p + 1e-9) * p, math.ceil(maxy / p - 1e-9) * p
     width = max(1, math.ceil((maxx - left) / p - 1e-9))
     height = max(1, math.ceil((top - miny) / p - 1e-9))
     return SceneGrid(crs, Affine(p, 0.0, left, 0.0, -p, top), height, width)

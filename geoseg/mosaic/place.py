@@ -10,7 +10,9 @@ and time only where it lies.
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -19,6 +21,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geoseg.classes import CLASS_NODATA
 from geoseg.geo.scene import SceneGrid
 
 WARP_MEM_MB = 16
@@ -102,15 +105,15 @@ def read_rows(
     placement: Placement,
     rows: tuple[int, int],
     *,
-    width: int,
     fill: int,
 ) -> np.ndarray:
-    """Mosaic rows [r0, r1) of the scene as an (r1 - r0, width) array, ``fill`` where it has
-    no pixel; ``src`` is the scene itself for a whole-pixel shift, else its `warped_view`."""
+    """Mosaic rows [r0, r1) of the scene over its footprint's columns, as an
+    (r1 - r0, c1 - c0) array with ``fill`` in the rows it does not reach; ``src`` is the scene
+    itself for a whole-pixel shift, else its `warped_view`."""
     r0, r1 = rows
-    out = np.full((r1 - r0, width), fill, dtype=src.dtypes[0])
-    a, b = max(r0, placement.rows[0]), min(r1, placement.rows[1])
     c0, c1 = placement.cols
+    out = np.full((r1 - r0, max(0, c1 - c0)), fill, dtype=src.dtypes[0])
+    a, b = max(r0, placement.rows[0]), min(r1, placement.rows[1])
     if a >= b or c0 >= c1:
         return out
     if placement.shift is None:
@@ -118,5 +121,41 @@ def read_rows(
     else:
         sr, sc = placement.shift
         window = Window(c0 - sc, a - sr, c1 - c0, b - a)
-    out[a - r0 : b - r0, c0:c1] = src.read(1, window=window)
+    out[a - r0 : b - r0] = src.read(1, window=window)
     return out
+
+
+class SceneReader:
+    """One scene's class and confidence rasters read on the mosaic grid. Files are opened on
+    the first read and closed by `close` (after the scene's last band), so a mosaic of many
+    scenes holds only the files of the scenes its current band crosses."""
+
+    def __init__(self, classes: Path, confidence: Path, grid: SceneGrid) -> None:
+        self._paths = (classes, confidence)
+        self._grid = grid
+        with rasterio.open(classes) as src:
+            self.placement = place(grid, src)
+        self._stack: ExitStack | None = None
+        self._readers: tuple[rasterio.DatasetReader | WarpedVRT, ...] = ()
+
+    def read(self, rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Classes (255 where none) and confidence (0) of mosaic ``rows`` over the footprint's
+        columns (`Placement.cols`)."""
+        if self._stack is None:
+            self._stack = ExitStack()
+            opened = [self._stack.enter_context(rasterio.open(p)) for p in self._paths]
+            if self.placement.shift is None:
+                opened = [
+                    self._stack.enter_context(warped_view(opened[0], self._grid, CLASS_NODATA)),
+                    self._stack.enter_context(warped_view(opened[1], self._grid, None)),
+                ]
+            self._readers = tuple(opened)
+        classes = read_rows(self._readers[0], self.placement, rows, fill=CLASS_NODATA)
+        confidence = read_rows(self._readers[1], self.placement, rows, fill=0)
+        return classes, confidence
+
+    def close(self) -> None:
+        """Close the files (a later `read` opens them again)."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack, self._readers = None, ()

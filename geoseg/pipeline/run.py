@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from shapely.geometry.base import BaseGeometry
 
 from geoseg.config import RunSettings, resolve_predict_settings, vectorize_options
+from geoseg.errors import ConfigError, option
 from geoseg.geo.grid import TileGrid
 from geoseg.geo.scene import SceneGrid
 from geoseg.inference.device import resolve_device
@@ -324,23 +325,28 @@ def vectorize_folder(
     return vec, time.perf_counter() - t
 
 
-def plan_mosaic(settings: RunSettings, package: ModelPackage) -> MosaicPlan | None:
-    """With ``settings.mosaic``: the mosaic's grid and the AOI in its CRS, checked before
-    any work (a geographic ``--crs`` is refused here)."""
-    if not settings.mosaic:
-        return None
-    aoi = read_aoi(settings.aoi, layer=settings.aoi_layer)
-    crs = mosaic_crs(aoi, settings.crs)
-    geometry = aoi_in_crs(aoi, crs)
-    return MosaicPlan(mosaic_grid(geometry, crs, package.metadata.gsd_m), geometry)
-
-
 @dataclasses.dataclass(frozen=True)
 class MosaicPlan:
     """Where the mosaic of a run lies and the AOI in its CRS."""
 
     grid: SceneGrid
     aoi: BaseGeometry
+
+
+def plan_mosaic(settings: RunSettings, package: ModelPackage) -> MosaicPlan | None:
+    """With ``settings.mosaic``: the mosaic's grid and the AOI in its CRS, checked before
+    any work (a geographic ``--crs`` is refused here)."""
+    if not settings.mosaic:
+        if settings.crs is not None or settings.prefer != "confidence":
+            given = option("crs" if settings.crs is not None else "prefer")
+            raise ConfigError(
+                f"{given} only applies to the AOI mosaic: add {option('mosaic')} (or drop {given})"
+            )
+        return None
+    aoi = read_aoi(settings.aoi, layer=settings.aoi_layer)
+    crs = mosaic_crs(aoi, settings.crs)
+    geometry = aoi_in_crs(aoi, crs)
+    return MosaicPlan(mosaic_grid(geometry, crs, package.metadata.gsd_m), geometry)
 
 
 def scene_date(result: SceneResult) -> str | None:

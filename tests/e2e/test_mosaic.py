@@ -234,3 +234,15 @@ def test_a_geographic_crs_is_refused_before_any_output(landscape, demo_model: Pa
     assert proc.returncode != 0
     assert "--crs EPSG:4326: a geographic CRS" in proc.stderr and "EPSG:326zz" in proc.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_mosaic_options_without_mosaic_are_refused(landscape, demo_model: Path) -> None:
+    root, scene, items = landscape
+    out = root / "no-mosaic"
+    proc = geoseg_cli(
+        "run", "--aoi", scene.aoi_path, *_scenes(items), "--model", demo_model,
+        "--out", out, "--device", "cpu", "--prefer", "newest",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--prefer only applies to the AOI mosaic: add --mosaic" in proc.stderr
+    assert not out.exists() or not any(out.iterdir())

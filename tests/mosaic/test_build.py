@@ -1,4 +1,4 @@
-"""The mosaic's pure helpers: scene dates for --prefer newest."""
+"""The mosaic's pure helpers: scene dates for --prefer newest, inputs it refuses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from geoseg.mosaic.build import MosaicSource, date_ranks
+from geoseg.errors import ConfigError
+from geoseg.mosaic.build import MosaicSource, check_mosaic_inputs, date_ranks
+from geoseg.synthetic import SYNTHETIC_CLASSES
 
 
 def _sources(*dates: str | None) -> list[MosaicSource]:
@@ -36,3 +38,17 @@ def test_a_scene_without_a_date_falls_back_with_one_warning(
     (record,) = caplog.records
     assert "s1, s2 have no acquisition date" in record.message
     assert "choosing by confidence" in record.message
+
+
+@pytest.mark.parametrize(
+    ("count", "prefer", "message"),
+    [
+        (2, "latest", "--prefer latest: not a choice; use one of confidence, newest"),
+        (0, "confidence", "no scene was mapped"),
+        (65535, "confidence", "65535 scenes, but source.tif numbers at most 65534"),
+    ],
+)
+def test_what_the_mosaic_cannot_represent_is_refused(count: int, prefer: str, message: str) -> None:
+    sources = [MosaicSource(f"s{i}", Path("c.tif"), Path("f.tif")) for i in range(count)]
+    with pytest.raises(ConfigError, match=message):
+        check_mosaic_inputs(sources, SYNTHETIC_CLASSES, prefer)

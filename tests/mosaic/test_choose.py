@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.mosaic import SOURCE_NODATA, choose_pixels
+from geoseg.mosaic.choose import BandChoice
 
 ND = CLASS_NODATA
 
@@ -60,3 +61,27 @@ def test_the_choice_is_a_valid_pixel_of_the_named_scene_with_the_top_confidence(
     np.testing.assert_array_equal(conf[rows, cols], confidence[chosen, rows, cols])
     best = np.where(valid, confidence.astype(int), -1).max(axis=0)
     np.testing.assert_array_equal(conf[rows, cols], best[rows, cols])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.uint8, (3, 4, 9), elements=st.sampled_from([0, 1, ND])),
+    arrays(np.uint8, (3, 4, 9), elements=st.integers(0, 100)),
+    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), min_size=3, max_size=3),
+)
+def test_offering_footprint_columns_is_offering_them_over_the_band(
+    classes: np.ndarray, confidence: np.ndarray, spans: list[tuple[int, int]]
+) -> None:
+    """A scene offered over its columns [c0, c1) equals it offered over the whole band with
+    255 (not covered) outside them."""
+    padded = classes.copy()
+    choice = BandChoice.empty((4, 9))
+    for i, (a, b) in enumerate(spans):
+        c0, c1 = min(a, b), max(a, b)
+        padded[i, :, :c0], padded[i, :, c1:] = ND, ND
+        part = np.ascontiguousarray(classes[i, :, c0:c1])
+        choice.offer(part, confidence[i, :, c0:c1], i, cols=(c0, c1))
+    cls, conf, src = choose_pixels(padded, confidence, np.arange(3))
+    np.testing.assert_array_equal(choice.classes, cls)
+    np.testing.assert_array_equal(choice.source, src)
+    np.testing.assert_array_equal(choice.confidence, conf)
