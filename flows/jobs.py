@@ -95,6 +95,9 @@ class SceneJob(BaseModel):
     hrefs: tuple[str, ...] = Field(
         (), description="the band and mask files behind the scene (GDAL's remote settings)"
     )
+    aoi_margin: float = Field(
+        0.0, description="how far beyond the AOI the scene is predicted (the mosaic's margin)"
+    )
 
     @field_serializer("hrefs", when_used="json")
     def _redacted_hrefs(self, hrefs: tuple[str, ...]) -> list[str]:
@@ -259,6 +262,7 @@ def scene_key(
     window: tuple[int, int, int, int],
     aoi_sha256: str,
     run: RunSettings,
+    aoi_margin: float = 0.0,
     packages: Sequence[ModelPackage],
     predict_settings: PredictSettings,
 ) -> str:
@@ -273,6 +277,7 @@ def scene_key(
         "window": list(window),
         "aoi_sha256": aoi_sha256,
         "aoi_layer": run.aoi_layer,
+        "aoi_margin": aoi_margin,
         "models": [p.sha256 for p in packages],
         "tile_px": predict_settings.tile_px,
         "overlap_px": predict_settings.overlap_px,
@@ -319,6 +324,7 @@ def scene_jobs(
         key = scene_key(
             scene=scene_identity(target, vrt=vrt is not None),
             window=window,
+            aoi_margin=target.aoi_margin,
             aoi_sha256=aoi_sha,
             run=run,
             packages=packages,
@@ -337,6 +343,7 @@ def scene_jobs(
                 plan=target.plan,
                 source=target.source,
                 hrefs=target.hrefs,
+                aoi_margin=target.aoi_margin,
             )
         )
     return jobs

@@ -75,12 +75,12 @@ from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
 from geoseg.inference.settings import PredictSettings
-from geoseg.io.aoi import aoi_in_crs, read_aoi
+from geoseg.io.aoi import aoi_in_crs, read_aoi, widen_aoi
 from geoseg.io.raster import open_scene
 from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
 from geoseg.mosaic.build import MOSAIC_DIR
-from geoseg.pipeline.plan import check_inputs, prepare_output_dir
+from geoseg.pipeline.plan import check_inputs, prepare_output_dir, widen_for_mosaic
 from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
 from geoseg.pipeline.run import (
     make_predictor,
@@ -183,8 +183,15 @@ def scene_window(job: SceneJob) -> SceneWindow:
     its pixels are read, its input record and band hrefs (as `check_inputs` planned it)."""
     scene = dataclasses.replace(open_scene(job.scene), label=job.label)
     geometry = aoi_in_crs(read_aoi(job.aoi, layer=job.aoi_layer), scene.grid.crs)
+    geometry = widen_aoi(geometry, job.aoi_margin)
     return SceneWindow(
-        scene, PixelWindow(*job.window), geometry, job.plan, dict(job.source), job.hrefs
+        scene,
+        PixelWindow(*job.window),
+        geometry,
+        job.plan,
+        dict(job.source),
+        job.hrefs,
+        aoi_margin=job.aoi_margin,
     )
 
 
@@ -375,7 +382,9 @@ def select_scenes(
         # checks tile size against overlap, as `geoseg run` does before its output folder
         # exists (else `predict` would find it on a Dask worker, after the cluster started)
         predict_settings = resolve_predict_settings(run, packages[0])
-        plan_mosaic(run, packages[0])  # a bad --crs fails here, before any scene task
+        mosaic_plan = plan_mosaic(run, packages[0])  # a bad --crs fails here, before any task
+        if mosaic_plan is not None:
+            planned = widen_for_mosaic(planned, mosaic_plan.grid)
         prepare_output_dir(run.out)
         vrts = publish_vrts(written, run.out / INPUTS_DIR)
     jobs = scene_jobs(run, planned, packages=packages, predict_settings=predict_settings, vrts=vrts)

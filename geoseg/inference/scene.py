@@ -48,6 +48,9 @@ class SceneWindow:
     """What run.json says about the input (item, assets, radiometry, mask, grid)."""
     hrefs: tuple[str, ...] = ()
     """The remote or local files behind the scene (a VRT's bands), for GDAL's settings."""
+    aoi_margin: float = 0.0
+    """How far ``aoi`` reaches beyond the AOI file's polygon, in the scene's CRS units (the
+    mosaic's margin for scenes it reprojects; 0: the AOI itself)."""
 
     def read_plan(self, package: ModelPackage) -> ReadPlan:
         """The plan, or the package's bands used as stored."""

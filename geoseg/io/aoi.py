@@ -174,3 +174,8 @@ def aoi_mask(geometry: BaseGeometry, transform: Affine, shape: tuple[int, int]) 
     if shape[0] == 0 or shape[1] == 0:
         return np.zeros(shape, dtype=bool)
     return geometry_mask([geometry], out_shape=shape, transform=transform, invert=True)
+
+
+def widen_aoi(aoi: BaseGeometry, margin: float) -> BaseGeometry:
+    """The AOI grown by ``margin`` (its CRS units), corners kept square; 0: as it is."""
+    return aoi.buffer(margin, join_style="mitre") if margin else aoi

@@ -61,3 +61,28 @@ def mosaic_grid(geometry: BaseGeometry, crs: CRS, pixel_m: float) -> SceneGrid:
     width = max(1, math.ceil((maxx - left) / p - 1e-9))
     height = max(1, math.ceil((top - miny) / p - 1e-9))
     return SceneGrid(crs, Affine(p, 0.0, left, 0.0, -p, top), height, width)
+
+
+def whole_pixel_shift(grid: SceneGrid, scene: SceneGrid) -> tuple[int, int] | None:
+    """(rows, cols) from the mosaic's pixel (0, 0) to the scene's, when both grids share CRS,
+    pixel size and pixel lines; else None (the scene must be warped)."""
+    t, g = scene.transform, grid.transform
+    if scene.crs != grid.crs or (t.b, t.d, g.b, g.d) != (0, 0, 0, 0):
+        return None
+    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
+        return None
+    cols, rows = (t.c - g.c) / g.a, (t.f - g.f) / g.e
+    if abs(cols - round(cols)) > 1e-6 or abs(rows - round(rows)) > 1e-6:
+        return None
+    return round(rows), round(cols)
+
+
+def aoi_margin(grid: SceneGrid, scene: SceneGrid) -> float:
+    """How far (in the scene's CRS units) beyond the AOI a scene must be predicted so that
+    every mosaic pixel centre inside the AOI finds its nearest scene pixel predicted: 0 on the
+    mosaic's pixel lines (the centres coincide), else one scene pixel diagonal (the nearest
+    pixel's centre lies within half of one, plus the AOI edge's own bend between CRSs)."""
+    if whole_pixel_shift(grid, scene) is not None:
+        return 0.0
+    t = scene.transform
+    return math.hypot(math.hypot(t.a, t.d), math.hypot(t.b, t.e))

@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from geoseg.classes import CLASS_NODATA
 from geoseg.geo.scene import SceneGrid
+from geoseg.mosaic.grid import whole_pixel_shift
 
 WARP_MEM_MB = 16
 """GDAL's warp buffer per warped view (its default is 64 MB, for each of them)."""
@@ -43,24 +44,10 @@ class Placement:
         return self.rows[0] < r1 and self.rows[1] > r0 and self.cols[0] < self.cols[1]
 
 
-def whole_pixel_shift(grid: SceneGrid, src: rasterio.DatasetReader) -> tuple[int, int] | None:
-    """(rows, cols) from the mosaic's pixel (0, 0) to the scene's, when both grids share CRS,
-    pixel size and pixel lines; else None (the scene must be warped)."""
-    t, g = src.transform, grid.transform
-    if src.crs != grid.crs or (t.b, t.d, g.b, g.d) != (0, 0, 0, 0):
-        return None
-    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
-        return None
-    cols, rows = (t.c - g.c) / g.a, (t.f - g.f) / g.e
-    if abs(cols - round(cols)) > 1e-6 or abs(rows - round(rows)) > 1e-6:
-        return None
-    return round(rows), round(cols)
-
-
 def place(grid: SceneGrid, src: rasterio.DatasetReader) -> Placement:
     """The scene's `Placement`: exact for a whole-pixel shift, else from its bounds in the
     mosaic CRS (densified, so a reprojected edge's bulge is inside) plus one pixel of margin."""
-    shift = whole_pixel_shift(grid, src)
+    shift = whole_pixel_shift(grid, SceneGrid(src.crs, src.transform, src.height, src.width))
     if shift is not None:
         r, c = shift
         return Placement(

@@ -20,11 +20,13 @@ from rasterio.crs import CRS
 
 from geoseg.config import RunSettings
 from geoseg.errors import AoiOutsideScenesError, OutputError, option
+from geoseg.geo.scene import SceneGrid
 from geoseg.inference.scene import SceneWindow
-from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi
+from geoseg.io.aoi import Aoi, aoi_in_crs, aoi_window, read_aoi, widen_aoi
 from geoseg.io.raster import SceneInfo, open_scene
 from geoseg.io.staging import remove_stale_entries
 from geoseg.models.package import ModelPackage, load_package
+from geoseg.mosaic.grid import aoi_margin
 from geoseg.sources.inputs import SceneInput, scene_inputs
 from geoseg.sources.items import StacItem
 from geoseg.sources.resolve import ResolvedScene, resolve_inputs
@@ -69,6 +71,23 @@ def plan_scenes(
             f"pixel of the scenes ({listed}); check the AOI's CRS or pass the scenes that cover it"
         )
     return planned
+
+
+def widen_for_mosaic(
+    planned: Sequence[tuple[str, SceneWindow]], grid: SceneGrid
+) -> list[tuple[str, SceneWindow]]:
+    """The scenes the mosaic reprojects predicted a little beyond the AOI (`aoi_margin`), so
+    the mosaic has no nodata fringe along the AOI's edge; scenes on its pixel lines as planned
+    (the mosaic's own AOI mask still cuts at the AOI)."""
+    widened = []
+    for name, target in planned:
+        margin = aoi_margin(grid, target.scene.grid)
+        if margin:
+            aoi = widen_aoi(target.aoi, margin)
+            window = aoi_window(aoi, target.scene.grid) or target.window
+            target = dataclasses.replace(target, window=window, aoi=aoi, aoi_margin=margin)
+        widened.append((name, target))
+    return widened
 
 
 def prepare_output_dir(out: Path) -> None:

@@ -41,7 +41,7 @@ from geoseg.io.staging import staged_folder
 from geoseg.io.styles import write_raster_qml
 from geoseg.models.package import ModelPackage
 from geoseg.mosaic import MosaicSource, mosaic_crs, mosaic_grid, write_mosaic
-from geoseg.pipeline.plan import check_inputs, prepare_output_dir
+from geoseg.pipeline.plan import check_inputs, prepare_output_dir, widen_for_mosaic
 from geoseg.pipeline.record import (
     RunReport,
     SceneResult,
@@ -96,6 +96,8 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         stack.enter_context(gdal_remote_env(settings.scenes, searched=settings.stac is not None))
         packages, planned = check_inputs(settings, inputs_dir)
         mosaic = plan_mosaic(settings, packages[0])
+        if mosaic is not None:
+            planned = widen_for_mosaic(planned, mosaic.grid)
         stack.enter_context(gdal_remote_env(remote_hrefs(planned)))
         return _run_planned(settings, packages, planned, progress, t0, mosaic_plan=mosaic)
 

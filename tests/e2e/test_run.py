@@ -173,6 +173,9 @@ def test_aoi_across_two_utm_zones_gives_one_mosaic_with_whole_polygons(
     with rasterio.open(out / "mosaic/source.tif") as ds:
         source = ds.read(1)
     names = [s["scene"] for s in doc["mosaic"]["sources"]]
+    # the two scenes cover the AOI: no pixel inside it is nodata, not even along its edge where
+    # the west scene is reprojected (it is predicted a pixel diagonal beyond the AOI)
+    assert doc["mosaic"]["nodata_in_aoi_px"] == 0 and doc["mosaic"]["aoi_px"] > 90_000
     assert {names[i] for i in np.unique(source[classes != 255])} == {"east", "west"}
     # each pixel is the class of the scene source.tif names there, placed by gdalwarp -r near
     # (the west scene is reprojected from zone 32N)

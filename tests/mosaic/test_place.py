@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geoseg.geo.scene import SceneGrid
-from geoseg.mosaic.place import Placement, place, read_rows, warped_view, whole_pixel_shift
+from geoseg.mosaic.grid import aoi_margin, whole_pixel_shift
+from geoseg.mosaic.place import Placement, place, read_rows, warped_view
 
 UTM33 = CRS.from_epsg(32633)
 MOSAIC = SceneGrid(UTM33, Affine(10, 0, 500_000, 0, -10, 5_000_000), 40, 60)
@@ -38,9 +40,12 @@ def _scene(path: Path, transform: Affine, shape=(20, 30), crs=UTM33) -> Path:
         (Affine(10, 0, 500_000, 0, -10, 5_000_000), CRS.from_epsg(32632), None),
     ],
 )
-def test_whole_pixel_shift(tmp_path: Path, transform: Affine, crs: CRS, expected) -> None:
-    with rasterio.open(_scene(tmp_path / "s.tif", transform, crs=crs)) as src:
-        assert whole_pixel_shift(MOSAIC, src) == expected
+def test_whole_pixel_shift_and_the_aoi_margin(transform: Affine, crs: CRS, expected) -> None:
+    scene = SceneGrid(crs, transform, 20, 30)
+    assert whole_pixel_shift(MOSAIC, scene) == expected
+    # scenes on the mosaic's pixel lines are predicted on the AOI, others a diagonal beyond
+    diagonal = math.hypot(transform.a, transform.e)
+    assert aoi_margin(MOSAIC, scene) == (0.0 if expected is not None else diagonal)
 
 
 def test_an_aligned_scene_is_copied_and_clipped_to_the_grid(tmp_path: Path) -> None:
