@@ -284,7 +284,10 @@ def vectorize_raster(
     classes = validate_classes(classes) if len(classes) else ()
     extra = _checked_extra(extra_attributes)
     if sources is not None and "source" in extra:
-        raise ConfigError("extra attribute 'source' would replace the column of the sources")
+        raise ConfigError(
+            "extra attribute 'source' would replace the column of the sources; rename the "
+            "attribute or leave out the source raster"
+        )
     job = _block_job(Path(classes_path), confidence_path, connectivity, options, sources)
     grid = BlockGrid(job.height_px, job.width_px, options.block_size_px)
     tally = _Tally()
