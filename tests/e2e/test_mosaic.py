@@ -16,7 +16,7 @@ from pyproj import Transformer
 from rasterio.windows import Window
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
-from geoseg.errors import ModelPackageError
+from geoseg.errors import ConfigError, ModelPackageError
 from geoseg.geo.scene import SceneGrid
 from geoseg.io.aoi import aoi_in_crs, aoi_mask, read_aoi
 from geoseg.io.outputs import classes_tags
@@ -246,3 +246,19 @@ def test_mosaic_options_without_mosaic_are_refused(landscape, demo_model: Path) 
     assert proc.returncode != 0
     assert "--prefer only applies to the AOI mosaic: add --mosaic" in proc.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_mosaic_that_fails_midway_leaves_nothing(mosaic_run, tmp_path: Path) -> None:
+    """The vectorizer refuses after the merge wrote its rasters: no OUT/mosaic, no staging."""
+    grid = _grid_of(mosaic_run / "mosaic/classes.tif")
+    sources = [
+        MosaicSource(n, mosaic_run / n / "classes.tif", mosaic_run / n / "confidence.tif")
+        for n in ("A", "B")
+    ]
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="extra attribute 'source'"):
+        write_mosaic(
+            out, sources, grid, shapely.box(*grid.bounds), classes=SYNTHETIC_CLASSES,
+            extra_attributes={"source": "x"},
+        )  # fmt: skip
+    assert list(out.iterdir()) == []
