@@ -1,8 +1,8 @@
 """Digest of what a fixed set of geoseg commands writes: proof that a refactor changed no output.
 
-Runs `geoseg demo`, a two-scene `geoseg run` with 8-connectivity, sieve and simplification
-(mosaic.vrt included), `geoseg vectorize` on small blocks with Dask, `geoseg evaluate` and a
-short `geoseg train`, then prints one sha256 per output file. Files are hashed byte for byte,
+Runs `geoseg demo`, a two-scene `geoseg run --mosaic` with 8-connectivity, sieve and
+simplification, `geoseg vectorize` on small blocks with Dask, `geoseg evaluate` and a short
+`geoseg train`, then prints one sha256 per output file. Files are hashed byte for byte,
 except where bytes carry the clock: a GeoPackage is hashed table by table without its
 timestamps, ``run.json`` and a model package's metadata without timings, versions and the
 absolute paths of the work folder and the checkout.
@@ -27,7 +27,8 @@ from pathlib import Path
 GEOSEG = Path(sys.executable).with_name("geoseg")
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE_COLUMNS = {"last_change", "update_time"}
-VOLATILE_RUN_KEYS = {"timings_s", "versions", "seconds", "cpu_seconds", "created"}
+VOLATILE_RUN_KEYS = {"timings_s", "versions", "seconds", "cpu_seconds", "created", "datetime"}
+"""``datetime`` of a local scene is its file's mtime: the inputs are generated afresh per run."""
 UNORDERED = {"demo/vectorized.gpkg"}
 """Written by Dask workers: features arrive in completion order, so their order is not compared."""
 
@@ -84,6 +85,17 @@ def scrub(value: object, root: str) -> object:
     return value
 
 
+def source_raster_digest(path: Path, root: Path) -> str:
+    """sha256 of a mosaic's source.tif: its pixels, grid and tags, the source table scrubbed."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        pixels, grid = ds.read().tobytes(), (ds.crs.to_wkt(), tuple(ds.transform), ds.shape)
+        tags = ds.tags()
+    tags["GEOSEG_SOURCES"] = json.dumps(scrub(json.loads(tags["GEOSEG_SOURCES"]), str(root)))
+    return hashlib.sha256(pixels + repr((grid, sorted(tags.items()))).encode()).hexdigest()
+
+
 def file_digest(path: Path, root: Path) -> str:
     if path.suffix == ".gpkg":
         return gpkg_digest(path, ordered=str(path.relative_to(root)) not in UNORDERED)
@@ -92,6 +104,8 @@ def file_digest(path: Path, root: Path) -> str:
             meta = scrub(json.loads(zf.read("metadata.json")), str(root))
             weights = zf.read("weights.safetensors")
         return hashlib.sha256(weights + json.dumps(meta, sort_keys=True).encode()).hexdigest()
+    if path.name == "source.tif":  # its source table holds the scenes' datetimes (mtimes)
+        return source_raster_digest(path, root)
     if path.name in ("run.json", "report.json"):
         doc = scrub(json.loads(path.read_text(encoding="utf-8")), str(root))
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
@@ -108,7 +122,7 @@ def produce(work: Path) -> None:
         "run", "--aoi", inputs / "aoi.geojson",
         "--scenes", inputs / "scene.tif", "--scenes", work / "second" / "scene.tif",
         "--out", work / "run8", "--device", "cpu", "--connectivity", "8",
-        "--min-area", "400", "--simplify", "3", "--workers", "0",
+        "--min-area", "400", "--simplify", "3", "--workers", "0", "--mosaic",
     )  # fmt: skip
     geoseg(
         "vectorize", work / "demo" / "scene" / "classes.tif",
