@@ -154,6 +154,8 @@ class RunPlan(BaseModel):
 
     run: RunSettings
     jobs: list[SceneJob]
+    mosaic_phase: tuple[float, float] | None = None
+    """Where the mosaic's pixel lines lie (`geoseg.mosaic.grid.grid_phase`), with a mosaic."""
 
     @property
     def cache_dir(self) -> Path:

@@ -80,6 +80,7 @@ from geoseg.io.raster import open_scene
 from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
 from geoseg.mosaic.build import MOSAIC_DIR
+from geoseg.mosaic.grid import grid_phase_of
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir, widen_for_mosaic
 from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
 from geoseg.pipeline.run import (
@@ -382,7 +383,8 @@ def select_scenes(
         # checks tile size against overlap, as `geoseg run` does before its output folder
         # exists (else `predict` would find it on a Dask worker, after the cluster started)
         predict_settings = resolve_predict_settings(run, packages[0])
-        mosaic_plan = plan_mosaic(run, packages[0])  # a bad --crs fails here, before any task
+        # a bad --crs fails here, before any scene task
+        mosaic_plan = plan_mosaic(run, packages[0], [target.grid for _, target in planned])
         if mosaic_plan is not None:
             planned = widen_for_mosaic(planned, mosaic_plan.grid)
         prepare_output_dir(run.out)
@@ -395,7 +397,8 @@ def select_scenes(
         f" ({items} STAC item(s))" if items else "",
         ", ".join(j.name for j in jobs),
     )
-    return RunPlan(run=run, jobs=jobs)
+    phase = None if mosaic_plan is None else grid_phase_of(mosaic_plan.grid)
+    return RunPlan(run=run, jobs=jobs, mosaic_phase=phase)
 
 
 @task(name="predict", task_run_name="predict-{job.name}", **SCENE_TASK_OPTIONS)
@@ -487,7 +490,7 @@ def mosaic_key(plan: RunPlan) -> str:
     and output settings), the resolved mosaic grid (however ``crs`` was spelled) and the
     choice rule; a new scene makes a new key."""
     run = plan.run
-    mosaic_plan = plan_mosaic(run, packages_for(run)[0])
+    mosaic_plan = plan_mosaic(run, packages_for(run)[0], phase=plan.mosaic_phase)
     assert mosaic_plan is not None, "mosaic_key of a run without a mosaic"
     grid = mosaic_plan.grid
     parts = [
@@ -531,7 +534,7 @@ def mosaic(plan: RunPlan, published: Sequence[PublishedScene]) -> dict[str, Any]
     logger.info("mosaic: merging %d scene(s)", len(published))
     record = run_mosaic(
         plan.run,
-        plan_mosaic(plan.run, packages_for(plan.run)[0]),
+        plan_mosaic(plan.run, packages_for(plan.run)[0], phase=plan.mosaic_phase),
         [p.result for p in published],
         packages_for(plan.run),
         vectorize=task_vectorize_options(plan.run),

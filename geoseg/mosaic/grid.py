@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from affine import Affine
 from pyproj import Transformer
@@ -48,19 +49,55 @@ def mosaic_crs(aoi: Aoi, crs: str | None) -> CRS:
     return chosen
 
 
-def mosaic_grid(geometry: BaseGeometry, crs: CRS, pixel_m: float) -> SceneGrid:
-    """The grid over ``geometry``'s bounds (in ``crs``) at ``pixel_m``, snapped to the size.
+def mosaic_grid(
+    geometry: BaseGeometry, crs: CRS, pixel_m: float, phase: tuple[float, float] = (0.0, 0.0)
+) -> SceneGrid:
+    """The grid over ``geometry``'s bounds (in ``crs``) at ``pixel_m``, on pixel lines at
+    ``phase`` (x, y) past multiples of the pixel size.
 
-    With p = ``pixel_m`` in CRS units: left = floor(minx / p) p, top = ceil(maxy / p) p,
-    width = ceil((maxx - left) / p), height = ceil((top - miny) / p): every grid line is a
-    multiple of p, so scenes on such grids (Landsat, Sentinel-2) are copied, not resampled.
+    With p = ``pixel_m`` in CRS units and phase (px, py): left = floor((minx - px) / p) p + px,
+    top = ceil((maxy - py) / p) p + py, width = ceil((maxx - left) / p),
+    height = ceil((top - miny) / p). Scenes whose pixel lines are the grid's are copied, not
+    resampled (phase 0 suits Sentinel-2; Landsat's lines lie 15 m past multiples of 30 m).
     """
     p = pixel_m / crs.linear_units_factor[1]
+    px, py = phase
     minx, miny, maxx, maxy = geometry.bounds
-    left, top = math.floor(minx / p + 1e-9) * p, math.ceil(maxy / p - 1e-9) * p
+    left = math.floor((minx - px) / p + 1e-9) * p + px
+    top = math.ceil((maxy - py) / p - 1e-9) * p + py
     width = max(1, math.ceil((maxx - left) / p - 1e-9))
     height = max(1, math.ceil((top - miny) / p - 1e-9))
     return SceneGrid(crs, Affine(p, 0.0, left, 0.0, -p, top), height, width)
+
+
+def grid_phase(scenes: Sequence[SceneGrid], crs: CRS, pixel_m: float) -> tuple[float, float]:
+    """The phase of the pixel lines of the scenes already in ``crs`` at ``pixel_m`` (north
+    up), that of the most pixels when they differ, so those scenes are copied into the
+    mosaic; (0, 0) when there is none."""
+    p = pixel_m / crs.linear_units_factor[1]
+    pixels: dict[tuple[float, float], int] = {}
+    for grid in scenes:
+        t = grid.transform
+        if grid.crs != crs or (t.b, t.d) != (0, 0):
+            continue
+        if not (math.isclose(t.a, p, rel_tol=1e-9) and math.isclose(-t.e, p, rel_tol=1e-9)):
+            continue
+        key = (_phase(t.c, p), _phase(t.f, p))
+        pixels[key] = pixels.get(key, 0) + grid.height * grid.width
+    if not pixels:
+        return (0.0, 0.0)
+    return max(pixels, key=lambda k: (pixels[k], -k[0], -k[1]))
+
+
+def grid_phase_of(grid: SceneGrid) -> tuple[float, float]:
+    """The phase (x, y) of a north-up grid's pixel lines past multiples of its pixel size."""
+    t = grid.transform
+    return (_phase(t.c, t.a), _phase(t.f, -t.e))
+
+
+def _phase(value: float, p: float) -> float:
+    """``value`` mod ``p`` in [0, p), to the micrometre (29.9999999 of 30 m is 0)."""
+    return round(value % p, 6) % p
 
 
 def whole_pixel_shift(grid: SceneGrid, scene: SceneGrid) -> tuple[int, int] | None:

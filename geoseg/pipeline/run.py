@@ -41,6 +41,7 @@ from geoseg.io.staging import staged_folder
 from geoseg.io.styles import write_raster_qml
 from geoseg.models.package import ModelPackage
 from geoseg.mosaic import MosaicSource, mosaic_crs, mosaic_grid, write_mosaic
+from geoseg.mosaic.grid import grid_phase
 from geoseg.pipeline.plan import check_inputs, prepare_output_dir, widen_for_mosaic
 from geoseg.pipeline.record import (
     RunReport,
@@ -95,7 +96,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         inputs_dir = Path(stack.enter_context(TemporaryDirectory(prefix="geoseg-inputs-")))
         stack.enter_context(gdal_remote_env(settings.scenes, searched=settings.stac is not None))
         packages, planned = check_inputs(settings, inputs_dir)
-        mosaic = plan_mosaic(settings, packages[0])
+        mosaic = plan_mosaic(settings, packages[0], [target.grid for _, target in planned])
         if mosaic is not None:
             planned = widen_for_mosaic(planned, mosaic.grid)
         stack.enter_context(gdal_remote_env(remote_hrefs(planned)))
@@ -335,9 +336,16 @@ class MosaicPlan:
     aoi: BaseGeometry
 
 
-def plan_mosaic(settings: RunSettings, package: ModelPackage) -> MosaicPlan | None:
+def plan_mosaic(
+    settings: RunSettings,
+    package: ModelPackage,
+    scenes: Sequence[SceneGrid] = (),
+    *,
+    phase: tuple[float, float] | None = None,
+) -> MosaicPlan | None:
     """With ``settings.mosaic``: the mosaic's grid and the AOI in its CRS, checked before
-    any work (a geographic ``--crs`` is refused here)."""
+    any work (a geographic ``--crs`` is refused here). Its pixel lines are those of the
+    scenes' output grids ``scenes`` already in its CRS (`grid_phase`), or ``phase``."""
     if not settings.mosaic:
         if settings.crs is not None or settings.prefer != "confidence":
             given = option("crs" if settings.crs is not None else "prefer")
@@ -348,7 +356,10 @@ def plan_mosaic(settings: RunSettings, package: ModelPackage) -> MosaicPlan | No
     aoi = read_aoi(settings.aoi, layer=settings.aoi_layer)
     crs = mosaic_crs(aoi, settings.crs)
     geometry = aoi_in_crs(aoi, crs)
-    return MosaicPlan(mosaic_grid(geometry, crs, package.metadata.gsd_m), geometry)
+    gsd = package.metadata.gsd_m
+    if phase is None:
+        phase = grid_phase(scenes, crs, gsd)
+    return MosaicPlan(mosaic_grid(geometry, crs, gsd, phase), geometry)
 
 
 def scene_date(result: SceneResult) -> str | None:

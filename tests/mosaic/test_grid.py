@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 import shapely
+from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 from geoseg.errors import ConfigError
+from geoseg.geo.scene import SceneGrid
 from geoseg.io.aoi import Aoi
 from geoseg.mosaic import mosaic_crs, mosaic_grid, utm_crs
+from geoseg.mosaic.grid import grid_phase, grid_phase_of, whole_pixel_shift
 
 
 @pytest.mark.parametrize(
@@ -61,3 +64,19 @@ def test_grid_is_snapped_and_covers_the_aoi_bounds_by_less_than_a_pixel(
     assert right >= x + w - slack and bottom <= y + slack
     assert right - (x + w) < pixel + slack and y - bottom < pixel + slack
     assert x - left <= pixel and top - (y + h) <= pixel
+
+
+def test_the_mosaic_takes_the_pixel_lines_of_the_scenes_in_its_crs() -> None:
+    """Landsat's 30 m lines lie 15 m past multiples of 30: a mosaic on multiples would shift
+    every scene by half a pixel; on their lines it copies them."""
+    crs = CRS.from_epsg(32612)
+    landsat = SceneGrid(crs, Affine(30, 0, 301905, 0, -30, 4154085), 1428, 1128)
+    other_zone = SceneGrid(CRS.from_epsg(32613), Affine(30, 0, 10, 0, -30, 20), 9000, 9000)
+    sentinel = SceneGrid(crs, Affine(10, 0, 300000, 0, -10, 4200000), 100, 100)
+    phase = grid_phase([other_zone, sentinel, landsat], crs, 30.0)
+    assert phase == (15.0, 15.0)
+    grid = mosaic_grid(shapely.box(302000, 4150000, 303000, 4151000), crs, 30.0, phase)
+    assert whole_pixel_shift(grid, landsat) is not None and grid_phase_of(grid) == phase
+    assert grid_phase([other_zone, sentinel], crs, 30.0) == (0.0, 0.0)  # none at 30 m here
+    bigger = SceneGrid(crs, Affine(30, 0, 300000, 0, -30, 4200000), 2000, 2000)
+    assert grid_phase([landsat, bigger], crs, 30.0) == (0.0, 0.0)  # the most pixels win
