@@ -1,9 +1,10 @@
 """One map per AOI from overlapping scenes (`--mosaic`): grid, per-pixel choice, build.
 
-`grid` places the mosaic (one projected CRS, the model GSD, origin snapped to the pixel
-size, the AOI's bounds); `choose` picks one scene per pixel (valid over masked, then the
-highest confidence or the newest); `build` streams row bands of every scene's outputs,
-reprojected by nearest neighbour, into ``OUT/mosaic/`` and vectorizes its class raster.
+`grid` places the mosaic (one projected CRS, the model GSD, the scenes' own pixel lines, the
+AOI's bounds); `choose` picks one scene per pixel (valid over masked, then the highest
+confidence or the newest); `place` reads a scene on the mosaic grid (copied, or warped by
+nearest neighbour); `build` streams row bands of every scene's outputs into ``OUT/mosaic/``
+and vectorizes its class raster.
 """
 
 from geoseg.mosaic.build import MosaicSource, write_mosaic
