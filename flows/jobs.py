@@ -156,6 +156,8 @@ class RunPlan(BaseModel):
     jobs: list[SceneJob]
     mosaic_phase: tuple[float, float] | None = None
     """Where the mosaic's pixel lines lie (`geoseg.mosaic.grid.grid_phase`), with a mosaic."""
+    mosaic_key: str | None = None
+    """The mosaic's cache key (`flows.tasks.mosaic_key`), with a mosaic."""
 
     @property
     def cache_dir(self) -> Path:

@@ -71,6 +71,7 @@ from geoseg.config import (
     vectorize_options,
 )
 from geoseg.errors import GeosegError, StacError
+from geoseg.geo.scene import SceneGrid
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow
@@ -81,11 +82,12 @@ from geoseg.io.staging import publish_folder, staged_folder
 from geoseg.models.package import ModelPackage, load_package
 from geoseg.mosaic.build import MOSAIC_DIR
 from geoseg.mosaic.grid import grid_phase_of
-from geoseg.pipeline.plan import check_inputs, prepare_output_dir, widen_for_mosaic
+from geoseg.pipeline.plan import check_inputs, prepare_output_dir
 from geoseg.pipeline.record import resolved_prediction, scene_result, write_run_json
 from geoseg.pipeline.run import (
     make_predictor,
     plan_mosaic,
+    plan_with_mosaic,
     predict_to_folder,
     run_mosaic,
     vectorize_folder,
@@ -384,9 +386,7 @@ def select_scenes(
         # exists (else `predict` would find it on a Dask worker, after the cluster started)
         predict_settings = resolve_predict_settings(run, packages[0])
         # a bad --crs fails here, before any scene task
-        mosaic_plan = plan_mosaic(run, packages[0], [target.grid for _, target in planned])
-        if mosaic_plan is not None:
-            planned = widen_for_mosaic(planned, mosaic_plan.grid)
+        mosaic_plan, planned = plan_with_mosaic(run, packages[0], planned)
         prepare_output_dir(run.out)
         vrts = publish_vrts(written, run.out / INPUTS_DIR)
     jobs = scene_jobs(run, planned, packages=packages, predict_settings=predict_settings, vrts=vrts)
@@ -397,8 +397,15 @@ def select_scenes(
         f" ({items} STAC item(s))" if items else "",
         ", ".join(j.name for j in jobs),
     )
-    phase = None if mosaic_plan is None else grid_phase_of(mosaic_plan.grid)
-    return RunPlan(run=run, jobs=jobs, mosaic_phase=phase)
+    if mosaic_plan is None:
+        return RunPlan(run=run, jobs=jobs)
+    grid = mosaic_plan.grid
+    return RunPlan(
+        run=run,
+        jobs=jobs,
+        mosaic_phase=grid_phase_of(grid),
+        mosaic_key=mosaic_key(jobs, grid, run),
+    )
 
 
 @task(name="predict", task_run_name="predict-{job.name}", **SCENE_TASK_OPTIONS)
@@ -485,16 +492,12 @@ def publish(job: SceneJob, vectorized: VectorizedScene) -> PublishedScene:
     )
 
 
-def mosaic_key(plan: RunPlan) -> str:
+def mosaic_key(jobs: Sequence[SceneJob], grid: SceneGrid, run: RunSettings) -> str:
     """The cache key of a run's mosaic: its scenes' keys (each already holds the AOI, model
     and output settings), the resolved mosaic grid (however ``crs`` was spelled) and the
     choice rule; a new scene makes a new key."""
-    run = plan.run
-    mosaic_plan = plan_mosaic(run, packages_for(run)[0], phase=plan.mosaic_phase)
-    assert mosaic_plan is not None, "mosaic_key of a run without a mosaic"
-    grid = mosaic_plan.grid
     parts = [
-        *(j.key for j in plan.jobs),
+        *(j.key for j in jobs),
         grid.crs.to_wkt(),
         repr(tuple(grid.transform)[:6]),
         repr(grid.shape),
@@ -506,7 +509,7 @@ def mosaic_key(plan: RunPlan) -> str:
 
 def mosaic_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Prefect ``cache_key_fn`` of the mosaic task (`mosaic_key`)."""
-    return f"geoseg-{context.task.name}-{mosaic_key(parameters['plan'])}"
+    return f"geoseg-{context.task.name}-{parameters['plan'].mosaic_key}"
 
 
 def mosaic_on_disk(plan: RunPlan) -> bool:
@@ -515,7 +518,7 @@ def mosaic_on_disk(plan: RunPlan) -> bool:
     published = read_key_file(folder / KEY_FILE)
     return (
         published is not None
-        and published[0] == mosaic_key(plan)
+        and published[0] == plan.mosaic_key
         and all((folder / n).is_file() for n in published[1])
     )
 
@@ -540,7 +543,7 @@ def mosaic(plan: RunPlan, published: Sequence[PublishedScene]) -> dict[str, Any]
         vectorize=task_vectorize_options(plan.run),
     )
     folder = plan.run.out / MOSAIC_DIR
-    write_key_file(folder, mosaic_key(plan))
+    write_key_file(folder, plan.mosaic_key)
     logger.info("mosaic: %d polygons in %s", record["polygons"], folder)
     return record
 
@@ -569,7 +572,6 @@ def write_run_record(
         packages=packages,
         resolved=published[0].resolved,
         results=results,
-        mosaics=[] if mosaic is None else [mosaic["path"]],
         seconds=seconds,
         mosaic=mosaic,
     )

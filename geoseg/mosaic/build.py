@@ -207,11 +207,18 @@ def merge_rasters(
     return *paths, figures
 
 
+def source_table(sources: Sequence[MosaicSource]) -> list[dict[str, Any]]:
+    """What each ``source.tif`` value means: index, scene, STAC item and datetime."""
+    return [
+        {"index": i, "scene": s.name, "item": s.item, "datetime": s.datetime}
+        for i, s in enumerate(sources)
+    ]
+
+
 def source_tags(sources: Sequence[MosaicSource]) -> dict[str, str]:
-    """The table behind ``source.tif``'s values, as a GeoTIFF tag (value -> scene)."""
-    table = [{"index": i, "scene": s.name, "item": s.item, "datetime": s.datetime}
-             for i, s in enumerate(sources)]  # fmt: skip
-    return {"GEOSEG_SOURCES": json.dumps(table), "NODATA_MEANING": "no scene covers the pixel"}
+    """The `source_table` as GeoTIFF tags of ``source.tif``."""
+    table = json.dumps(source_table(sources))
+    return {"GEOSEG_SOURCES": table, "NODATA_MEANING": "no scene covers the pixel"}
 
 
 def write_rasters(
@@ -287,10 +294,7 @@ def write_mosaic(
         "shape": list(grid.shape),
         "prefer": "newest" if rank is not None else "confidence",
         "resampling": "nearest (classes, confidence and source from one scene pixel)",
-        "sources": [
-            {"index": i, "scene": s.name, "item": s.item, "datetime": s.datetime}
-            for i, s in enumerate(sources)
-        ],
+        "sources": source_table(sources),
         **figures,
         "polygons": vec.n_polygons,
         "timings_s": {

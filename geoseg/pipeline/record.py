@@ -70,11 +70,15 @@ class RunReport:
 
     out: Path
     scenes: list[SceneResult]
-    mosaics: list[str]
     run_json: Path
     seconds: float
     mosaic: dict[str, Any] | None = None
     """The mosaic's run.json record (`geoseg.mosaic.write_mosaic`), with --mosaic."""
+
+    @property
+    def mosaics(self) -> list[str]:
+        """The mosaic folders written (run.json's ``mosaics``)."""
+        return mosaic_paths(self.mosaic)
 
     @property
     def pixels_per_second(self) -> float:
@@ -163,13 +167,17 @@ def resolved_prediction(predictor: Predictor, settings: PredictSettings) -> dict
     }
 
 
+def mosaic_paths(mosaic: dict[str, Any] | None) -> list[str]:
+    """run.json's ``mosaics``: the mosaic's folder, or none."""
+    return [] if mosaic is None else [mosaic["path"]]
+
+
 def write_run_json(
     settings: RunSettings,
     *,
     packages: Sequence[ModelPackage],
     resolved: dict[str, Any],
     results: Sequence[SceneResult],
-    mosaics: Sequence[str],
     seconds: float,
     mosaic: dict[str, Any] | None = None,
 ) -> Path:
@@ -189,7 +197,7 @@ def write_run_json(
         "settings": {**redacted_settings(settings), "resolved": resolved},
         "versions": versions(),
         "scenes": [asdict(r) for r in results],
-        "mosaics": list(mosaics),
+        "mosaics": mosaic_paths(mosaic),
         "mosaic": mosaic,
         "timings_s": {"total": round(seconds, 3)},
     }

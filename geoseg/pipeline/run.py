@@ -96,9 +96,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunReport:
         inputs_dir = Path(stack.enter_context(TemporaryDirectory(prefix="geoseg-inputs-")))
         stack.enter_context(gdal_remote_env(settings.scenes, searched=settings.stac is not None))
         packages, planned = check_inputs(settings, inputs_dir)
-        mosaic = plan_mosaic(settings, packages[0], [target.grid for _, target in planned])
-        if mosaic is not None:
-            planned = widen_for_mosaic(planned, mosaic.grid)
+        mosaic, planned = plan_with_mosaic(settings, packages[0], planned)
         stack.enter_context(gdal_remote_env(remote_hrefs(planned)))
         return _run_planned(settings, packages, planned, progress, t0, mosaic_plan=mosaic)
 
@@ -155,18 +153,16 @@ def _run_planned(
                 client=shared if mosaic_on_dask else None,
                 progress=progress,
             )
-    mosaics = [] if mosaic is None else [mosaic["path"]]
     seconds = time.perf_counter() - t0
     run_json = write_run_json(
         settings,
         packages=packages,
         resolved=resolved_prediction(predictor, predict_settings),
         results=results,
-        mosaics=mosaics,
         seconds=seconds,
         mosaic=mosaic,
     )
-    return RunReport(settings.out, results, mosaics, run_json, seconds, mosaic=mosaic)
+    return RunReport(settings.out, results, run_json, seconds, mosaic=mosaic)
 
 
 def run_scene(
@@ -360,6 +356,17 @@ def plan_mosaic(
     if phase is None:
         phase = grid_phase(scenes, crs, gsd)
     return MosaicPlan(mosaic_grid(geometry, crs, gsd, phase), geometry)
+
+
+def plan_with_mosaic(
+    settings: RunSettings, package: ModelPackage, planned: Sequence[tuple[str, SceneWindow]]
+) -> tuple[MosaicPlan | None, list[tuple[str, SceneWindow]]]:
+    """The run's `plan_mosaic` (on the planned scenes' pixel lines) and the scenes planned
+    as the mosaic needs them (`widen_for_mosaic`); without a mosaic, the scenes as planned."""
+    mosaic = plan_mosaic(settings, package, [target.grid for _, target in planned])
+    if mosaic is None:
+        return None, list(planned)
+    return mosaic, widen_for_mosaic(planned, mosaic.grid)
 
 
 def scene_date(result: SceneResult) -> str | None:
