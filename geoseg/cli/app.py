@@ -17,6 +17,7 @@ import typer
 
 from geoseg.cli import manage, mapping, training
 from geoseg.cli.errors import show_library_warnings
+from geoseg.cli.exit import leave
 from geoseg.cli.rich import err_console
 
 app = typer.Typer(
@@ -55,5 +56,11 @@ model_app.command("info")(manage.model_info)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; ends without the interpreter's teardown (`exit.leave`)."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            leave(exc.code or 0)
+        raise
+    leave(0)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from geoseg.errors import ConfigError, ModelPackageError, option
+from geoseg.inference.fold import fold_batch_norms
 from geoseg.models.package import ModelPackage
 from geoseg.models.registry import required_multiple
 
@@ -82,8 +83,10 @@ class Predictor:
         self.models: list[nn.Module] = []
         self._stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         for package in self.packages:
+            model = package.build()
+            fold_batch_norms(model)  # one pass less over each folded activation
             # channels_last: faster convolutions with cuDNN and with oneDNN on CPU alike
-            model = package.build().to(device).to(memory_format=torch.channels_last)
+            model = model.to(device).to(memory_format=torch.channels_last)
             if compile_model:
                 model = torch.compile(model)
             self.models.append(model)

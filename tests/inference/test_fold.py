@@ -1,0 +1,86 @@
+"""Batch-norm folding: the folded network computes what the unfolded one does."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from geoseg.inference.fold import fold_batch_norms
+from geoseg.models.registry import build_model
+
+
+def _trained_stats(model: nn.Module) -> nn.Module:
+    """Give every batch norm non-trivial running statistics and affine parameters."""
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen))
+            m.running_var.copy_(torch.rand(n, generator=gen) * 2 + 0.1)
+            m.weight.data.copy_(torch.randn(n, generator=gen))
+            m.bias.data.copy_(torch.randn(n, generator=gen))
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "expected"),
+    [
+        ("unet", {"width": 0.125}, 18),  # geoseg's DoubleConv blocks: two pairs each
+        # resnet18: the decoder's 10 pairs and the 3 downsample shortcuts (Sequential(conv, bn))
+        ("smp-unet", {"encoder_name": "resnet18", "decoder_channels": [32, 16, 8, 8, 8]}, 13),
+        # timm encoder: its BatchNormAct2d pairs stay, the smp decoder's pairs fold
+        (
+            "smp-unet",
+            {"encoder_name": "tu-mobilenetv3_small_100", "decoder_channels": [16] * 5},
+            10,
+        ),
+    ],
+)
+def test_folded_network_gives_the_same_outputs(name: str, args: dict, expected: int) -> None:
+    model = _trained_stats(build_model(name, {"in_channels": 3, "classes": 4, **args}))
+    folded = copy.deepcopy(model)
+    assert fold_batch_norms(folded) == expected
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want, got = model(x), folded(x)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    assert not torch.equal(got, torch.zeros_like(got))
+    remaining = [m for m in folded.modules() if type(m) is nn.BatchNorm2d]
+    assert len(remaining) == sum(type(m) is nn.BatchNorm2d for m in model.modules()) - expected
+
+
+def test_conv_bias_and_missing_affine_are_folded() -> None:
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=True)
+    norm = nn.BatchNorm2d(5, affine=False)
+    norm.running_mean.uniform_(-1, 1)
+    norm.running_var.uniform_(0.5, 2)
+    model = nn.Sequential(conv, norm, nn.ReLU()).eval()
+    folded = copy.deepcopy(model)
+    assert fold_batch_norms(folded) == 1
+    assert isinstance(folded[1], nn.Identity)
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+def test_pairs_outside_a_sequential_or_of_other_shapes_stay() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.bn = nn.BatchNorm2d(4)  # dataflow unknown to the folder: not a Sequential
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.conv(x)) + self.conv(x)
+
+    # a norm over other channels than the conv's outputs is not its norm
+    odd = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Identity(), nn.BatchNorm2d(4))
+    assert fold_batch_norms(Branchy().eval()) == 0
+    assert fold_batch_norms(odd.eval()) == 0
+
+
+def test_training_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)))
