@@ -91,7 +91,7 @@ cp "$WORK/demo_out/run.json" "$OUT/05_demo_run.json" 2>/dev/null
 # issue 16's end-to-end target: a 10980 x 10980 4-band scene, GeoTIFF to styled GeoPackage
 # (whole_run_s, vectorization included) with U-Net/ResNet-34 and the batch filling the GPU
 step 07_scene_10980 300 "$PY" benchmarks/throughput.py --device "$DEVICE" \
-    --arch smp-unet --encoder resnet34 --tile 512 --overlap 32 --batch 0 --size 10980 --seconds 5
+    --arch smp-unet --encoder resnet34 --tile 512 --overlap 32 --batch 0 --size 10980 --seconds 5 --repeats 1
 
 step 06_vectorize 200 "$PY" benchmarks/vectorize.py --size 10000 --workers 8 --keep "$WORK/vec"
 

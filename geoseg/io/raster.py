@@ -137,7 +137,7 @@ def read_window(
 
 class RowBandWriter:
     """A single-band tiled GeoTIFF (uint8 unless ``dtype`` says) written in whole-row bands
-    (memory: one band)."""
+    (memory: one band): the intermediate rasters that COGs and polygons are made from."""
 
     def __init__(
         self,
@@ -174,8 +174,12 @@ class RowBandWriter:
                 tiled=True,
                 blockxsize=256,
                 blockysize=256,
-                compress="deflate",
-                predictor=2,
+                # an intermediate file (the COGs and polygons are made from it, then it is
+                # deleted): ZSTD level 1 costs a sixth of the CPU of deflate with a predictor
+                # (0.06 vs 0.38 core-s for a 4096 px class + confidence pair) for files of
+                # the same size, and reads faster; the CPU it frees goes to the model
+                compress="zstd",
+                zstd_level=1,
                 BIGTIFF="IF_SAFER",
                 # GDAL compresses the row band's blocks on all cores: on a GPU host a single
                 # deflate thread was the slowest stage of prediction
