@@ -9,12 +9,14 @@ outputs differ from the unfolded network by float32 rounding only (~1e-6 relativ
 
 Only pairs whose dataflow is certain are folded: consecutive children of an ``nn.Sequential``
 (smp's ``Conv2dReLU``, geoseg's own blocks), the ``BatchNorm2d`` of exactly that type (not a
-subclass such as timm's ``BatchNormAct2d``, whose forward does more) with running statistics.
+subclass such as timm's ``BatchNormAct2d``, whose forward does more) with running statistics,
+and neither module used anywhere else in the network.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import torch
 from torch import nn
@@ -28,6 +30,9 @@ def fold_batch_norms(model: nn.Module) -> int:
     """
     if model.training:
         raise ValueError("fold_batch_norms needs a model in eval mode")
+    # a module used in more than one place (tied weights) is left alone: folding it for one
+    # place would change it in the others
+    uses = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     folded = 0
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
@@ -35,7 +40,7 @@ def fold_batch_norms(model: nn.Module) -> int:
         names = list(module._modules)
         for first, second in itertools.pairwise(names):
             conv, norm = module._modules[first], module._modules[second]
-            if _foldable(conv, norm):
+            if _foldable(conv, norm) and uses[id(conv)] == uses[id(norm)] == 1:
                 _fold_into(conv, norm)  # type: ignore[arg-type]
                 module._modules[second] = nn.Identity()
                 folded += 1

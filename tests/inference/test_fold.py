@@ -79,6 +79,10 @@ def test_pairs_outside_a_sequential_or_of_other_shapes_stay() -> None:
     odd = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Identity(), nn.BatchNorm2d(4))
     assert fold_batch_norms(Branchy().eval()) == 0
     assert fold_batch_norms(odd.eval()) == 0
+    # a conv also used outside the pair (tied weights) must keep its own weights
+    shared = nn.Conv2d(4, 4, 1)
+    tied = nn.Sequential(nn.Sequential(shared, nn.BatchNorm2d(4)), shared).eval()
+    assert fold_batch_norms(tied) == 0
 
 
 def test_training_mode_is_refused() -> None:
