@@ -17,6 +17,7 @@ from torch import nn
 
 from geoseg.errors import ConfigError, ModelPackageError, option
 from geoseg.inference.fold import fold_batch_norms
+from geoseg.inference.heap import keep_large_allocations
 from geoseg.models.package import ModelPackage
 from geoseg.models.registry import required_multiple
 
@@ -79,6 +80,8 @@ class Predictor:
         self.packages = [packages] if isinstance(packages, ModelPackage) else list(packages)
         check_ensemble(self.packages)
         self.device = device
+        if device.type == "cpu":
+            keep_large_allocations()  # a third of the CPU forward was page faults
         self.transforms = DIHEDRAL_8 if tta else IDENTITY
         self.models: list[nn.Module] = []
         self._stats: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -27,6 +27,7 @@ from torch import nn
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, TrainingDataError, option
 from geoseg.inference.device import resolve_device
+from geoseg.inference.heap import keep_large_allocations
 from geoseg.io.raster import SceneInfo, open_scene
 from geoseg.models.encoder_weights import load_encoder_weights
 from geoseg.models.package import (
@@ -99,6 +100,8 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
+    if device.type == "cpu":
+        keep_large_allocations()  # activations reused, not page-faulted in anew each step
     inputs = resolve_inputs(settings)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
