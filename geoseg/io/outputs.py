@@ -19,7 +19,8 @@ import rasterio
 import rasterio.errors
 
 from geoseg.classes import CLASS_NODATA, ClassInfo, validate_classes
-from geoseg.io.raster import unreadable_raster
+from geoseg.io.raster import unreadable_raster, write_cog
+from geoseg.io.styles import write_raster_qml
 
 CLASSES_NAME = "classes.tif"
 CONFIDENCE_NAME = "confidence.tif"
@@ -60,6 +61,16 @@ def write_category_names(tif: Path, classes: Sequence[ClassInfo]) -> Path:
     sidecar = tif.with_name(tif.name + ".aux.xml")
     sidecar.write_text(xml, encoding="utf-8")
     return sidecar
+
+
+def write_class_cogs(raw: tuple[Path, Path], folder: Path, classes: Sequence[ClassInfo]) -> None:
+    """``classes.tif`` (mode overviews) and ``confidence.tif`` (average overviews) as COGs in
+    ``folder`` from a raw class and confidence raster, with the class names and
+    ``classes.qml``; the raw files are left in place."""
+    write_cog(raw[0], folder / CLASSES_NAME, resampling="mode")
+    write_cog(raw[1], folder / CONFIDENCE_NAME, resampling="average")
+    write_category_names(folder / CLASSES_NAME, classes)
+    write_raster_qml(folder / "classes.qml", classes)
 
 
 def classes_for_raster(path: str | os.PathLike[str]) -> tuple[ClassInfo, ...]:

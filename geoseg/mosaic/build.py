@@ -34,16 +34,14 @@ from geoseg.geo.window import PixelWindow
 from geoseg.io.aoi import aoi_mask
 from geoseg.io.outputs import (
     CLASSES_NAME,
-    CONFIDENCE_NAME,
     POLYGONS_NAME,
     PREVIEW_NAME,
     classes_for_raster,
     classes_tags,
-    write_category_names,
+    write_class_cogs,
 )
 from geoseg.io.raster import RowBandWriter, write_cog
 from geoseg.io.staging import staged_folder
-from geoseg.io.styles import write_raster_qml
 from geoseg.mosaic.choose import SOURCE_NODATA, BandChoice
 from geoseg.mosaic.place import SceneReader
 from geoseg.progress import NoProgress, Progress
@@ -226,11 +224,8 @@ def write_rasters(
 ) -> None:
     """The raw class, confidence and source rasters as COGs (mode, average and nearest
     overviews), with class names, the QGIS style and the preview; the raw files removed."""
-    write_cog(raw[0], folder / CLASSES_NAME, resampling="mode")
-    write_cog(raw[1], folder / CONFIDENCE_NAME, resampling="average")
+    write_class_cogs(raw[:2], folder, classes)
     write_cog(raw[2], folder / SOURCE_NAME, resampling="nearest")
-    write_category_names(folder / CLASSES_NAME, classes)
-    write_raster_qml(folder / "classes.qml", classes)
     write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=aoi, title="mosaic")
     for path in raw:
         path.unlink()

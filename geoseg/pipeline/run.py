@@ -34,11 +34,9 @@ from geoseg.io.outputs import (
     CONFIDENCE_NAME,
     POLYGONS_NAME,
     PREVIEW_NAME,
-    write_category_names,
+    write_class_cogs,
 )
-from geoseg.io.raster import write_cog
 from geoseg.io.staging import staged_folder
-from geoseg.io.styles import write_raster_qml
 from geoseg.models.package import ModelPackage
 from geoseg.mosaic import MosaicSource, mosaic_crs, mosaic_grid, write_mosaic
 from geoseg.mosaic.grid import grid_phase
@@ -279,10 +277,7 @@ def write_rasters(
     """
     t = time.perf_counter()
     classes = package.metadata.class_infos()
-    write_cog(raw[0], folder / CLASSES_NAME, resampling="mode")
-    write_cog(raw[1], folder / CONFIDENCE_NAME, resampling="average")
-    write_category_names(folder / CLASSES_NAME, classes)
-    write_raster_qml(folder / "classes.qml", classes)
+    write_class_cogs(raw, folder, classes)
     write_preview(folder / CLASSES_NAME, folder / PREVIEW_NAME, aoi=target.aoi, title=name)
     return time.perf_counter() - t
 
