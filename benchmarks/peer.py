@@ -148,8 +148,6 @@ def miou(classes_path: Path, labels_path: Path, class_ids: list[int]) -> dict[st
 def measure(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     folder = work / f"s{size}"
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in (folder / "geoseg", folder / "peer"):  # a kept --workdir from an earlier run
-        shutil.rmtree(stale, ignore_errors=True)
     t0 = time.perf_counter()
     scene, labels, aoi = write_inputs(size, args.seed, folder)
     generate_s = time.perf_counter() - t0
@@ -173,20 +171,20 @@ def measure(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         # after the scene is written pays the cold page cache of torch's shared libraries
         sides = [("geoseg", geoseg_cmd, g_runs), ("peer", peer_cmd, p_runs)]
         for name, cmd, runs in sides if i % 2 == 0 else sides[::-1]:
-            shutil.rmtree(folder / name, ignore_errors=True)
+            shutil.rmtree(folder / name, ignore_errors=True)  # the last run's (or --workdir's)
             runs.append(run_measured(cmd, folder, name, args.interval))
             if name == "geoseg":
-                record = json.loads((folder / "geoseg" / "run.json").read_text())
-                runs[-1]["stage_s"] = record["scenes"][0]["timings_s"]
+                runs[-1]["record"] = json.loads((folder / "geoseg" / "run.json").read_text())
             else:
                 runs[-1]["report"] = json.loads(runs[-1]["stdout"].strip().splitlines()[-1])
     # the figures of each side's median run by wall time (the outputs are those of the last
     # run, identical from run to run); every run's wall time is kept beside them
     g, p = median_run(g_runs), median_run(p_runs)
-    record = json.loads((folder / "geoseg" / "run.json").read_text())
+    record = g.pop("record")
     g_scene = record["scenes"][0]
     g.update(
-        predict_s=g["stage_s"]["predict"],
+        predict_s=g_scene["timings_s"]["predict"],
+        stage_s=g_scene["timings_s"],
         tiles=g_scene["tiles"],
         polygons=g_scene["polygons"],
         device=record["settings"]["resolved"]["device"],
