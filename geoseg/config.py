@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from geoseg.inference.precision import Precision
 from geoseg.inference.settings import PredictSettings, predict_settings_for
 from geoseg.inference.stitch import BlendKind
 from geoseg.sources.masks import parse_cloud_mask
@@ -35,6 +36,10 @@ class RunOptions(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     device: str = Field("auto", description="auto, cpu or cuda")
+    precision: Precision = Field(
+        Precision.AUTO,
+        description="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32, bf16 or fp16",
+    )
     tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")
     batch_size: int | None = Field(

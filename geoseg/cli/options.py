@@ -16,6 +16,12 @@ S = TypeVar("S")
 
 # Prediction: run, evaluate and demo.
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        help="Arithmetic: auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32, bf16, fp16."
+    ),
+]
 BatchSizeOption = Annotated[
     int | None, typer.Option(help="Tiles per batch (default: from the package).")
 ]

@@ -12,6 +12,7 @@ from geoseg.cli.options import (
     BatchSizeOption,
     DeviceOption,
     OverlapOption,
+    PrecisionOption,
     ThreadsOption,
     TileSizeOption,
     TtaOption,
@@ -120,6 +121,14 @@ def train(
             help="Elastic warp: std in px of displacements on a coarse 3x3 grid (0: off)."
         ),
     ] = None,
+    blur_px: Annotated[
+        float | None,
+        typer.Option(help="Blur half the tiles by a Gaussian of std up to this many px (0: off)."),
+    ] = None,
+    haze: Annotated[
+        float | None,
+        typer.Option(help="Haze half the tiles: blend with bright grey by up to this (0: off)."),
+    ] = None,
     radiometry: Annotated[
         str | None,
         typer.Option(
@@ -136,6 +145,12 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32, bf16 or fp16."
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Model name stored in the package.")] = None,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder (default: <out>.ckpt/).")
@@ -187,6 +202,7 @@ def evaluate(
         ),
     ] = None,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     tile_size: TileSizeOption = None,
     overlap: OverlapOption = None,
     batch_size: BatchSizeOption = None,
@@ -224,6 +240,7 @@ def evaluate(
         window=window,
         out=out,
         device=device,
+        precision=precision,
         tile_size=tile_size,
         overlap=overlap,
         batch_size=batch_size,

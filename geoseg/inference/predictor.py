@@ -18,6 +18,7 @@ from torch import nn
 from geoseg.errors import ConfigError, ModelPackageError, option
 from geoseg.inference.fold import fold_batch_norms
 from geoseg.inference.heap import keep_large_allocations
+from geoseg.inference.precision import Precision, autocast_dtype
 from geoseg.models.package import ModelPackage
 from geoseg.models.registry import required_multiple
 
@@ -75,11 +76,13 @@ class Predictor:
         device: torch.device,
         *,
         tta: bool = False,
+        precision: Precision | str = Precision.AUTO,
         compile_model: bool = False,
     ):
         self.packages = [packages] if isinstance(packages, ModelPackage) else list(packages)
         check_ensemble(self.packages)
         self.device = device
+        self.autocast_dtype = autocast_dtype(device, precision)
         if device.type == "cpu":
             keep_large_allocations()  # a third of the CPU forward was page faults
         self.transforms = DIHEDRAL_8 if tta else IDENTITY
@@ -188,9 +191,8 @@ class Predictor:
         return out
 
     def _autocast(self) -> torch.autocast:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def normalize_channels_last(

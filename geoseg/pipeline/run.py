@@ -74,6 +74,7 @@ def make_predictor(
         packages,
         resolve_device(settings.device),
         tta=settings.tta,
+        precision=settings.precision,
         compile_model=settings.compile,
     )
     predictor.check_tile_size(predict_settings.tile_px)

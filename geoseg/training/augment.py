@@ -1,9 +1,10 @@
-"""Joint augmentation of image and label tiles: flips/rotations, scale, elastic deformation
-and colour jitter.
+"""Joint augmentation of image and label tiles: flips/rotations, scale, elastic deformation,
+blur, haze and colour jitter.
 
 The image and its labels get the same geometric transform (one of the 8 dihedral ones, a small
 rescale, an optional elastic warp; labels always by nearest neighbour, so no label value is
-invented); brightness and contrast jitter touch the image only.
+invented); blur, haze, brightness and contrast touch the image only. Blur and haze stand in for
+what differs between parts of one aerial mosaic: focus, resampling and atmospheric haze.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ class Augmentation:
     (normalized units, i.e. standard deviations). With ``elastic_px`` > 0, an elastic warp
     as in the U-Net paper (Ronneberger et al. 2015): displacements drawn on a coarse
     ``elastic_grid`` x ``elastic_grid`` grid with that standard deviation in pixels, bicubic
-    in between.
+    in between. With ``blur_px`` > 0, half of the tiles are blurred by a Gaussian of a
+    standard deviation drawn in ``0..blur_px``; with ``haze`` > 0, half are hazed: blended
+    with a bright, grey airlight (`HAZE_AIRLIGHT` standard deviations above every band's mean)
+    by a weight drawn in ``0..haze``, the atmospheric scattering model ``J t + A (1 - t)``.
     """
 
     dihedral: bool = True
@@ -34,6 +38,8 @@ class Augmentation:
     contrast: float = 0.1
     elastic_px: float = 0.0
     elastic_grid: int = 3
+    blur_px: float = 0.0
+    haze: float = 0.0
 
     def read_size(self, tile_px: int, rng: np.random.Generator) -> int:
         """Size of the window to read for one tile (scale jitter)."""
@@ -55,14 +61,39 @@ class Augmentation:
             x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
             if rng.integers(2):
                 x, y = x[:, :, ::-1], y[:, ::-1]
-        x = np.ascontiguousarray(x)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        valid = np.any(x != 0, axis=0)
+        if self.blur_px > 0 and rng.integers(2):
+            x = gaussian_blur(x, float(rng.uniform(0, self.blur_px))) * valid
+        if self.haze > 0 and rng.integers(2):
+            weight = np.float32(rng.uniform(0, self.haze))
+            x = (x * (1 - weight) + weight * HAZE_AIRLIGHT) * valid
         if self.brightness > 0 or self.contrast > 0:
             n = x.shape[0]
             c = rng.uniform(1 - self.contrast, 1 + self.contrast, n).astype(np.float32)
             b = rng.uniform(-self.brightness, self.brightness, n).astype(np.float32)
-            valid = np.any(x != 0, axis=0)
             x = (x * c[:, None, None] + b[:, None, None]) * valid
         return x.astype(np.float32, copy=False), np.ascontiguousarray(y)
+
+
+HAZE_AIRLIGHT = np.float32(1.5)
+"""The haze colour in normalized units: 1.5 standard deviations above each band's mean, a
+bright grey in any band set (the same offset in every band)."""
+
+
+def gaussian_blur(x: np.ndarray, sigma_px: float) -> np.ndarray:
+    """(bands, h, w) blurred by a separable Gaussian of ``sigma_px``, reflected at the edges."""
+    radius = int(3 * sigma_px)  # 2 to 3 standard deviations; none under a third of a px
+    if radius < 1:
+        return x
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_px) ** 2).astype(np.float32)
+    kernel = torch.from_numpy(taps / taps.sum())
+    n = x.shape[0]
+    t = torch.from_numpy(np.ascontiguousarray(x))[None]
+    t = F.pad(t, (radius, radius, radius, radius), mode="reflect")
+    t = F.conv2d(t, kernel.view(1, 1, 1, -1).expand(n, 1, 1, -1).contiguous(), groups=n)
+    t = F.conv2d(t, kernel.view(1, 1, -1, 1).expand(n, 1, -1, 1).contiguous(), groups=n)
+    return t[0].numpy()
 
 
 def resize_pair(x: np.ndarray, y: np.ndarray, size_px: int) -> tuple[np.ndarray, np.ndarray]:

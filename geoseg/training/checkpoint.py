@@ -54,13 +54,13 @@ def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any])
     """Model, best weights, optimizer, scheduler, random states and history (atomic)."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in loop.model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().cpu().clone()
+        tensors[f"model.{k}"] = _packed(v)
     for k, v in (loop.best_state or {}).items():
-        tensors[f"best.{k}"] = v.clone()
+        tensors[f"best.{k}"] = _packed(v)
     opt = loop.optimizer.state_dict()
     for pid, state in opt["state"].items():
         for key, value in state.items():
-            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
+            tensors[f"optim.{pid}.{key}"] = _packed(torch.as_tensor(value))
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {
         "fingerprint": fingerprint,
@@ -79,6 +79,11 @@ def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any])
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+
+
+def _packed(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy, as safetensors stores (the model trains channels last)."""
+    return tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
 
 
 def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any]) -> None:

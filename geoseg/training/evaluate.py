@@ -61,6 +61,7 @@ class EvaluateSettings:
     window: str | None = None
     out: Path | None = None
     device: str = "auto"
+    precision: str = "auto"
     tile_size: int | None = None
     overlap: int | None = None
     batch_size: int | None = None
@@ -188,7 +189,12 @@ def evaluate(
         overlap=settings.overlap,
         batch_size=settings.batch_size,
     )
-    predictor = Predictor(packages, resolve_device(settings.device), tta=settings.tta)
+    predictor = Predictor(
+        packages,
+        resolve_device(settings.device),
+        tta=settings.tta,
+        precision=settings.precision,
+    )
     target = SceneWindow(scene, window, shapely.box(*scene.grid.window_bounds(window)))
     classes = package.metadata.class_infos()
     try:

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError, option
+from geoseg.inference.precision import Precision
 from geoseg.io.outputs import classes_from_tags
 from geoseg.training.data import SamplingMode, TrainingScene
 from geoseg.training.labels import IGNORE, LabelConfig, read_class_list
@@ -110,6 +111,12 @@ class TrainSettings(BaseModel):
     elastic_px: float = Field(
         0.0, ge=0, le=64, description="elastic warp: std of coarse-grid displacements, px"
     )
+    blur_px: float = Field(
+        0.0, ge=0, le=16, description="blur half the tiles: Gaussian std up to this, px"
+    )
+    haze: float = Field(
+        0.0, ge=0, lt=1, description="haze half the tiles: blend with bright grey up to this"
+    )
     radiometry: InputValues = Field(
         InputValues.AUTO,
         description="what the image values mean: auto (declared scale/offset; uint8 without "
@@ -120,6 +127,10 @@ class TrainSettings(BaseModel):
     )
     seed: int = Field(0, description="random seed (split, sampling, initialization)")
     device: str = Field("auto", description="auto, cpu or cuda")
+    precision: Precision = Field(
+        Precision.AUTO,
+        description="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32, bf16 or fp16",
+    )
     name: str = Field("geoseg-model", description="model name stored in the package")
     checkpoint_dir: Path | None = Field(None, description="default: <out>.ckpt/")
     resume: bool = Field(False, description="continue from the checkpoint's last epoch")

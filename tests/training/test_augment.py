@@ -70,3 +70,44 @@ def test_elastic_deformation_warps_smoothly_and_invents_no_label() -> None:
         assert xa.shape == (1, 64, 64) and ya.shape == (64, 64)
         changed += int((ya != y).any())
     assert changed == 5
+
+
+def test_gaussian_blur_keeps_the_mean_and_spreads_a_point() -> None:
+    from geoseg.training.augment import gaussian_blur
+
+    x = np.zeros((2, 21, 21), np.float32)
+    x[:, 10, 10] = 1.0
+    blurred = gaussian_blur(x, 1.5)
+    assert blurred.shape == x.shape and blurred.dtype == np.float32
+    assert np.isclose(blurred.sum(), x.sum(), atol=1e-5)  # the point is far from the edges
+    assert blurred[0, 10, 10] < 0.1 and np.allclose(blurred[0], blurred[0].T, atol=1e-7)
+    assert np.isclose(blurred[0, 10, 12] / blurred[0, 10, 10], np.exp(-2 / 1.5**2), rtol=1e-3)
+    np.testing.assert_array_equal(gaussian_blur(x, 0.3), x)  # under a third of a pixel: none
+
+
+def test_blur_and_haze_touch_the_image_only_and_keep_nodata() -> None:
+    from geoseg.training.augment import HAZE_AIRLIGHT
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(1, 3, (32, 32)).astype(np.uint8)
+    x = rng.normal(size=(3, 32, 32)).astype(np.float32)
+    x[:, :, :4] = 0.0  # nodata columns stay 0
+    plain = Augmentation(dihedral=False, scale_jitter=0, brightness=0, contrast=0)
+    hazy = Augmentation(dihedral=False, scale_jitter=0, brightness=0, contrast=0, haze=0.6)
+    blurry = Augmentation(dihedral=False, scale_jitter=0, brightness=0, contrast=0, blur_px=3)
+    changed = {"haze": 0, "blur": 0}
+    for _ in range(20):
+        for name, aug in (("haze", hazy), ("blur", blurry)):
+            xa, ya = aug.apply(x, y, 32, rng)
+            np.testing.assert_array_equal(ya, y)
+            assert (xa[:, :, :4] == 0).all()
+            if not np.allclose(xa, x):
+                changed[name] += 1
+                if name == "haze":  # towards the airlight: closer to it everywhere
+                    inside = np.abs(xa[:, :, 4:] - HAZE_AIRLIGHT)
+                    assert (inside <= np.abs(x[:, :, 4:] - HAZE_AIRLIGHT) + 1e-6).all()
+                else:  # blur lowers the variance
+                    assert xa[:, 4:, 8:].std() < x[:, 4:, 8:].std()
+    assert 4 <= changed["haze"] <= 16 and 4 <= changed["blur"] <= 16  # about half the tiles
+    xa, _ = plain.apply(x, y, 32, rng)
+    np.testing.assert_array_equal(xa, x)

@@ -111,6 +111,30 @@ def test_training_errors_are_one_line(scenes, tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_bf16_training_on_the_cpu_differs_from_fp32_and_resumes(scenes, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    short = {"epochs": 2, "steps_per_epoch": 3}
+    fp32 = train(tiny_settings(scenes, tmp_path / "a.geoseg", precision="fp32", **short))
+    bf16 = train(tiny_settings(scenes, tmp_path / "b.geoseg", precision="bf16", **short))
+    a, b = load_package(fp32.package), load_package(bf16.package)
+    assert b.metadata.training["settings"]["precision"] == "bf16"
+    assert all(np.isfinite(r.train_loss) for r in bf16.history)
+    # the same seed and tiles: only the arithmetic differs, so the weights do
+    assert a.metadata.weights_sha256 != b.metadata.weights_sha256
+    assert fp32.history[0].train_loss == pytest.approx(bf16.history[0].train_loss, rel=0.05)
+    resumed = train(
+        tiny_settings(
+            scenes,
+            tmp_path / "b.geoseg",
+            precision="bf16",
+            epochs=3,
+            resume=True,
+            steps_per_epoch=3,
+        )
+    )
+    assert [r.epoch for r in resumed.history] == [1, 2, 3]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_mixed_precision_training_on_cuda(scenes, tmp_path: Path) -> None:
