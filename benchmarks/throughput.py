@@ -108,6 +108,7 @@ def main() -> None:
     p.add_argument("--readers", type=int, default=None, help="default: one per core, 2 to 8")
     p.add_argument("--seconds", type=float, default=10.0, help="bare forward timing length")
     p.add_argument("--tta", action="store_true")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 (both sides)")
     p.add_argument(
         "--repeats", type=int, default=3, help="(a, b) pairs measured in turn; median pair kept"
     )
@@ -128,7 +129,9 @@ def main() -> None:
 
         def bare_once() -> tuple[float, int]:
             """(a) in Mpx/s and its batch, with a predictor freed afterwards (device memory)."""
-            predictor = Predictor(load_package(model), device, tta=args.tta)
+            predictor = Predictor(
+                load_package(model), device, tta=args.tta, precision=args.precision
+            )
             batch = args.batch or predictor.fill_device_batch_size(args.tile, 4) or 4
             return bare_forward_mpx_s(predictor, args.tile, batch, args.seconds), batch
 
@@ -145,6 +148,7 @@ def main() -> None:
                 batch_size=args.batch or None,
                 reader_threads=args.readers,
                 tta=args.tta,
+                precision=args.precision,
             )
             t0 = time.perf_counter()
             report = run(settings)
@@ -178,6 +182,7 @@ def main() -> None:
         "tile_px": args.tile,
         "overlap_px": args.overlap,
         "batch": args.batch,
+        "precision": args.precision,
         "scene_px": f"{args.size}x{args.size}",
         "a_bare_forward_mpx_s": round(bare, 3),
         "b_pipeline_predict_mpx_s": round(pipeline, 3),

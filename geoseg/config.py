@@ -38,7 +38,7 @@ class RunOptions(BaseModel):
     device: str = Field("auto", description="auto, cpu or cuda")
     precision: Precision = Field(
         Precision.AUTO,
-        description="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32, bf16 or fp16",
+        description="auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16",
     )
     tile_size: int | None = Field(None, ge=16, description="tile size in px (package default)")
     overlap: int | None = Field(None, ge=0, description="tile overlap in px (package default)")

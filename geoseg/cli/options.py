@@ -18,9 +18,7 @@ S = TypeVar("S")
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrecisionOption = Annotated[
     str,
-    typer.Option(
-        help="Arithmetic: auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32, bf16, fp16."
-    ),
+    typer.Option(help="Arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16."),
 ]
 BatchSizeOption = Annotated[
     int | None, typer.Option(help="Tiles per batch (default: from the package).")

@@ -2,9 +2,10 @@
 
 Shared by training and prediction so that ``--precision`` means the same everywhere. On a CPU
 with Intel AMX (Sapphire Rapids and newer), oneDNN runs bf16 convolutions 2-3x faster than
-fp32 (measured here: a U-Net/ResNet-18 training step 0.95 -> 0.42 s); without AMX, bf16 gains
-little and ``auto`` keeps fp32. bf16 keeps 8 bits of mantissa, so its pixels may differ from
-fp32's where two classes score within about 1 % of each other.
+fp32 (measured here: a U-Net/ResNet-18 training step 0.95 -> 0.42 s), so ``auto`` trains in
+bf16 there. Prediction on the CPU stays fp32 under ``auto``, so a map is the same on every CPU;
+``bf16`` asks for the faster arithmetic, whose 8-bit mantissa changes the class of pixels where
+two classes score within about 1 % of each other.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from geoseg.errors import ConfigError, option
 
 
 class Precision(StrEnum):
-    """``auto``: bf16 on CUDA and on AMX CPUs (fp16 on CUDA without bf16), else fp32."""
+    """``auto``: bf16 on CUDA (fp16 without bf16) and for training on AMX CPUs, else fp32."""
 
     AUTO = "auto"
     FP32 = "fp32"
@@ -31,8 +32,11 @@ def cpu_has_fast_bf16() -> bool:
     return bool(probe is not None and probe())
 
 
-def autocast_dtype(device: torch.device, precision: Precision | str) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device``; None for plain fp32."""
+def autocast_dtype(
+    device: torch.device, precision: Precision | str, *, training: bool = False
+) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (for training or prediction); None
+    for plain fp32."""
     try:
         precision = Precision(precision)
     except ValueError:
@@ -47,6 +51,6 @@ def autocast_dtype(device: torch.device, precision: Precision | str) -> torch.dt
         return torch.bfloat16
     if precision == Precision.FP16:
         raise ConfigError(f"{option('precision')} fp16 needs CUDA; on the CPU use bf16 or fp32")
-    if precision == Precision.BF16 or cpu_has_fast_bf16():
+    if precision == Precision.BF16 or (training and cpu_has_fast_bf16()):
         return torch.bfloat16
     return None

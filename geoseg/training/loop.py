@@ -279,7 +279,7 @@ class _Amp:
     scaling for fp16 on CUDA; a no-op in fp32."""
 
     def __init__(self, device: torch.device, precision: Precision):
-        dtype = autocast_dtype(device, precision)
+        dtype = autocast_dtype(device, precision, training=True)
         self.enabled = dtype is not None
         self.dtype = dtype or torch.float32
         self.scaler = torch.amp.GradScaler(

@@ -16,10 +16,12 @@ def test_fp32_is_plain_arithmetic_everywhere() -> None:
     assert autocast_dtype(torch.device("cuda"), Precision.FP32) is None
 
 
-def test_cpu_bf16_on_request_and_by_default_only_with_amx() -> None:
+def test_cpu_bf16_on_request_and_by_default_for_training_with_amx() -> None:
     assert autocast_dtype(CPU, "bf16") == torch.bfloat16
+    assert autocast_dtype(CPU, "bf16", training=True) == torch.bfloat16
     expected = torch.bfloat16 if cpu_has_fast_bf16() else None
-    assert autocast_dtype(CPU, "auto") == expected
+    assert autocast_dtype(CPU, "auto", training=True) == expected
+    assert autocast_dtype(CPU, "auto") is None  # maps stay fp32, the same on every CPU
 
 
 def test_fp16_on_the_cpu_is_refused_in_one_line() -> None:

@@ -29,6 +29,22 @@ def test_tta_and_ensembles(target: SceneWindow, demo_model: Path, tmp_path: Path
     assert (plain[0] != augmented[0])[valid].mean() < 0.03  # TTA refines, it does not relabel
 
 
+def test_cpu_prediction_is_fp32_unless_bf16_is_asked_for(
+    target: SceneWindow, demo_model: Path, tmp_path: Path
+) -> None:
+    package = load_package(demo_model)
+    cpu = torch.device("cpu")
+    assert Predictor(package, cpu).autocast_dtype is None  # auto: the same map on every CPU
+    fp32 = predict(target, Predictor(package, cpu, precision="fp32"), tmp_path / "a",
+                   tile_px=128, overlap_px=16, batch_size=4)  # fmt: skip
+    bf16 = predict(target, Predictor(package, cpu, precision="bf16"), tmp_path / "b",
+                   tile_px=128, overlap_px=16, batch_size=4)  # fmt: skip
+    np.testing.assert_array_equal(fp32[0] == 255, bf16[0] == 255)
+    valid = fp32[0] != 255
+    changed = (fp32[0] != bf16[0])[valid].mean()
+    assert 0 < changed < 0.01  # bf16 arithmetic, not another model: a few close calls flip
+
+
 def test_dihedral_transforms_invert() -> None:
     from geoseg.inference.predictor import DIHEDRAL_8
 
