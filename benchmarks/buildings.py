@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +62,16 @@ def package_path(region: str, seed: int) -> Path:
 
 
 def train_model(region: str, seed: int, threads: int) -> float:
-    """Train ``configs/fair-<region>.yaml`` with ``seed``; the wall time in seconds."""
+    """Train ``configs/fair-<region>.yaml`` with ``seed``; the wall time in seconds. The
+    trainer's output goes to ``<package>.log`` (several train at once with ``--jobs``)."""
     start = time.perf_counter()
+    package = package_path(region, seed)
     cmd = [
         *GEOSEG, "train", "--config", str(REPO / "configs" / f"fair-{region}.yaml"),
-        "--seed", str(seed), "--threads", str(threads), "--out", str(package_path(region, seed)),
+        "--seed", str(seed), "--threads", str(threads), "--out", str(package),
     ]  # fmt: skip
-    subprocess.run(cmd, check=True, cwd=REPO)
+    with package.with_suffix(".log").open("w") as log:
+        subprocess.run(cmd, check=True, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     return time.perf_counter() - start
 
 
@@ -132,26 +136,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--reuse", action="store_true", help="score existing packages")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings/evaluations at once")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"{DATA} is missing: this benchmark needs ../shared/data/fair-buildings")
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
-    for region in ("zanzibar", "kampala"):
-        for seed in args.seeds:
-            if args.reuse and package_path(region, seed).exists():
-                continue
-            seconds = train_model(region, seed, args.threads)
+    todo = [
+        (region, seed)
+        for region in ("zanzibar", "kampala")
+        for seed in args.seeds
+        if not (args.reuse and package_path(region, seed).exists())
+    ]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for (region, seed), seconds in zip(
+            todo, pool.map(lambda job: train_model(*job, args.threads), todo), strict=True
+        ):
             print(f"trained {package_path(region, seed).name} in {seconds / 60:.1f} min")
-    seeds = tuple(args.seeds)
+        seeds = tuple(args.seeds)
+        groups = [(s,) for s in seeds] + ([seeds] if len(seeds) > 1 else [])
+        jobs = [(pair, group) for pair in PAIRS for group in groups]
+        reports = dict(
+            zip(
+                jobs,
+                pool.map(lambda job: score(job[0], job[1], args.threads, args.tta), jobs),
+                strict=True,
+            )
+        )
     rows = [
         (
             pair,
-            [building_figures(score(pair, (s,), args.threads, args.tta)) for s in seeds],
-            building_figures(score(pair, seeds, args.threads, args.tta))
-            if len(seeds) > 1
-            else None,
+            [building_figures(reports[pair, (s,)]) for s in seeds],
+            building_figures(reports[pair, seeds]) if len(seeds) > 1 else None,
         )
         for pair in PAIRS
     ]
