@@ -11,10 +11,12 @@ two classes score within about 1 % of each other.
 from __future__ import annotations
 
 from enum import StrEnum
-
-import torch
+from typing import TYPE_CHECKING
 
 from geoseg.errors import ConfigError, option
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not where settings are read
+    import torch
 
 
 class Precision(StrEnum):
@@ -28,6 +30,8 @@ class Precision(StrEnum):
 
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles)."""
+    import torch
+
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe is not None and probe())
 
@@ -37,6 +41,8 @@ def autocast_dtype(
 ) -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device`` (for training or prediction); None
     for plain fp32."""
+    import torch
+
     try:
         precision = Precision(precision)
     except ValueError:
