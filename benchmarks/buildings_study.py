@@ -5,7 +5,7 @@
     python benchmarks/buildings_study.py --variants baseline fcn8s elastic
 
 Each variant is ``geoseg train --config configs/fair-kampala.yaml`` (smp U-Net/ResNet-18,
-CE + dice, class-balanced sampling, flips/rotations + scale + colour jitter, 256 px tiles)
+CE + dice, random tile sampling, flips/rotations + scale + colour jitter, 256 px tiles)
 with one change on the command line, seed 0, one torch thread. The table shows what the
 choice is made on, validation mIoU and building IoU on blocks held out inside the western 60 %,
 beside the eastern 40 % scored by ``geoseg evaluate --tta`` (building IoU, object F1 at
@@ -29,9 +29,11 @@ STUDY = OUT / "study"
 VARIANTS: dict[str, tuple[str, ...]] = {
     "baseline": (),
     "fcn8s": ("--arch", "fcn8s", "--decoder-channels", ""),
+    "deeplabv3plus": ("--arch", "smp-deeplabv3plus", "--decoder-channels", ""),  # ASPP, stride 16
     "elastic": ("--elastic-px", "6"),
     "ce": ("--loss", "ce"),
-    "uniform-sampling": ("--sampling", "random"),
+    "focal": ("--loss", "focal"),
+    "balanced-sampling": ("--sampling", "balanced"),
     "no-augment": ("--no-augment",),
     # transfer: the encoder of the Zanzibar model (`make buildings` trains it first)
     "from-zanzibar": ("--encoder-weights", "outputs/buildings/zanzibar-s0.geoseg"),
