@@ -222,6 +222,13 @@ def evaluate(
             "frequent class)."
         ),
     ] = None,
+    min_area: Annotated[
+        float,
+        typer.Option(
+            help="Merge predicted regions smaller than this (m²) into their largest neighbour "
+            "before scoring, as `geoseg run --min-area` does before polygonizing."
+        ),
+    ] = 0.0,
     threads: ThreadsOption = None,
 ) -> None:
     """Score a model against reference labels with the same tiled prediction as `run`."""
@@ -249,6 +256,7 @@ def evaluate(
         class_column=class_column,
         preview_window=preview_window,
         object_classes=object_classes,
+        min_area=min_area,
     )
     with err_console.status("predicting and scoring ..."):
         report = evaluate_model(settings)

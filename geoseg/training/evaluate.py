@@ -11,6 +11,7 @@ package records the label-value mapping and nodata values), unless overridden.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.features
 import shapely
 
 from geoseg.classes import CLASS_NODATA, ClassInfo
@@ -41,6 +43,7 @@ from geoseg.training.objects import (
     pick_object_classes,
     reference_objects,
 )
+from geoseg.vectorize.api import sieve_threshold_px
 
 REPORT_NAME = "report.json"
 CONFUSION_NAME = "confusion.png"
@@ -75,6 +78,15 @@ class EvaluateSettings:
     """Classes scored as objects (names/ids, ``none``); default: all but the most frequent."""
     connectivity: int = 4
     """Pixel neighbours that join a predicted object (as `geoseg run --connectivity`)."""
+    min_area: float = 0.0
+    """m²: predicted regions smaller than this are merged into their largest neighbour before
+    scoring, as ``geoseg run --min-area`` does before polygonizing (0: scored as predicted)."""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.min_area) or self.min_area < 0:
+            raise ConfigError(
+                f"{option('min_area')}: {self.min_area} must be a finite number >= 0 (m²)"
+            )
 
     @property
     def model_paths(self) -> tuple[Path, ...]:
@@ -109,6 +121,7 @@ class EvaluationReport:
             "labels": str(settings.labels),
             "window": format_window(self.window),
             "tta": settings.tta,
+            "min_area_m2": settings.min_area,
             "scored_pixels": self.scored_px,
             "overall_accuracy": s.overall_accuracy,
             "miou": s.miou,
@@ -208,6 +221,12 @@ def evaluate(
                 confidence_path=Path(tmp) / "confidence.tif",
                 on_tiles=on_tiles,
             )
+            if settings.min_area > 0:
+                sieve_class_raster(
+                    classes_path,
+                    sieve_threshold_px(settings.min_area, scene.grid.pixel_area_m2),
+                    settings.connectivity,
+                )
             matrix = score_class_raster(classes_path, labels, window, [c.id for c in classes])
             picked = pick_object_classes(settings.object_classes, classes, matrix.sum(axis=1))
             objects = score_objects(
@@ -292,6 +311,20 @@ def read_window_of(raster: Path, window: PixelWindow, *, origin: PixelWindow) ->
     )
     with rasterio.open(raster) as ds:
         return ds.read(1, window=shifted.to_rasterio())
+
+
+def sieve_class_raster(classes_path: Path, threshold_px: int, connectivity: int) -> None:
+    """Merge the raster's regions under ``threshold_px`` pixels into their largest neighbour,
+    in place: GDAL's sieve, as `geoseg run --min-area` applies it (exact across its blocks)
+    before polygonizing; nodata takes no part. Holds the window's classes in memory once."""
+    if threshold_px < 2:
+        return
+    with rasterio.open(classes_path, "r+") as ds:
+        classes = ds.read(1)
+        sieved = rasterio.features.sieve(
+            classes, threshold_px, mask=classes != CLASS_NODATA, connectivity=connectivity
+        )
+        ds.write(sieved, 1)
 
 
 def score_class_raster(

@@ -132,3 +132,61 @@ def test_evaluate_draws_prediction_next_to_labels(
     assert {o.name for o in report.objects} == names  # all but the most frequent class
     for o in report.objects:
         assert 0 <= o.matched <= min(o.predicted, o.reference)
+
+
+def test_evaluate_min_area_scores_the_sieved_prediction(
+    scene_256, demo_model: Path, tmp_path: Path
+) -> None:
+    """``min_area``: the scores are those of the run's class raster after GDAL's sieve with
+    that many m² (what `geoseg run --min-area` polygonizes), not of the raw prediction;
+    report.json records the area; a negative area is refused."""
+    import rasterio.features
+    from shapely.geometry import box
+
+    from geoseg.classes import CLASS_NODATA
+    from geoseg.config import RunSettings
+    from geoseg.demo import agreement
+    from geoseg.errors import ConfigError
+    from geoseg.pipeline.run import run
+    from geoseg.training.evaluate import EvaluateSettings, evaluate
+    from tests.support.cli import write_geojson
+
+    torch.set_num_threads(1)
+    with pytest.raises(ConfigError, match="--min-area"):
+        EvaluateSettings(
+            model=demo_model, image=scene_256.image_path, labels=scene_256.labels_path,
+            min_area=-1.0,
+        )  # fmt: skip
+    with rasterio.open(scene_256.image_path) as ds:
+        bounds, crs, pixel_m2 = ds.bounds, ds.crs, abs(ds.transform.a * ds.transform.e)
+    aoi = write_geojson(tmp_path / "aoi.geojson", [box(*bounds).__geo_interface__], crs.to_string())
+    result = run(
+        RunSettings(aoi=aoi, scenes=[scene_256.image_path], models=[demo_model], out=tmp_path / "r")
+    )
+    raw_path = Path(result.scenes[0].outputs["classes"])
+    with rasterio.open(raw_path) as ds:
+        raw, profile = ds.read(1), ds.profile
+    threshold_px = 40
+    sieved = rasterio.features.sieve(raw, threshold_px, mask=raw != CLASS_NODATA, connectivity=4)
+    assert (sieved != raw).sum() > 0  # the sieve has something to do on this scene
+    sieved_path = tmp_path / "sieved.tif"
+    with rasterio.open(sieved_path, "w", **profile) as ds:
+        ds.write(sieved, 1)
+    ids = [c.id for c in SYNTHETIC_CLASSES]
+
+    def scored(min_area: float):
+        return evaluate(
+            EvaluateSettings(
+                model=demo_model, image=scene_256.image_path, labels=scene_256.labels_path,
+                min_area=min_area, out=tmp_path / f"eval{min_area:g}", device="cpu",
+            )
+        )  # fmt: skip
+
+    plain = scored(0.0)
+    assert plain.matrix.tolist() == agreement(raw_path, scene_256.labels_path, ids).tolist()
+    # the area just under 40 px needs 40 px to survive (ceil), as `geoseg run` rounds it
+    report = scored((threshold_px - 0.5) * pixel_m2)
+    assert report.matrix.tolist() == agreement(sieved_path, scene_256.labels_path, ids).tolist()
+    assert sum(o.predicted for o in report.objects) < sum(o.predicted for o in plain.objects)
+    saved = json.loads(report.files["report"].read_text())
+    assert saved["min_area_m2"] == (threshold_px - 0.5) * pixel_m2
