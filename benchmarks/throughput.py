@@ -12,6 +12,9 @@
     so the prediction stage is almost all host work: reading, conversion, normalization,
     softmax, blending, writing. (b) can never beat (c); if the stages ran one after another
     on one core, 1/b = 1/a' + 1/c, with a' the bare forward at the pipeline's own batch.
+(d) reading alone: every tile of the grid read, decoded and padded by the pipeline's reader
+    threads and dropped, in process CPU seconds per AOI Mpx beside the bare forward's: on a
+    machine whose cores all run the model, this decoding has no idle core to hide on.
 (a) and (b) are measured in turn ``--repeats`` times (default 3) and the pair with the median
 ratio is reported, with every pair's ratio beside it: on a shared 2-core machine one pair can be
 20 % off either way.
@@ -39,6 +42,9 @@ from geoseg.geo.grid import TileGrid
 from geoseg.geo.window import PixelWindow
 from geoseg.inference.device import resolve_device
 from geoseg.inference.predictor import Predictor
+from geoseg.inference.reader import read_tiles
+from geoseg.inference.settings import default_reader_threads
+from geoseg.io.raster import open_scene
 from geoseg.models.package import (
     Architecture,
     BandSpec,
@@ -76,6 +82,15 @@ def bare_forward_mpx_s(predictor: Predictor, tile: int, batch: int, seconds: flo
     if predictor.device.type == "cuda":
         torch.cuda.synchronize()
     return n * batch * tile * tile / (time.perf_counter() - t0) / 1e6
+
+
+def read_only_cpu_s(scene: Path, grid: TileGrid, threads: int) -> tuple[float, float]:
+    """(wall s, process CPU s) to read and decode every tile of ``grid``, nothing else."""
+    info = open_scene(scene)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in read_tiles(info, grid, list(range(1, info.band_count + 1)), threads=threads):
+        pass
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def random_package(path: Path, arch: str, encoder: str | None) -> Path:
@@ -174,6 +189,11 @@ def main() -> None:
             PixelWindow(0, 0, args.size, args.size), (args.size, args.size), args.tile, args.overlap
         )
         redundancy = len(grid) * args.tile**2 / window_px
+        read_wall, read_cpu = min(
+            (read_only_cpu_s(tmp / "scene.tif", grid, args.readers or default_reader_threads())
+             for _ in range(2)),
+            key=lambda pair: pair[1],
+        )  # fmt: skip
 
     result = {
         "device": str(device),
@@ -192,6 +212,9 @@ def main() -> None:
         "ratio_without_redundancy": round(pipeline * redundancy / bare, 3),
         "ratios_without_redundancy_every_pair": [round(r * redundancy, 3) for r, *_ in pairs],
         "ratio_b_over_c": round(pipeline / ceiling, 3),
+        "d_read_only_wall_s": round(read_wall, 2),
+        "d_read_only_cpu_s_per_aoi_mpx": round(read_cpu / aoi_mpx, 4),
+        "bare_forward_cpu_s_per_aoi_mpx": round(redundancy * torch.get_num_threads() / bare, 4),
         "bare_forward_batch": batch,
         "whole_run_mpx_s": round(aoi_mpx / wall, 3),
         "whole_run_s": round(wall, 2),
