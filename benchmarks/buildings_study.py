@@ -31,6 +31,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "fcn8s": ("--arch", "fcn8s", "--decoder-channels", ""),
     "deeplabv3plus": ("--arch", "smp-deeplabv3plus", "--decoder-channels", ""),  # ASPP, stride 16
     "elastic": ("--elastic-px", "6"),
+    "strong-colour": ("--brightness", "0.4", "--contrast", "0.4"),
+    "blur-haze": ("--blur-px", "1.5", "--haze", "0.3"),
     "ce": ("--loss", "ce"),
     "focal": ("--loss", "focal"),
     "balanced-sampling": ("--sampling", "balanced"),

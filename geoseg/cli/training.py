@@ -96,6 +96,9 @@ def train(
     lr_patience: Annotated[
         int | None, typer.Option(help="Epochs without val-loss gain before halving lr.")
     ] = None,
+    lr_factor: Annotated[
+        float | None, typer.Option(help="Multiply the learning rate by this on a plateau.")
+    ] = None,
     early_stopping: Annotated[
         int | None, typer.Option(help="Stop after N epochs without gain (0: never).")
     ] = None,
@@ -113,7 +116,19 @@ def train(
     ] = None,
     augment: Annotated[
         bool | None,
-        typer.Option("--augment/--no-augment", help="Flips/rotations, scale, brightness."),
+        typer.Option(
+            "--augment/--no-augment", help="Flips/rotations, scale, brightness and contrast."
+        ),
+    ] = None,
+    scale_jitter: Annotated[
+        float | None, typer.Option(help="Rescale tiles by up to this fraction (0.2: ±20 %).")
+    ] = None,
+    brightness: Annotated[
+        float | None,
+        typer.Option(help="Per-band brightness jitter, in band standard deviations."),
+    ] = None,
+    contrast: Annotated[
+        float | None, typer.Option(help="Per-band contrast jitter (0.2: gain 0.8..1.2).")
     ] = None,
     elastic_px: Annotated[
         float | None,

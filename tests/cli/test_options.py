@@ -85,3 +85,13 @@ def test_only_given_options_are_handed_on() -> None:
         {"image": [Path("a"), Path("b")], "resume": True},
         {"epochs": 3, "augment": False},
     ]
+
+
+def test_every_training_setting_is_a_train_option() -> None:
+    """The configs say every key is a `geoseg train` option (CLI options win): each field of
+    `TrainSettings` has one, but ``arch_args``, a mapping only a config file can hold."""
+    from geoseg.training.settings import TrainSettings
+
+    command = typer.main.get_command(app).commands["train"]
+    options = {param.name for param in command.params}
+    assert set(TrainSettings.model_fields) - options == {"arch_args"}
