@@ -1,4 +1,4 @@
-"""`TrainSettings`: errors name the option; the Zion configs; command-line text forms."""
+"""`TrainSettings`: errors name the option; the Zion and fAIr configs; command-line text forms."""
 
 from __future__ import annotations
 
@@ -81,3 +81,29 @@ def test_text_forms_that_do_not_parse_name_the_option(tmp_path: Path) -> None:
     config.write_text("focal_alpha: 0.5,x\n")
     with pytest.raises(ConfigError, match=r"train\.yaml: --focal-alpha '0\.5,x': expected"):
         load_train_settings(config, base)
+
+
+def test_fair_configs_share_the_recipe_and_train_only_on_the_west() -> None:
+    """The three fAIr configs differ only in their data (and names); each window is the
+    western part up to the region's ``split_col`` (the east is what `make buildings` scores)."""
+    import json
+
+    fair = REPO.parent / "shared" / "data" / "fair-buildings"
+    names = ("fair-zanzibar", "fair-kampala", "fair-both")
+    configs = {n: load_train_settings(REPO / "configs" / f"{n}.yaml") for n in names}
+    regions = {"fair-zanzibar": ["zanzibar"], "fair-kampala": ["kampala"]}
+    regions["fair-both"] = regions["fair-zanzibar"] + regions["fair-kampala"]
+    for name, config in configs.items():
+        assert [p.resolve() for p in config.image] == [
+            (fair / r / "image.tif").resolve() for r in regions[name]
+        ]
+        assert [p.resolve() for p in config.labels] == [
+            (fair / r / "labels.tif").resolve() for r in regions[name]
+        ]
+        for region, window in zip(regions[name], config.window, strict=True):
+            stats = fair / region / "stats.json"
+            split = json.loads(stats.read_text())["split"]["split_col"] if stats.exists() else None
+            assert window == f"cols=0:{split}" or (split is None and window.startswith("cols=0:"))
+    data = {"image", "labels", "window", "out", "name", "val_block"}
+    dumps = [c.model_dump(exclude=data) for c in configs.values()]
+    assert dumps[0] == dumps[1] == dumps[2]
