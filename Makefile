@@ -89,8 +89,9 @@ zion: $(BASE)
 	    --window cols=677: --device cpu --threads 1 --out outputs/zion/$$loss-report || exit 1; \
 	done
 
-# fAIr buildings (needs ../shared/data/fair-buildings): train configs/fair-{zanzibar,kampala}.yaml
-# on the west 60 %, score the east 40 % of each region and Zanzibar's model on Kampala, one table.
+# fAIr buildings (needs ../shared/data/fair-buildings): train configs/fair-{zanzibar,kampala,both}.yaml
+# on the west 60 % (both: of the two regions), score the east 40 % of each region with its own
+# and the both model and Zanzibar's model on Kampala, one table (~25 min a model, two at once).
 # SEEDS="0 1" (default): mean and ensemble over training seeds; outputs in outputs/buildings/.
 SEEDS ?= 0 1
 buildings: $(BASE)
