@@ -57,13 +57,14 @@ PAIRS = (
     Pair("both", "zanzibar", "train_zanzibar_west__eval_zanzibar_east", 0.61),
     Pair("both", "kampala", "train_kampala_west__eval_kampala_east", 0.70),
 )
-TRAINED = ("zanzibar", "kampala", "both")
+TRAINED = tuple(dict.fromkeys(pair.train for pair in PAIRS))
+"""The configs ``configs/fair-<name>.yaml`` that this benchmark trains (zanzibar, kampala,
+both), in the order of `PAIRS`."""
 MIN_AREA_M2 = 4.0
 """The object scores are also given with predicted regions under 4 m² sieved away (`geoseg
 evaluate --min-area`, what `geoseg run --min-area 4` polygonizes): chosen on the training
 labels, where every western building but three slivers cut at the labelled edge is larger
 (the smallest: 5.1 m² in Zanzibar, 6.0 m² in Kampala)."""
-"""The configs ``configs/fair-<name>.yaml`` that this benchmark trains."""
 
 
 def split_col(region: str) -> int:
