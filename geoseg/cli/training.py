@@ -158,6 +158,13 @@ def train(
             "weights-only PyTorch state_dict (never unpickled); nothing is downloaded."
         ),
     ] = None,
+    init_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="A whole model to fine-tune: a .geoseg package, safetensors or state_dict of "
+            "the same architecture, bands and classes."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     precision: Annotated[

@@ -30,7 +30,6 @@ from geoseg.inference.device import resolve_device
 from geoseg.inference.heap import keep_large_allocations
 from geoseg.inference.precision import Precision, autocast_dtype
 from geoseg.io.raster import SceneInfo, open_scene
-from geoseg.models.encoder_weights import load_encoder_weights
 from geoseg.models.package import (
     DISPLAY_VALUES,
     Architecture,
@@ -42,6 +41,7 @@ from geoseg.models.package import (
     save_package,
 )
 from geoseg.models.registry import build_model, count_parameters, required_multiple
+from geoseg.models.start_weights import WeightsLoad, load_encoder_weights, load_model_weights
 from geoseg.training.augment import Augmentation
 from geoseg.training.checkpoint import restore_checkpoint, save_checkpoint, settings_fingerprint
 from geoseg.training.data import SplitSettings, TileRef, TrainingData, TrainingScene
@@ -107,9 +107,7 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model, args = build_checked_model(settings, inputs, device)
-    encoder = None
-    if settings.encoder_weights is not None:
-        encoder = load_encoder_weights(model, settings.encoder_weights)
+    start = load_start_weights(model, settings)
     with open_training_data(settings, inputs) as data:
         loss_fn, weights = build_loss_fn(settings, data, device)
         loop = TrainingLoop(
@@ -119,8 +117,8 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
         metadata = package_metadata(
             settings, inputs, args=args, loop=loop, weights=weights, clock=clock
         )
-        if encoder is not None:
-            metadata.training["encoder_weights"] = encoder.to_json()
+        if start is not None:
+            metadata.training[start[0]] = start[1].to_json()
     path = save_package(settings.out, model.cpu(), metadata)
     return TrainResult(path, list(loop.history), loop.best_epoch, loop.stopped, clock.seconds())
 
@@ -171,6 +169,21 @@ def build_checked_model(
             f"{multiple} px; use {lower} or {lower + multiple}"
         )
     return model, args
+
+
+def load_start_weights(model: nn.Module, settings: TrainSettings) -> tuple[str, WeightsLoad] | None:
+    """Encoder or whole-model weights copied into ``model`` (the setting's name and what was
+    loaded), or None to train from the seeded initialization."""
+    if settings.encoder_weights is not None and settings.init_weights is not None:
+        raise ConfigError(
+            f"{option('encoder_weights')} and {option('init_weights')} both given: the whole "
+            "model already holds an encoder; give one of them"
+        )
+    if settings.encoder_weights is not None:
+        return "encoder_weights", load_encoder_weights(model, settings.encoder_weights)
+    if settings.init_weights is not None:
+        return "init_weights", load_model_weights(model, settings.init_weights)
+    return None
 
 
 def open_training_data(settings: TrainSettings, inputs: TrainInputs) -> TrainingData:

@@ -125,6 +125,11 @@ class TrainSettings(BaseModel):
     encoder_weights: Path | None = Field(
         None, description="encoder weights file to start from (safetensors, .geoseg, state_dict)"
     )
+    init_weights: Path | None = Field(
+        None,
+        description="whole model to fine-tune (.geoseg, safetensors, state_dict): same "
+        "architecture, bands and classes",
+    )
     seed: int = Field(0, description="random seed (split, sampling, initialization)")
     device: str = Field("auto", description="auto, cpu or cuda")
     precision: Precision = Field(
@@ -249,7 +254,15 @@ def load_train_settings(
             raise ConfigError(f"{config}: the training config must be a mapping of options")
         values = {str(k).replace("-", "_"): v for k, v in raw.items()}
         base = Path(config).parent
-        for key in ("image", "labels", "out", "classes", "checkpoint_dir", "encoder_weights"):
+        for key in (
+            "image",
+            "labels",
+            "out",
+            "classes",
+            "checkpoint_dir",
+            "encoder_weights",
+            "init_weights",
+        ):
             if key in values:
                 values[key] = _relative_to(values[key], base)
     for key, value in (overrides or {}).items():

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from geoseg.errors import ConfigError
 from geoseg.models.package import DISPLAY_VALUES, load_package
 from geoseg.sources.radiometry import Radiometry, unknown_units_warning
 from geoseg.sources.resolve import model_radiometry
@@ -68,3 +70,28 @@ def test_training_starts_from_encoder_weights_of_an_earlier_package(tmp_path: Pa
     assert record["file"] == str(first)
     assert record["tensors_loaded"] > 0 and record["file_keys_ignored"] > 0
     assert second.metadata.training["settings"]["encoder_weights"] == str(first)
+
+
+def test_fine_tuning_starts_from_every_weight_of_an_earlier_package(tmp_path: Path) -> None:
+    """--init-weights: with a vanishing learning rate the convolutions stay the package's
+    (encoder and decoder alike); both start options at once are refused in one line."""
+    torch.set_num_threads(1)
+    image, labels = rgb_pair(tmp_path)
+    first = train(settings(image, labels, tmp_path / "a.geoseg")).package
+    tuned = load_package(
+        train(
+            settings(image, labels, tmp_path / "b.geoseg", init_weights=first, lr=1e-12, seed=7)
+        ).package
+    )
+    source = load_package(first).state_dict
+    convs = [k for k, v in source.items() if v.ndim == 4]
+    assert any(k.startswith("up.") for k in convs)  # the decoder of geoseg's U-Net
+    assert all(torch.allclose(tuned.state_dict[k], source[k], atol=1e-6) for k in convs)
+    record = tuned.metadata.training["init_weights"]
+    assert record["file"] == str(first)
+    assert (record["tensors_loaded"], record["file_keys_ignored"]) == (len(source), 0)
+    both = settings(image, labels, tmp_path / "c.geoseg", init_weights=first, encoder_weights=first)
+    with pytest.raises(ConfigError, match="both given") as caught:
+        train(both)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "c.geoseg").exists()

@@ -1,4 +1,5 @@
-"""`--encoder-weights`: encoder tensors from safetensors, packages or weights-only checkpoints."""
+"""`--encoder-weights` and `--init-weights`: tensors from safetensors, packages or weights-only
+checkpoints, mapped onto the encoder or the whole model."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from geoseg.errors import ConfigError
-from geoseg.models.encoder_weights import load_encoder_weights
 from geoseg.models.registry import build_model
+from geoseg.models.start_weights import load_encoder_weights, load_model_weights
 
 
 def smp(seed: int, in_channels: int = 3, encoder: str = "resnet18") -> torch.nn.Module:
@@ -117,3 +118,40 @@ def test_a_pickle_with_code_is_never_unpickled(tmp_path: Path) -> None:
 def test_a_missing_file_names_the_option(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--encoder-weights"):
         load_encoder_weights(smp(2), tmp_path / "absent.safetensors")
+
+
+def test_init_weights_load_the_whole_model(source, tmp_path: Path) -> None:
+    """Fine-tuning: encoder, decoder and head all come from the file (here with wrappers)."""
+    file = tmp_path / "model.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()}}, file)
+    target = smp(2)
+    loaded = load_model_weights(target, file)
+    after, wanted = target.state_dict(), source.state_dict()
+    assert all(torch.equal(after[k], wanted[k]) for k in wanted)
+    assert (loaded.loaded, loaded.ignored) == (len(wanted), 0)
+    assert loaded.mapping == "wrappers stripped"
+
+
+def test_init_weights_of_other_classes_are_refused_pointing_to_the_encoder(
+    source, tmp_path: Path
+) -> None:
+    file = tmp_path / "two-classes.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(file))
+    torch.manual_seed(3)
+    five = build_model("smp-unet", {"in_channels": 3, "classes": 5, "encoder_name": "resnet18"})
+    with pytest.raises(ConfigError) as caught:
+        load_model_weights(five, file)
+    message = str(caught.value)
+    assert "\n" not in message and str(file) in message
+    assert "segmentation_head.0.weight: file (2, 16, 3, 3) vs model (5, 16, 3, 3)" in message
+    assert "--encoder-weights" in message
+
+
+def test_init_weights_missing_the_decoder_are_refused(source, tmp_path: Path) -> None:
+    file = tmp_path / "encoder.safetensors"
+    state = {k: v.contiguous() for k, v in source.state_dict().items() if "encoder" in k}
+    save_file(state, str(file))
+    with pytest.raises(ConfigError, match=r"model tensors are not in the file \(e\.g\. decoder"):
+        load_model_weights(smp(2), file)
+    with pytest.raises(ConfigError, match="--init-weights"):
+        load_model_weights(smp(2), tmp_path / "absent.geoseg")

@@ -1,4 +1,6 @@
-"""Encoder weights a user already has, loaded into a new model before training.
+"""Weights a user already has, loaded into a new model before training: the encoder alone
+(``--encoder-weights``, transfer to other classes or decoders) or the whole model
+(``--init-weights``, fine-tuning a model of the same architecture, bands and classes).
 
 Accepted files: safetensors, a geoseg package (its weights), or a PyTorch checkpoint read with
 ``torch.load(weights_only=True)`` (tensors and plain containers only: never a full unpickle).
@@ -8,7 +10,8 @@ ResNet-34 keyed ``conv1.weight``, ``layer1.0...``) or a whole model (e.g. an ear
 model of the same architecture, keyed ``encoder.conv1.weight``): the key mapping that matches
 the most encoder tensors is taken. Every encoder tensor must be found with its shape, else the
 file is refused with one line naming the keys and shapes; keys outside the encoder (a
-decoder, a classifier head) are ignored and counted.
+decoder, a classifier head) are ignored and counted. ``--init-weights`` needs every tensor of
+the model, with its shape (other classes or bands: use ``--encoder-weights``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ _OPTIONAL = ("num_batches_tracked",)
 
 
 @dataclass(frozen=True)
-class EncoderLoad:
+class WeightsLoad:
     """What was loaded: the file, its sha256, tensors loaded and file keys ignored."""
 
     path: Path
@@ -67,12 +70,11 @@ def encoder_prefixes(model: nn.Module) -> tuple[str, ...]:
     )
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, a geoseg package or a weights-only torch checkpoint."""
+def read_tensors(path: Path, setting: str = "encoder_weights") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, a geoseg package or a weights-only torch checkpoint
+    (``setting``: the option named when the file is missing)."""
     if not path.is_file() and not path.is_dir():
-        raise ConfigError(
-            f"{path}: encoder weights file not found; check {option('encoder_weights')}"
-        )
+        raise ConfigError(f"{path}: weights file not found; check {option(setting)}")
     if path.suffix == ".geoseg" or path.is_dir():
         from geoseg.models.package import load_package
 
@@ -114,13 +116,14 @@ def _unwrap(path: Path, found: Any) -> dict[str, torch.Tensor]:
         raise ConfigError(f"{path}: holds a {type(found).__name__}, not a mapping of tensors")
     tensors = {str(k): v for k, v in found.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ConfigError(f"{path}: holds no tensors; give a state_dict of the encoder")
+        raise ConfigError(f"{path}: holds no tensors; give a state_dict of the model")
     return tensors
 
 
 def _candidates(keys: list[str], prefixes: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """Named renamings file key -> model key: as stored, stripped of wrappers, and (an encoder
-    alone) with the model's encoder prefix added."""
+    alone; ``prefixes`` empty: the whole model, no such renaming) with the model's encoder
+    prefix added."""
     stripped = {}
     for k in keys:
         s = k
@@ -135,19 +138,52 @@ def _candidates(keys: list[str], prefixes: tuple[str, ...]) -> dict[str, dict[st
     return found
 
 
-def map_encoder(
-    path: Path, tensors: Mapping[str, torch.Tensor], model: nn.Module
-) -> tuple[dict[str, torch.Tensor], str, int]:
-    """Model-keyed encoder tensors from the file, the mapping's name and file keys ignored.
+@dataclass(frozen=True)
+class _Part:
+    """Which tensors of the model a file must provide, and how refusals name them."""
 
-    Refuses (`ConfigError`, one line) a file whose best mapping misses encoder tensors or gives
-    them another shape.
+    prefixes: tuple[str, ...]
+    """State-dict key prefixes of the part; empty: the whole model."""
+    noun: str
+    setting: str
+    fix: str
+
+    def wanted(self, key: str) -> bool:
+        return not self.prefixes or key.startswith(self.prefixes)
+
+
+def _encoder_part(model: nn.Module) -> _Part:
+    return _Part(
+        encoder_prefixes(model),
+        "encoder",
+        "encoder_weights",
+        f"use weights of the same encoder and number of bands ({option('encoder')}, the "
+        "image bands)",
+    )
+
+
+def _model_part() -> _Part:
+    return _Part(
+        (),
+        "model",
+        "init_weights",
+        "use a model of the same architecture, bands and classes, or take its encoder alone "
+        f"with {option('encoder_weights')}",
+    )
+
+
+def map_weights(
+    path: Path, tensors: Mapping[str, torch.Tensor], model: nn.Module, part: _Part
+) -> tuple[dict[str, torch.Tensor], str, int]:
+    """Model-keyed tensors of ``part`` from the file, the mapping's name and file keys ignored.
+
+    Refuses (`ConfigError`, one line) a file whose best mapping misses tensors of the part or
+    gives them another shape.
     """
-    prefixes = encoder_prefixes(model)
-    target = {k: v.shape for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    target = {k: v.shape for k, v in model.state_dict().items() if part.wanted(k)}
     required = {k for k in target if not k.endswith(_OPTIONAL)}
     best_name, best, best_hits = "", {}, -1
-    for name, renaming in _candidates(list(tensors), prefixes).items():
+    for name, renaming in _candidates(list(tensors), part.prefixes).items():
         mapped = {renaming[k]: v for k, v in tensors.items() if renaming[k] in target}
         hits = len(mapped.keys() & required)
         if hits > best_hits:
@@ -159,28 +195,36 @@ def map_encoder(
     ]
     if wrong:
         raise ConfigError(
-            f"{path}: {len(wrong)} encoder tensor(s) have another shape ({'; '.join(wrong[:3])}"
-            f"{'; ...' if len(wrong) > 3 else ''}); use weights of the same encoder and number "
-            f"of bands ({option('encoder')}, the image bands)"
+            f"{path}: {len(wrong)} {part.noun} tensor(s) have another shape "
+            f"({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}); {part.fix}"
         )
     missing = sorted(required - best.keys())
     if missing:
         raise ConfigError(
-            f"{path}: {len(missing)} of {len(required)} encoder tensors are not in the file "
-            f"(e.g. {', '.join(missing[:3])}); file keys look like "
-            f"{', '.join(list(tensors)[:3])}; use weights of the same encoder ({option('encoder')})"
+            f"{path}: {len(missing)} of {len(required)} {part.noun} tensors are not in the "
+            f"file (e.g. {', '.join(missing[:3])}); file keys look like "
+            f"{', '.join(list(tensors)[:3])}; {part.fix}"
         )
     return best, best_name, len(tensors) - len(best)
 
 
-def load_encoder_weights(model: nn.Module, path: Path) -> EncoderLoad:
+def load_encoder_weights(model: nn.Module, path: Path) -> WeightsLoad:
     """Copy the encoder tensors of ``path`` into ``model`` (in place); what was loaded."""
-    path = Path(path)
+    return _load_part(model, Path(path), _encoder_part(model))
+
+
+def load_model_weights(model: nn.Module, path: Path) -> WeightsLoad:
+    """Copy every tensor of ``path`` into ``model`` (in place), for fine-tuning; what was
+    loaded. The file must hold the whole model with the same shapes."""
+    return _load_part(model, Path(path), _model_part())
+
+
+def _load_part(model: nn.Module, path: Path, part: _Part) -> WeightsLoad:
     try:
-        tensors = read_tensors(path)
+        tensors = read_tensors(path, part.setting)
     except ModelPackageError as exc:
         raise ConfigError(str(exc)) from None
-    mapped, name, ignored = map_encoder(path, tensors, model)
+    mapped, name, ignored = map_weights(path, tensors, model, part)
     with torch.no_grad():
         state = model.state_dict()
         for key, value in mapped.items():
@@ -190,4 +234,4 @@ def load_encoder_weights(model: nn.Module, path: Path) -> EncoderLoad:
         with path.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-    return EncoderLoad(path, digest.hexdigest(), len(mapped), ignored, name)
+    return WeightsLoad(path, digest.hexdigest(), len(mapped), ignored, name)
