@@ -7,26 +7,34 @@ drops a full pass over every such activation (14 % of the demo U-Net's CPU forwa
 full-resolution decoder). The folded weights are computed in float64 and rounded once, so the
 outputs differ from the unfolded network by float32 rounding only (~1e-6 relative).
 
-Only pairs whose dataflow is certain are folded: consecutive children of an ``nn.Sequential``
-(smp's ``Conv2dReLU``, geoseg's own blocks), the ``BatchNorm2d`` of exactly that type (not a
-subclass such as timm's ``BatchNormAct2d``, whose forward does more) with running statistics,
-and neither module used anywhere else in the network.
+Only pairs whose dataflow is certain are folded. By structure: consecutive children of an
+``nn.Sequential`` (smp's ``Conv2dReLU``, geoseg's own blocks), the ``BatchNorm2d`` of exactly
+that type with running statistics, neither module used anywhere else in the network. By
+tracing, when a ``probe`` input is given: a batch norm whose input is the very tensor a
+convolution returned, each called once in a forward pass (timm encoders keep their pairs as
+named attributes, ``conv_dw`` then ``bn1``, with timm's ``BatchNormAct2d``: a batch norm, then
+dropout, then an activation, which stay). Traced folds are checked on the probe: if the
+network's output moves by more than float rounding, they are all undone.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 
-def fold_batch_norms(model: nn.Module) -> int:
-    """Fold every foldable Conv2d → BatchNorm2d pair of ``model`` in place; how many were folded.
+def fold_batch_norms(model: nn.Module, probe: torch.Tensor | None = None) -> int:
+    """Fold every foldable Conv2d → batch norm pair of ``model`` in place; how many were folded.
 
-    The model must be in eval mode (the batch norms use their running statistics); the folded
-    batch norms are replaced by ``nn.Identity``, so the module tree keeps its names.
+    The model must be in eval mode (the batch norms use their running statistics); a folded
+    batch norm is replaced by ``nn.Identity`` (timm's ``BatchNormAct2d`` by its activation), so
+    the module tree keeps its names. ``probe``: a small input batch for the traced pairs (see
+    the module doc); None folds the structural pairs only.
     """
     if model.training:
         raise ValueError("fold_batch_norms needs a model in eval mode")
@@ -44,13 +52,112 @@ def fold_batch_norms(model: nn.Module) -> int:
                 _fold_into(conv, norm)  # type: ignore[arg-type]
                 module._modules[second] = nn.Identity()
                 folded += 1
+    if probe is not None:
+        folded += _fold_traced(model, probe, uses)
     return folded
 
 
-def _foldable(conv: nn.Module | None, norm: nn.Module | None) -> bool:
+def _fold_traced(model: nn.Module, probe: torch.Tensor, uses: Counter[int]) -> int:
+    """Fold the pairs `_traced_pairs` finds, keep them only if the probe's output holds."""
+    pairs = [
+        (conv, slot)
+        for conv, slot in _traced_pairs(model, probe)
+        if uses[id(conv)] == uses[id(slot.norm)] == 1
+    ]
+    if not pairs:
+        return 0
+    saved = copy.deepcopy(model.state_dict())
+    with torch.inference_mode():
+        want = model(probe)
+    for conv, slot in pairs:
+        _fold_into(conv, slot.norm)  # type: ignore[arg-type]
+        slot.replace(_after_norm(slot.norm))
+    with torch.inference_mode():
+        got = model(probe)
+    if torch.allclose(got, want, rtol=1e-3, atol=1e-4 * float(want.abs().max()) + 1e-6):
+        return len(pairs)
+    for _, slot in pairs:  # some pair's dataflow was not what the trace showed: undo all
+        slot.replace(slot.norm)
+    model.load_state_dict(saved)
+    return 0
+
+
+class _Slot:
+    """Where a module hangs in the tree (parent and attribute), to swap it for another."""
+
+    def __init__(self, parent: nn.Module, name: str, norm: nn.Module):
+        self.parent, self.name, self.norm = parent, name, norm
+
+    def replace(self, module: nn.Module) -> None:
+        self.parent._modules[self.name] = module
+
+
+def _traced_pairs(model: nn.Module, probe: torch.Tensor) -> Iterator[tuple[nn.Conv2d, _Slot]]:
+    """(conv, slot of its batch norm) where one forward of ``probe`` fed the conv's output,
+    and nothing else, straight into the norm; each module called exactly once."""
+    slots = {
+        id(child): _Slot(parent, name, child)
+        for parent in model.modules()
+        for name, child in parent._modules.items()
+        if child is not None and _norm_kind(child) is not None
+    }
+    outputs: dict[int, tuple[nn.Module, torch.Tensor]] = {}
+    inputs: dict[int, torch.Tensor] = {}
+    calls: Counter[int] = Counter()
+
+    def conv_hook(module: nn.Module, _args: tuple, out: torch.Tensor) -> None:
+        calls[id(module)] += 1
+        outputs[id(out)] = (module, out)  # the tensor is kept, so its id is not reused
+
+    def norm_hook(module: nn.Module, args: tuple) -> None:
+        calls[id(module)] += 1
+        inputs[id(module)] = args[0]
+
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if type(m) is nn.Conv2d]
+    handles += [m.register_forward_pre_hook(norm_hook) for m in model.modules() if id(m) in slots]
+    try:
+        with torch.inference_mode():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for norm_id, x in inputs.items():
+        conv, _ = outputs.get(id(x), (None, None))
+        slot = slots[norm_id]
+        once = conv is not None and calls[id(conv)] == calls[norm_id] == 1
+        if once and _foldable(conv, slot.norm, kinds=(nn.BatchNorm2d, _timm_norm_act())):
+            yield conv, slot  # type: ignore[misc]
+
+
+def _timm_norm_act() -> type | None:
+    """timm's ``BatchNormAct2d`` (batch norm, dropout, activation), if timm is installed."""
+    try:
+        from timm.layers.norm_act import BatchNormAct2d
+    except ImportError:
+        return None
+    return BatchNormAct2d
+
+
+def _norm_kind(module: nn.Module) -> type | None:
+    kinds = (nn.BatchNorm2d, _timm_norm_act())
+    return type(module) if type(module) in kinds else None
+
+
+def _after_norm(norm: nn.Module) -> nn.Module:
+    """What is left of a folded norm: nothing, or timm's dropout (a no-op in eval) + act."""
+    if type(norm) is nn.BatchNorm2d:
+        return nn.Identity()
+    return nn.Sequential(norm.drop, norm.act)  # type: ignore[arg-type]
+
+
+def _foldable(
+    conv: nn.Module | None,
+    norm: nn.Module | None,
+    kinds: tuple[type | None, ...] = (nn.BatchNorm2d,),
+) -> bool:
     return (
         type(conv) is nn.Conv2d
-        and type(norm) is nn.BatchNorm2d
+        and type(norm) in kinds
         and norm.track_running_stats
         and norm.running_mean is not None
         and norm.running_var is not None

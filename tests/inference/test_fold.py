@@ -25,31 +25,66 @@ def _trained_stats(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def _norms(model: nn.Module) -> int:
+    """Batch norms left: torch's and timm's ``BatchNormAct2d`` (a subclass)."""
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
 @pytest.mark.parametrize(
-    ("name", "args", "expected"),
+    ("name", "args", "structural", "traced"),
     [
-        ("unet", {"width": 0.125}, 18),  # geoseg's DoubleConv blocks: two pairs each
-        # resnet18: the decoder's 10 pairs and the 3 downsample shortcuts (Sequential(conv, bn))
-        ("smp-unet", {"encoder_name": "resnet18", "decoder_channels": [32, 16, 8, 8, 8]}, 13),
-        # timm encoder: its BatchNormAct2d pairs stay, the smp decoder's pairs fold
+        ("unet", {"width": 0.125}, 18, 0),  # geoseg's DoubleConv blocks: two pairs each
+        # resnet18: the decoder's 10 pairs and the 3 downsample shortcuts (Sequential(conv,
+        # bn)); traced: the stem and the 16 pairs inside the basic blocks
+        ("smp-unet", {"encoder_name": "resnet18", "decoder_channels": [32, 16, 8, 8, 8]}, 13, 17),
+        # timm encoder: its 34 conv -> BatchNormAct2d pairs are attributes, found by tracing
         (
             "smp-unet",
             {"encoder_name": "tu-mobilenetv3_small_100", "decoder_channels": [16] * 5},
             10,
+            34,
         ),
     ],
 )
-def test_folded_network_gives_the_same_outputs(name: str, args: dict, expected: int) -> None:
+@pytest.mark.parametrize("probe", [False, True])
+def test_folded_network_gives_the_same_outputs(
+    name: str, args: dict, structural: int, traced: int, probe: bool
+) -> None:
     model = _trained_stats(build_model(name, {"in_channels": 3, "classes": 4, **args}))
     folded = copy.deepcopy(model)
-    assert fold_batch_norms(folded) == expected
+    gen = torch.Generator().manual_seed(2)
+    expected = structural + traced if probe else structural
+    given = torch.randn(1, 3, 64, 64, generator=gen) if probe else None
+    assert fold_batch_norms(folded, given) == expected
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         want, got = model(x), folded(x)
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
     assert not torch.equal(got, torch.zeros_like(got))
-    remaining = [m for m in folded.modules() if type(m) is nn.BatchNorm2d]
-    assert len(remaining) == sum(type(m) is nn.BatchNorm2d for m in model.modules()) - expected
+    assert _norms(folded) == _norms(model) - expected
+    if probe:
+        assert _norms(folded) == 0
+
+
+def test_a_traced_pair_whose_conv_output_is_also_used_elsewhere_is_undone() -> None:
+    """The trace sees conv -> bn; it cannot see ``+ y``: the probe's check undoes the fold."""
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = _trained_stats(Residual())
+    folded = copy.deepcopy(model)
+    x = torch.randn(2, 3, 16, 16)
+    assert fold_batch_norms(folded, x) == 0
+    assert isinstance(folded.bn, nn.BatchNorm2d)
+    assert torch.equal(folded(x), model(x))
 
 
 def test_conv_bias_and_missing_affine_are_folded() -> None:
