@@ -39,6 +39,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-augment": ("--no-augment",),
     # transfer: the encoder of the Zanzibar model (`make buildings` trains it first)
     "from-zanzibar": ("--encoder-weights", "outputs/buildings/zanzibar-s0.geoseg"),
+    # fine-tuning: every weight of the Zanzibar model, at the config's and a fifth of its lr
+    "tune-zanzibar": ("--init-weights", "outputs/buildings/zanzibar-s0.geoseg"),
+    "tune-zanzibar-lr2e-4": (
+        "--init-weights",
+        "outputs/buildings/zanzibar-s0.geoseg",
+        "--lr",
+        "2e-4",
+    ),
 }
 
 
