@@ -39,8 +39,8 @@ def settings_fingerprint(
         "args": args,
         "classes": [asdict(c) for c in classes],
         "bands": bands,
-        "image": [str(p) for p in settings.image],
-        "labels": [str(p) for p in settings.labels],
+        "image": _resolved(settings.image),
+        "labels": _resolved(settings.labels),
         "window": settings.window,
         "loss": settings.loss,
         "tile_size": settings.tile_size,
@@ -48,6 +48,12 @@ def settings_fingerprint(
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
     }
+
+
+def _resolved(paths: Sequence[Path | str]) -> list[str]:
+    """Absolute paths, so a run resumed from another folder or with the config given another
+    way (``configs/x.yaml`` or ``/repo/configs/x.yaml``) still matches its checkpoint."""
+    return [str(Path(p).resolve()) for p in paths]
 
 
 def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any]) -> None:
@@ -89,10 +95,11 @@ def _packed(tensor: torch.Tensor) -> torch.Tensor:
 def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any]) -> None:
     """Continue ``loop`` from a checkpoint written by `save_checkpoint` for the same settings."""
     meta, tensors = _read(path)
-    if meta["fingerprint"] != _jsonable(fingerprint):
-        changed = sorted(
-            k for k in fingerprint if meta["fingerprint"].get(k) != _jsonable(fingerprint[k])
-        )
+    stored = {**meta["fingerprint"]}
+    for key in ("image", "labels"):  # older checkpoints kept the paths as given
+        stored[key] = _resolved(stored.get(key) or [])
+    if stored != _jsonable(fingerprint):
+        changed = sorted(k for k in fingerprint if stored.get(k) != _jsonable(fingerprint[k]))
         raise ConfigError(
             f"{path}: the checkpoint was written with different {', '.join(changed)}; "
             "resume with the same settings, or drop --resume to start over"

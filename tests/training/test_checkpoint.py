@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,21 @@ def test_resume_refuses_other_settings_or_a_missing_checkpoint(scenes, tmp_path:
     changed = settings.model_copy(update={"resume": True, "epochs": 2, "loss": "dice"})
     with pytest.raises(ConfigError, match="different loss"):
         train(changed)
+
+
+def test_resume_finds_the_same_files_however_their_paths_are_spelt(
+    scenes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config given as configs/x.yaml or /repo/configs/x.yaml spells its paths differently."""
+    torch.set_num_threads(1)
+    settings = tiny_settings(scenes, tmp_path / "m.geoseg", epochs=1, steps_per_epoch=1)
+    train(settings)
+    monkeypatch.chdir(tmp_path)
+    other = {
+        key: [Path(os.path.relpath(Path(p).parent / ".." / Path(p).parent.name / Path(p).name))
+              for p in getattr(settings, key)]
+        for key in ("image", "labels")
+    }  # fmt: skip
+    assert other["image"][0] != str(settings.image[0])
+    resumed = train(settings.model_copy(update={**other, "resume": True, "epochs": 2}))
+    assert [r.epoch for r in resumed.history] == [1, 2]
