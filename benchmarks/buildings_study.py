@@ -1,12 +1,13 @@
-"""What makes the Kampala building model good: one change at a time, chosen on the west.
+"""What makes a building model good: one change at a time, chosen on the west.
 
     python benchmarks/buildings_study.py                       # trains every variant (~25 min each)
     python benchmarks/buildings_study.py --reuse               # score packages already trained
     python benchmarks/buildings_study.py --variants baseline fcn8s elastic
+    python benchmarks/buildings_study.py --region zanzibar --variants resnet34 tile512
 
-Each variant is ``geoseg train --config configs/fair-kampala.yaml`` (smp U-Net/ResNet-18,
-CE + dice, random tile sampling, flips/rotations + scale + colour jitter, 256 px tiles)
-with one change on the command line, seed 0, one torch thread. The table shows what the
+Each variant is ``geoseg train --config configs/fair-<region>.yaml`` (Kampala by default;
+smp U-Net/ResNet-18, CE + dice, random tile sampling, flips/rotations + scale + colour
+jitter, 256 px tiles) with one change on the command line, seed 0, one torch thread. The table shows what the
 choice is made on, validation mIoU and building IoU on blocks held out inside the western 60 %,
 beside the eastern 40 % scored by ``geoseg evaluate --tta`` (building IoU, object F1 at
 IoU >= 0.5), the epochs run and the training wall and CPU time. The eastern columns are
@@ -24,7 +25,7 @@ from buildings import GEOSEG, OUT, REPO, building_figures, evaluate_east  # besi
 
 from geoseg.models.package import PackageMetadata, load_package
 
-CONFIG = REPO / "configs" / "fair-kampala.yaml"
+REGIONS = ("kampala", "zanzibar")
 STUDY = OUT / "study"
 VARIANTS: dict[str, tuple[str, ...]] = {
     "baseline": (),
@@ -37,6 +38,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "focal": ("--loss", "focal"),
     "balanced-sampling": ("--sampling", "balanced"),
     "no-augment": ("--no-augment",),
+    "resnet34": ("--encoder", "resnet34"),
+    "wide-decoder": ("--decoder-channels", "256,128,64,32,16"),  # smp's default widths
+    "tile512": ("--tile-size", "512", "--batch-size", "2"),  # more context, same pixels a step
     # transfer: the encoder of the Zanzibar model (`make buildings` trains it first)
     "from-zanzibar": ("--encoder-weights", "outputs/buildings/zanzibar-s0.geoseg"),
     # fine-tuning: every weight of the Zanzibar model, at the config's and a fifth of its lr
@@ -50,22 +54,27 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def package_of(variant: str) -> Path:
-    return STUDY / f"kampala-{variant}.geoseg"
+TRANSFER = ("from-zanzibar", "tune-zanzibar", "tune-zanzibar-lr2e-4")
+"""Variants that start from the Zanzibar model: Kampala only."""
 
 
-def train(variant: str, threads: int) -> None:
+def package_of(region: str, variant: str) -> Path:
+    return STUDY / f"{region}-{variant}.geoseg"
+
+
+def train(region: str, variant: str, threads: int) -> None:
+    config = REPO / "configs" / f"fair-{region}.yaml"
     cmd = [
-        *GEOSEG, "train", "--config", str(CONFIG), *VARIANTS[variant], "--seed", "0",
-        "--threads", str(threads), "--out", str(package_of(variant)),
+        *GEOSEG, "train", "--config", str(config), *VARIANTS[variant], "--seed", "0",
+        "--threads", str(threads), "--out", str(package_of(region, variant)),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def row(variant: str, meta: PackageMetadata, report: dict) -> str:
+def row(region: str, variant: str, meta: PackageMetadata, report: dict) -> str:
     m, t = meta.metrics, meta.training
     iou, f1 = building_figures(report)
-    change = shlex.join(VARIANTS[variant]) or "(configs/fair-kampala.yaml)"
+    change = shlex.join(VARIANTS[variant]) or f"(configs/fair-{region}.yaml)"
     return (
         f"| {variant} | `{change}` | {m['validation_miou']:.3f} "
         f"| {m['validation_iou']['Building']:.3f} | {iou:.3f} | {f1:.3f} "
@@ -76,24 +85,30 @@ def row(variant: str, meta: PackageMetadata, report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="default: all for the region"
+    )
+    parser.add_argument("--region", choices=REGIONS, default="kampala")
     parser.add_argument("--reuse", action="store_true", help="score existing packages")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    region = args.region
+    variants = args.variants or [v for v in VARIANTS if region == "kampala" or v not in TRANSFER]
+    if region != "kampala" and set(variants) & set(TRANSFER):
+        parser.error(f"{', '.join(TRANSFER)} start from the Zanzibar model: Kampala only")
     STUDY.mkdir(parents=True, exist_ok=True)
     lines = [
         "| variant | change | val mIoU | val building IoU | east building IoU (TTA) "
         "| east object F1 | epochs | wall / CPU min |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for variant in args.variants:
-        if not (args.reuse and package_of(variant).exists()):
-            train(variant, args.threads)
-        out = STUDY / f"kampala-{variant}-on-kampala-tta"
-        report = evaluate_east(
-            [package_of(variant)], "kampala", out, threads=args.threads, tta=True
-        )
-        lines.append(row(variant, load_package(package_of(variant)).metadata, report))
+    for variant in variants:
+        package = package_of(region, variant)
+        if not (args.reuse and package.exists()):
+            train(region, variant, args.threads)
+        out = STUDY / f"{region}-{variant}-on-{region}-tta"
+        report = evaluate_east([package], region, out, threads=args.threads, tta=True)
+        lines.append(row(region, variant, load_package(package).metadata, report))
     print("\n".join(lines))
     return 0
 
