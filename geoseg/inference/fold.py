@@ -19,10 +19,8 @@ network's output moves by more than float rounding, they are all undone.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -58,17 +56,19 @@ def fold_batch_norms(model: nn.Module, probe: torch.Tensor | None = None) -> int
 
 
 def _fold_traced(model: nn.Module, probe: torch.Tensor, uses: Counter[int]) -> int:
-    """Fold the pairs `_traced_pairs` finds, keep them only if the probe's output holds."""
-    pairs = [
-        (conv, slot)
-        for conv, slot in _traced_pairs(model, probe)
-        if uses[id(conv)] == uses[id(slot.norm)] == 1
-    ]
+    """Fold the pairs `_traced_pairs` finds, keep them only if the probe's output holds.
+
+    A model that cannot run the probe (too small for its pooling pyramid, say) keeps its
+    structural folds only.
+    """
+    try:
+        want, found = _traced_pairs(model, probe)
+    except RuntimeError:
+        return 0
+    pairs = [(conv, slot) for conv, slot in found if uses[id(conv)] == uses[id(slot.norm)] == 1]
     if not pairs:
         return 0
-    saved = copy.deepcopy(model.state_dict())
-    with torch.inference_mode():
-        want = model(probe)
+    saved = [(conv.weight.detach().clone(), _copy_or_none(conv.bias)) for conv, _ in pairs]
     for conv, slot in pairs:
         _fold_into(conv, slot.norm)  # type: ignore[arg-type]
         slot.replace(_after_norm(slot.norm))
@@ -76,10 +76,21 @@ def _fold_traced(model: nn.Module, probe: torch.Tensor, uses: Counter[int]) -> i
         got = model(probe)
     if torch.allclose(got, want, rtol=1e-3, atol=1e-4 * float(want.abs().max()) + 1e-6):
         return len(pairs)
-    for _, slot in pairs:  # some pair's dataflow was not what the trace showed: undo all
+    # some pair's dataflow was not what the trace showed: undo all (a conv without a bias
+    # got one from `_fold_into`: it goes again)
+    for (weight, bias), (conv, slot) in zip(saved, pairs, strict=True):
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            if bias is None:
+                conv.bias = None
+            else:
+                conv.bias.copy_(bias)  # type: ignore[union-attr]
         slot.replace(slot.norm)
-    model.load_state_dict(saved)
     return 0
+
+
+def _copy_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.detach().clone()
 
 
 class _Slot:
@@ -92,9 +103,11 @@ class _Slot:
         self.parent._modules[self.name] = module
 
 
-def _traced_pairs(model: nn.Module, probe: torch.Tensor) -> Iterator[tuple[nn.Conv2d, _Slot]]:
-    """(conv, slot of its batch norm) where one forward of ``probe`` fed the conv's output,
-    and nothing else, straight into the norm; each module called exactly once."""
+def _traced_pairs(
+    model: nn.Module, probe: torch.Tensor
+) -> tuple[torch.Tensor, list[tuple[nn.Conv2d, _Slot]]]:
+    """The probe's output, and (conv, slot of its batch norm) where that forward fed the
+    conv's output straight into the norm, each module called exactly once."""
     slots = {
         id(child): _Slot(parent, name, child)
         for parent in model.modules()
@@ -117,16 +130,18 @@ def _traced_pairs(model: nn.Module, probe: torch.Tensor) -> Iterator[tuple[nn.Co
     handles += [m.register_forward_pre_hook(norm_hook) for m in model.modules() if id(m) in slots]
     try:
         with torch.inference_mode():
-            model(probe)
+            output = model(probe)
     finally:
         for handle in handles:
             handle.remove()
+    pairs = []
     for norm_id, x in inputs.items():
         conv, _ = outputs.get(id(x), (None, None))
         slot = slots[norm_id]
         once = conv is not None and calls[id(conv)] == calls[norm_id] == 1
         if once and _foldable(conv, slot.norm, kinds=(nn.BatchNorm2d, _timm_norm_act())):
-            yield conv, slot  # type: ignore[misc]
+            pairs.append((conv, slot))
+    return output, pairs
 
 
 def _timm_norm_act() -> type | None:

@@ -66,13 +66,15 @@ def test_folded_network_gives_the_same_outputs(
         assert _norms(folded) == 0
 
 
-def test_a_traced_pair_whose_conv_output_is_also_used_elsewhere_is_undone() -> None:
-    """The trace sees conv -> bn; it cannot see ``+ y``: the probe's check undoes the fold."""
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_traced_pair_whose_conv_output_is_also_used_elsewhere_is_undone(bias: bool) -> None:
+    """The trace sees conv -> bn; it cannot see ``+ y``: the probe's check undoes the fold,
+    weights, bias (or its absence) and the norm all put back."""
 
     class Residual(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=bias)
             self.bn = nn.BatchNorm2d(4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +86,32 @@ def test_a_traced_pair_whose_conv_output_is_also_used_elsewhere_is_undone() -> N
     x = torch.randn(2, 3, 16, 16)
     assert fold_batch_norms(folded, x) == 0
     assert isinstance(folded.bn, nn.BatchNorm2d)
+    assert (folded.conv.bias is None) == (not bias)
+    want = model.state_dict()
+    assert folded.state_dict().keys() == want.keys()
+    assert all(torch.equal(v, want[k]) for k, v in folded.state_dict().items())
     assert torch.equal(folded(x), model(x))
+
+
+def test_a_model_that_cannot_run_the_probe_keeps_its_structural_folds() -> None:
+    """E.g. smp's PAN needs more than 64 px for its pooling pyramid."""
+
+    class Picky(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+            self.conv, self.bn = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[-1] < 128:
+                raise RuntimeError("input too small")
+            return self.bn(self.conv(self.body(x)))
+
+    model = _trained_stats(Picky())
+    assert fold_batch_norms(model, torch.randn(1, 3, 64, 64)) == 1
+    assert isinstance(model.bn, nn.BatchNorm2d)
+    assert fold_batch_norms(model, torch.randn(1, 3, 128, 128)) == 1  # now the traced pair
+    assert isinstance(model.bn, nn.Identity)
 
 
 def test_conv_bias_and_missing_affine_are_folded() -> None:
