@@ -7,11 +7,11 @@
 
 Each variant is ``geoseg train --config configs/fair-<region>.yaml`` (Kampala by default;
 smp U-Net/ResNet-18, CE + dice, random tile sampling, flips/rotations + scale + colour
-jitter, 256 px tiles) with one change on the command line, seed 0, one torch thread. The table shows what the
-choice is made on, validation mIoU and building IoU on blocks held out inside the western 60 %,
-beside the eastern 40 % scored by ``geoseg evaluate --tta`` (building IoU, object F1 at
-IoU >= 0.5), the epochs run and the training wall and CPU time. The eastern columns are
-reported, never used to choose.
+jitter, 256 px tiles) with one change on the command line, seed 0, one torch thread. The
+table shows what the choice is made on, validation mIoU and building IoU on blocks held out
+inside the western 60 %, beside the eastern 40 % scored by ``geoseg evaluate --tta``
+(building IoU, object F1 at IoU >= 0.5), the epochs run and the training wall and CPU time.
+The eastern columns are reported, never used to choose.
 """
 
 from __future__ import annotations
