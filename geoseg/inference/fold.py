@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -93,11 +94,13 @@ def _copy_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return None if tensor is None else tensor.detach().clone()
 
 
+@dataclass(frozen=True)
 class _Slot:
-    """Where a module hangs in the tree (parent and attribute), to swap it for another."""
+    """Where a batch norm hangs in the tree (parent and attribute), to swap it for another."""
 
-    def __init__(self, parent: nn.Module, name: str, norm: nn.Module):
-        self.parent, self.name, self.norm = parent, name, norm
+    parent: nn.Module
+    name: str
+    norm: nn.Module
 
     def replace(self, module: nn.Module) -> None:
         self.parent._modules[self.name] = module
@@ -108,11 +111,12 @@ def _traced_pairs(
 ) -> tuple[torch.Tensor, list[tuple[nn.Conv2d, _Slot]]]:
     """The probe's output, and (conv, slot of its batch norm) where that forward fed the
     conv's output straight into the norm, each module called exactly once."""
+    kinds = _norm_kinds()
     slots = {
         id(child): _Slot(parent, name, child)
         for parent in model.modules()
         for name, child in parent._modules.items()
-        if child is not None and _norm_kind(child) is not None
+        if type(child) in kinds
     }
     outputs: dict[int, tuple[nn.Module, torch.Tensor]] = {}
     inputs: dict[int, torch.Tensor] = {}
@@ -139,23 +143,19 @@ def _traced_pairs(
         conv, _ = outputs.get(id(x), (None, None))
         slot = slots[norm_id]
         once = conv is not None and calls[id(conv)] == calls[norm_id] == 1
-        if once and _foldable(conv, slot.norm, kinds=(nn.BatchNorm2d, _timm_norm_act())):
+        if once and _foldable(conv, slot.norm, kinds):
             pairs.append((conv, slot))
     return output, pairs
 
 
-def _timm_norm_act() -> type | None:
-    """timm's ``BatchNormAct2d`` (batch norm, dropout, activation), if timm is installed."""
+def _norm_kinds() -> tuple[type, ...]:
+    """The batch norms a trace may fold: torch's, and timm's ``BatchNormAct2d`` (batch norm,
+    dropout, activation) when timm is installed."""
     try:
         from timm.layers.norm_act import BatchNormAct2d
     except ImportError:
-        return None
-    return BatchNormAct2d
-
-
-def _norm_kind(module: nn.Module) -> type | None:
-    kinds = (nn.BatchNorm2d, _timm_norm_act())
-    return type(module) if type(module) in kinds else None
+        return (nn.BatchNorm2d,)
+    return (nn.BatchNorm2d, BatchNormAct2d)
 
 
 def _after_norm(norm: nn.Module) -> nn.Module:
@@ -168,7 +168,7 @@ def _after_norm(norm: nn.Module) -> nn.Module:
 def _foldable(
     conv: nn.Module | None,
     norm: nn.Module | None,
-    kinds: tuple[type | None, ...] = (nn.BatchNorm2d,),
+    kinds: tuple[type, ...] = (nn.BatchNorm2d,),
 ) -> bool:
     return (
         type(conv) is nn.Conv2d
