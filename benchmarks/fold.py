@@ -31,18 +31,14 @@ from geoseg.models.registry import build_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def models(which: list[str]) -> dict[str, tuple[nn.Module, int]]:
-    """Name -> (eval model, input bands), rebuilt fresh by each call."""
-    found: dict[str, tuple[nn.Module, int]] = {}
-    for name in which:
-        if name == "demo":
-            package = load_package(REPO / "geoseg/data/demo.geoseg")
-            found[name] = (package.build(), len(package.metadata.bands))
-        else:  # smp-unet-<encoder>, untrained: speed does not depend on the weights
-            torch.manual_seed(0)
-            args = {"in_channels": 4, "classes": 5, "encoder_name": name.removeprefix("unet-")}
-            found[name] = (build_model("smp-unet", args).eval(), 4)
-    return found
+def build(name: str) -> tuple[nn.Module, int]:
+    """A fresh eval model and its input bands: the demo package or smp-unet-<encoder>."""
+    if name == "demo":
+        package = load_package(REPO / "geoseg/data/demo.geoseg")
+        return package.build(), len(package.metadata.bands)
+    torch.manual_seed(0)  # untrained: speed does not depend on the weights
+    args = {"in_channels": 4, "classes": 5, "encoder_name": name.removeprefix("unet-")}
+    return build_model("smp-unet", args).eval(), 4
 
 
 def seconds_per_batch(model: nn.Module, x: torch.Tensor, seconds: float) -> float:
@@ -68,7 +64,7 @@ def main() -> None:
     for name in args.models:
         variants: dict[str, nn.Module] = {}
         for mode in ("unfolded", "structural", "structural+traced"):
-            model, bands = models([name])[name]
+            model, bands = build(name)
             probe = fold_probe(model, bands) if mode == "structural+traced" else None
             folded = 0 if mode == "unfolded" else fold_batch_norms(model, probe)
             variants[mode] = model.to(memory_format=torch.channels_last)
