@@ -93,6 +93,13 @@ def train(
     tile_size: Annotated[int | None, typer.Option(help="Training tile size in px.")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (1e-4).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay.")] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="Validate and package a moving average of the weights, this decay per step "
+            "(0.99: the last ~100 steps; 0: off)."
+        ),
+    ] = None,
     lr_patience: Annotated[
         int | None, typer.Option(help="Epochs without val-loss gain before halving lr.")
     ] = None,

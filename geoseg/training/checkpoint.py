@@ -1,9 +1,10 @@
 """Training checkpoints: the whole loop state after an epoch, so ``resume`` continues exactly.
 
-One safetensors file (no pickle) holds the model, the best weights so far and the optimizer
-state as tensors; its JSON metadata holds the epoch, the history, the best score, the
-scheduler, grad-scaler and random states, and a fingerprint of the settings that must not
-change between the run that wrote it and the run that resumes it. Writes are atomic.
+One safetensors file (no pickle) holds the model, the best weights so far, the weight average
+(if one is kept) and the optimizer state as tensors; its JSON metadata holds the epoch, the
+history, the best score, the scheduler, grad-scaler and random states, and a fingerprint of the
+settings that must not change between the run that wrote it and the run that resumes it.
+Writes are atomic.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def settings_fingerprint(
         "val_block": settings.val_block,
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
+        "ema_decay": settings.ema_decay,
     }
 
 
@@ -63,6 +65,9 @@ def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any])
         tensors[f"model.{k}"] = _packed(v)
     for k, v in (loop.best_state or {}).items():
         tensors[f"best.{k}"] = _packed(v)
+    if loop.average is not None:
+        for k, v in loop.average.state_dict().items():
+            tensors[f"average.{k}"] = _packed(v)
     opt = loop.optimizer.state_dict()
     for pid, state in opt["state"].items():
         for key, value in state.items():
@@ -81,6 +86,7 @@ def save_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, Any])
         "scheduler": loop.scheduler.state_dict(),
         "rng_numpy": loop.rng.bit_generator.state,
         "grad_scaler": loop.amp.scaler.state_dict(),
+        "average_updates": loop.average.updates if loop.average is not None else 0,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path) as tmp:
@@ -98,6 +104,7 @@ def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, An
     stored = {**meta["fingerprint"]}
     for key in ("image", "labels"):  # older checkpoints kept the paths as given
         stored[key] = _resolved(stored.get(key) or [])
+    stored.setdefault("ema_decay", 0.0)  # older checkpoints kept no weight average
     if stored != _jsonable(fingerprint):
         changed = sorted(k for k in fingerprint if stored.get(k) != _jsonable(fingerprint[k]))
         raise ConfigError(
@@ -107,6 +114,8 @@ def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, An
     loop.model.load_state_dict(_prefixed(tensors, "model."))
     best = _prefixed(tensors, "best.")
     loop.best_state = best or None
+    if loop.average is not None:
+        loop.average.load(_prefixed(tensors, "average."), int(meta["average_updates"]))
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in _prefixed(tensors, "optim.").items():
         pid, name = key.split(".", 1)

@@ -3,10 +3,11 @@
 `train` is the recipe: resolve the inputs, build the model, open the training data, build the
 loss, run the epochs, write the package. The loop is small and plain PyTorch: Adam,
 ReduceLROnPlateau on the validation loss, mixed precision on CUDA (bf16 where supported, else
-fp16 with a gradient scaler), early stopping, and a checkpoint after every epoch
-(`geoseg.training.checkpoint`) that ``resume`` continues from exactly. The package holds the
-weights of the best validation epoch with classes, colours, bands, normalization, GSD, tile
-defaults, the training data summary and the validation metrics.
+fp16 with a gradient scaler), optionally a moving average of the weights
+(`geoseg.training.ema`) validated in their place, early stopping, and a checkpoint after
+every epoch (`geoseg.training.checkpoint`) that ``resume`` continues from exactly. The package
+holds the weights (or their average) of the best validation epoch with classes, colours,
+bands, normalization, GSD, tile defaults, the training data summary and the validation metrics.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from geoseg.models.start_weights import WeightsLoad, load_encoder_weights, load_
 from geoseg.training.augment import Augmentation
 from geoseg.training.checkpoint import restore_checkpoint, save_checkpoint, settings_fingerprint
 from geoseg.training.data import SplitSettings, TileRef, TrainingData, TrainingScene
+from geoseg.training.ema import WeightAverage
 from geoseg.training.labels import IGNORE
 from geoseg.training.losses import build_loss, class_weights, needs_class_weights
 from geoseg.training.metrics import Scores, confusion_matrix, scores, validation_metrics
@@ -307,8 +309,9 @@ class _Amp:
 class TrainingLoop:
     """Mutable training state: one epoch at a time, checkpointed after each.
 
-    Holds the model, its Adam optimizer and ReduceLROnPlateau scheduler, the random
-    generator of tile sampling, and what picks the best epoch and stops early.
+    Holds the model, its Adam optimizer and ReduceLROnPlateau scheduler, the weight average
+    if one is kept, the random generator of tile sampling, and what picks the best epoch and
+    stops early.
     """
 
     def __init__(
@@ -329,6 +332,7 @@ class TrainingLoop:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
         )
+        self.average = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
         self.loss_fn = loss_fn
         self.data = data
         self.device = device
@@ -417,9 +421,16 @@ class TrainingLoop:
             self.amp.scaler.scale(loss).backward()
             self.amp.scaler.step(self.optimizer)
             self.amp.scaler.update()
+            if self.average is not None:
+                self.average.update(self.model)
             losses.append(float(loss.item()))
             progress.step(self.epoch, step, losses[-1])
         return losses
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model that is validated and packaged: the weight average, if one is kept."""
+        return self.model if self.average is None else self.average.model
 
     def _keep_if_best(self, val_loss: float, val: Scores) -> bool:
         """Keep this epoch's weights and metrics if the monitored score improved (early
@@ -430,7 +441,7 @@ class TrainingLoop:
         if improved:
             self.best_score, self.best_epoch, self.stale_epochs = score, self.epoch, 0
             self.best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+                {k: v.detach().cpu() for k, v in self.evaluated.state_dict().items()}
             )
             self.best_metrics = validation_metrics(val, self.data.classes, val_loss)
         else:
@@ -444,7 +455,7 @@ class TrainingLoop:
         n = len(self.data.classes)
         matrix = np.zeros((n, n), dtype=np.int64)
         total, weight = 0.0, 0
-        self.model.eval()
+        model = self.evaluated.eval()
         with torch.inference_mode():
             for k in range(0, len(tiles), self.settings.batch_size):
                 batch = [self.data.read(t) for t in tiles[k : k + self.settings.batch_size]]
@@ -452,7 +463,7 @@ class TrainingLoop:
                 xb = _as_channels_last(xb)
                 yb = torch.from_numpy(np.stack([y for _, y in batch])).long().to(self.device)
                 with self.amp.autocast():
-                    logits = self.model(xb)
+                    logits = model(xb)
                 valid = int((yb != IGNORE).sum())
                 if valid:
                     total += float(self.loss_fn(logits.float(), yb)) * valid

@@ -97,6 +97,13 @@ class TrainSettings(BaseModel):
     tile_size: int = Field(256, ge=16, description="training tile size in px")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="validate and package a moving average of the weights with this decay "
+        "per step (0.99: over ~100 steps); 0: the weights as trained",
+    )
     lr_patience: int = Field(3, ge=0, description="epochs without val-loss gain before lr/2")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor")
     early_stopping: int = Field(8, ge=0, description="stop after N epochs without gain; 0: off")

@@ -15,9 +15,10 @@ from tests.support.cli import geoseg_cli
 from tests.support.training import TINY, tiny_settings
 
 
-def test_resume_continues_exactly_from_the_last_epoch(scenes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9}], ids=["plain", "weight-average"])
+def test_resume_continues_exactly_from_the_last_epoch(scenes, tmp_path: Path, extra: dict) -> None:
     torch.set_num_threads(1)
-    short = {"epochs": 3, "steps_per_epoch": 3, "sampling": "balanced", "loss": "focal"}
+    short = {"epochs": 3, "steps_per_epoch": 3, "sampling": "balanced", "loss": "focal", **extra}
     straight = train(tiny_settings(scenes, tmp_path / "a.geoseg", **short))
     # the same run, stopped after 2 epochs, then resumed by the CLI up to epoch 3
     first = train(tiny_settings(scenes, tmp_path / "b.geoseg", **{**short, "epochs": 2}))
