@@ -172,6 +172,13 @@ def train(
             "the same architecture, bands and classes."
         ),
     ] = None,
+    refit: Annotated[
+        Path | None,
+        typer.Option(
+            help="The package of a validated run with these settings: train on every block "
+            "(nothing held out) for its best epoch count, at the learning rates it used."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     precision: Annotated[

@@ -49,6 +49,7 @@ def settings_fingerprint(
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
         "ema_decay": settings.ema_decay,
+        "refit": str(Path(settings.refit).resolve()) if settings.refit else None,
     }
 
 
@@ -105,6 +106,7 @@ def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, An
     for key in ("image", "labels"):  # older checkpoints kept the paths as given
         stored[key] = _resolved(stored.get(key) or [])
     stored.setdefault("ema_decay", 0.0)  # older checkpoints kept no weight average
+    stored.setdefault("refit", None)  # nor refits
     if stored != _jsonable(fingerprint):
         changed = sorted(k for k in fingerprint if stored.get(k) != _jsonable(fingerprint[k]))
         raise ConfigError(

@@ -51,6 +51,7 @@ from geoseg.training.labels import IGNORE
 from geoseg.training.losses import build_loss, class_weights, needs_class_weights
 from geoseg.training.metrics import Scores, confusion_matrix, scores, validation_metrics
 from geoseg.training.progress import EpochReport, NoTrainProgress, TrainProgress
+from geoseg.training.refit import RefitPlan, refit_plan
 from geoseg.training.settings import (
     InputValues,
     Monitor,
@@ -106,14 +107,15 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
     if device.type == "cpu":
         keep_large_allocations()  # activations reused, not page-faulted in anew each step
     inputs = resolve_inputs(settings)
+    plan = refit_plan(settings) if settings.refit else None
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model, args = build_checked_model(settings, inputs, device)
     start = load_start_weights(model, settings)
-    with open_training_data(settings, inputs) as data:
+    with open_training_data(settings, inputs, hold_out=plan is None) as data:
         loss_fn, weights = build_loss_fn(settings, data, device)
         loop = TrainingLoop(
-            settings, model=model, loss_fn=loss_fn, data=data, device=device, rng=rng
+            settings, model=model, loss_fn=loss_fn, data=data, device=device, rng=rng, refit=plan
         )
         loop.run(settings_fingerprint(settings, args, inputs.classes, inputs.bands), progress)
         metadata = package_metadata(
@@ -121,6 +123,8 @@ def train(settings: TrainSettings, progress: TrainProgress | None = None) -> Tra
         )
         if start is not None:
             metadata.training[start[0]] = start[1].to_json()
+        if plan is not None:
+            metadata.training["refit"] = plan.record()
     path = save_package(settings.out, model.cpu(), metadata)
     return TrainResult(path, list(loop.history), loop.best_epoch, loop.stopped, clock.seconds())
 
@@ -188,14 +192,18 @@ def load_start_weights(model: nn.Module, settings: TrainSettings) -> tuple[str, 
     return None
 
 
-def open_training_data(settings: TrainSettings, inputs: TrainInputs) -> TrainingData:
-    """The opened, checked training data (a context manager); validation must hold labels."""
-    split = SplitSettings(settings.val_block, settings.val_fraction, settings.seed)
+def open_training_data(
+    settings: TrainSettings, inputs: TrainInputs, *, hold_out: bool = True
+) -> TrainingData:
+    """The opened, checked training data (a context manager); validation must hold labels.
+    Without ``hold_out`` (a refit) every block is training data."""
+    fraction = settings.val_fraction if hold_out else 0.0
+    split = SplitSettings(settings.val_block, fraction, settings.seed)
     labels = label_config(settings, inputs.classes)
     data = TrainingData(
         inputs.scenes, labels, band_indexes=inputs.bands, split=split, tile_px=settings.tile_size
     )
-    if data.val_counts.sum() == 0:
+    if hold_out and data.val_counts.sum() == 0:
         data.close()
         raise TrainingDataError(
             f"{inputs.scenes[0].labels}: the validation blocks hold no labelled pixel; "
@@ -323,8 +331,10 @@ class TrainingLoop:
         data: TrainingData,
         device: torch.device,
         rng: np.random.Generator,
+        refit: RefitPlan | None = None,
     ):
         self.settings = settings
+        self.refit = refit
         self.model = model
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -343,7 +353,7 @@ class TrainingLoop:
         self.best_score = float("inf")
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_metrics: dict[str, Any] = {}
+        self.best_metrics: dict[str, Any] = refit.metrics if refit else {}
         self.stale_epochs = 0
         self.stopped = False
 
@@ -353,7 +363,8 @@ class TrainingLoop:
         s = self.settings
         if s.resume:
             restore_checkpoint(self, s.checkpoint_path, fingerprint)
-        progress.started(self.epoch + 1, s.epochs, s.steps_per_epoch)
+        epochs = self.refit.epochs if self.refit else s.epochs
+        progress.started(self.epoch + 1, epochs, s.steps_per_epoch)
         val_tiles = self.data.validation_tiles()
         augmentation = (
             Augmentation(
@@ -368,9 +379,15 @@ class TrainingLoop:
             if s.augment
             else None
         )
-        while self.epoch < s.epochs and not self.stopped:
-            self.run_epoch(augmentation, val_tiles, progress)
+        while self.epoch < epochs and not self.stopped:
+            if self.refit:
+                self.run_refit_epoch(augmentation, progress)
+            else:
+                self.run_epoch(augmentation, val_tiles, progress)
             save_checkpoint(self, s.checkpoint_path, fingerprint)
+        if self.refit:  # nothing validated: the last epoch is the model
+            self.best_epoch = self.epoch
+            self.best_state = {k: v.detach().cpu() for k, v in self.evaluated.state_dict().items()}
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
 
@@ -394,6 +411,29 @@ class TrainingLoop:
             lr=float(self.optimizer.param_groups[0]["lr"]),
             seconds=time.perf_counter() - t0,
             best=improved,
+        )
+        self.history.append(report)
+        progress.epoch_done(report)
+
+    def run_refit_epoch(self, augmentation: Augmentation | None, progress: TrainProgress) -> None:
+        """Train one epoch at the learning rate the validated run used in it; no validation."""
+        assert self.refit is not None
+        t0 = time.perf_counter()
+        self.epoch += 1
+        lr = self.refit.lrs[self.epoch - 1]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        losses = self.train_steps(augmentation, progress)
+        nan = float("nan")
+        report = EpochReport(
+            epoch=self.epoch,
+            train_loss=float(np.mean(losses)),
+            val_loss=nan,
+            val_miou=nan,
+            val_overall_accuracy=nan,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            seconds=time.perf_counter() - t0,
+            best=False,
         )
         self.history.append(report)
         progress.epoch_done(report)

@@ -137,6 +137,11 @@ class TrainSettings(BaseModel):
         description="whole model to fine-tune (.geoseg, safetensors, state_dict): same "
         "architecture, bands and classes",
     )
+    refit: Path | None = Field(
+        None,
+        description="a validated run's package: train the same settings on every block for its "
+        "best epoch count at its learning rates (nothing held out)",
+    )
     seed: int = Field(0, description="random seed (split, sampling, initialization)")
     device: str = Field("auto", description="auto, cpu or cuda")
     precision: Precision = Field(
@@ -269,6 +274,7 @@ def load_train_settings(
             "checkpoint_dir",
             "encoder_weights",
             "init_weights",
+            "refit",
         ):
             if key in values:
                 values[key] = _relative_to(values[key], base)
