@@ -36,6 +36,15 @@ class LogTrainProgress:
         pass
 
     def epoch_done(self, report: EpochReport) -> None:
+        if not report.validated:
+            self._logger.info(
+                "epoch %d: train loss %.4f, lr %.2g, no validation (refit) (%.1f s)",
+                report.epoch,
+                report.train_loss,
+                report.lr,
+                report.seconds,
+            )
+            return
         self._logger.info(
             "epoch %d: train loss %.4f, val loss %.4f, val mIoU %.3f%s (%.1f s)",
             report.epoch,

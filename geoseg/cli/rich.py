@@ -251,11 +251,15 @@ class RichTrainProgress:
             self._progress.remove_task(self._task)
             self._task = None
         mark = " [green]best[/]" if report.best else ""
+        validated = (
+            "no validation (refit)"
+            if not report.validated
+            else f"val loss {report.val_loss:.4f}  val mIoU {report.val_miou:.4f}  "
+            f"val OA {report.val_overall_accuracy:.4f}"
+        )
         self._console.print(
             f"epoch {report.epoch:3d}/{self._epochs}  loss {report.train_loss:.4f}  "
-            f"val loss {report.val_loss:.4f}  val mIoU {report.val_miou:.4f}  "
-            f"val OA {report.val_overall_accuracy:.4f}  lr {report.lr:.2g}  "
-            f"{report.seconds:.1f}s{mark}",
+            f"{validated}  lr {report.lr:.2g}  {report.seconds:.1f}s{mark}",
             highlight=False,
         )
 

@@ -6,6 +6,7 @@ are also the rows of a package's training history and of a checkpoint's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,11 @@ class EpochReport:
     lr: float
     seconds: float
     best: bool
+
+    @property
+    def validated(self) -> bool:
+        """False for a refit's epochs, which hold nothing out (their val figures are NaN)."""
+        return not math.isnan(self.val_loss)
 
 
 class TrainProgress(Protocol):

@@ -58,7 +58,7 @@ def test_a_refit_replays_the_best_epochs_on_every_block(
         *("--refit", validated, "--out", out),
         check=True,
     )
-    assert f"epoch   {best}/{best}" in proc.stderr
+    assert f"epoch   {best}/{best}" in proc.stderr and "no validation (refit)" in proc.stderr
     meta = load_package(out).metadata
     record = meta.training["refit"]
     assert record["epochs"] == best == meta.training["epochs_run"]
