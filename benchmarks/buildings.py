@@ -3,6 +3,7 @@
     python benchmarks/buildings.py --seeds 0 1     # or: make buildings (~25 min per model)
     python benchmarks/buildings.py --reuse         # score packages already trained
     python benchmarks/buildings.py --train both --seeds 0 1   # only configs/fair-both.yaml
+    python benchmarks/buildings.py --seeds 0 1 --refit        # then refit each on the whole west
 
 Data: ../shared/data/fair-buildings (OpenAerialMap RGB at 0.25 m, OSM footprints; see its
 README). Each model is trained by ``geoseg train --config configs/fair-<name>.yaml`` (zanzibar,
@@ -12,7 +13,9 @@ from the region's ``split_col`` on. The table has the building IoU and object F1
 matches at IoU >= 0.5) per pair, also with predicted regions under `MIN_AREA_M2` sieved away,
 the mean over seeds, the ensemble of the seeds' models (``geoseg evaluate`` with a repeated
 ``--model``; several seeds only), the random forest baseline from the data's
-``rf_baseline.json`` and the issue's target.
+``rf_baseline.json`` and the issue's target. With ``--refit`` each validated model is then
+trained again on the whole west (``geoseg train --refit``: its best epoch count and learning
+rates, no block held out; packages in ``outputs/buildings/refit/``), and the refits are scored.
 """
 
 from __future__ import annotations
@@ -73,18 +76,22 @@ def split_col(region: str) -> int:
     return int(stats["split"]["split_col"])
 
 
-def package_path(region: str, seed: int) -> Path:
-    return OUT / f"{region}-s{seed}.geoseg"
+def package_path(region: str, seed: int, refit: bool = False) -> Path:
+    """The validated model of ``region`` and ``seed``, or its refit on the whole west."""
+    return (OUT / "refit" if refit else OUT) / f"{region}-s{seed}.geoseg"
 
 
-def train_model(region: str, seed: int, threads: int) -> float:
-    """Train ``configs/fair-<region>.yaml`` with ``seed``; the wall time in seconds. The
+def train_model(region: str, seed: int, threads: int, refit: bool = False) -> float:
+    """Train ``configs/fair-<region>.yaml`` with ``seed`` (with ``refit``: again on the whole
+    west, replaying the validated package's schedule); the wall time in seconds. The
     trainer's output goes to ``<package>.log`` (several train at once with ``--jobs``)."""
     start = time.perf_counter()
-    package = package_path(region, seed)
+    package = package_path(region, seed, refit)
+    package.parent.mkdir(parents=True, exist_ok=True)
+    again = ["--refit", str(package_path(region, seed))] if refit else []
     cmd = [
         *GEOSEG, "train", "--config", str(REPO / "configs" / f"fair-{region}.yaml"),
-        "--seed", str(seed), "--threads", str(threads), "--out", str(package),
+        "--seed", str(seed), "--threads", str(threads), *again, "--out", str(package),
     ]  # fmt: skip
     with package.with_suffix(".log").open("w") as log:
         subprocess.run(cmd, check=True, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -108,12 +115,16 @@ def evaluate_east(
     return json.loads((out / "report.json").read_text())
 
 
-def score(pair: Pair, seeds: tuple[int, ...], threads: int, tta: bool) -> Figures:
-    """The pair's model (the ensemble of ``seeds`` when several) on the test region's east:
-    scored as predicted, and with regions under `MIN_AREA_M2` sieved away."""
+def score(
+    pair: Pair, seeds: tuple[int, ...], threads: int, tta: bool, refit: bool = False
+) -> Figures:
+    """The pair's model (the ensemble of ``seeds`` when several; their refits with
+    ``refit``) on the test region's east: scored as predicted, and with regions under
+    `MIN_AREA_M2` sieved away."""
     tag = "+".join(map(str, seeds))
-    out = OUT / f"{pair.train}-s{tag}-on-{pair.test}{'-tta' if tta else ''}"
-    packages = [package_path(pair.train, s) for s in seeds]
+    out = (OUT / "refit" if refit else OUT) / f"{pair.train}-s{tag}-on-{pair.test}"
+    out = out.with_name(out.name + ("-tta" if tta else ""))
+    packages = [package_path(pair.train, s, refit) for s in seeds]
     raw = evaluate_east(packages, pair.test, out, threads=threads, tta=tta)
     sieved = evaluate_east(
         packages, pair.test, out.with_name(out.name + "-sieved"),
@@ -175,22 +186,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train", nargs="+", choices=TRAINED, default=list(TRAINED), help="configs to train"
     )
+    parser.add_argument(
+        "--refit", action="store_true", help="refit each model on the whole west; score those"
+    )
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"{DATA} is missing: this benchmark needs ../shared/data/fair-buildings")
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
-    todo = [
-        (region, seed)
-        for region in args.train
-        for seed in args.seeds
-        if not (args.reuse and package_path(region, seed).exists())
-    ]
+    stages = [False, True] if args.refit else [False]  # validated runs first, then refits
     with ThreadPoolExecutor(args.jobs) as pool:
-        for (region, seed), seconds in zip(
-            todo, pool.map(lambda job: train_model(*job, args.threads), todo), strict=True
-        ):
-            print(f"trained {package_path(region, seed).name} in {seconds / 60:.1f} min")
+        for refit in stages:
+            todo = [
+                (region, seed)
+                for region in args.train
+                for seed in args.seeds
+                if not (args.reuse and package_path(region, seed, refit).exists())
+            ]
+            runs = pool.map(lambda job, r=refit: train_model(*job, args.threads, r), todo)
+            for (region, seed), seconds in zip(todo, runs, strict=True):
+                trained = package_path(region, seed, refit)
+                print(f"trained {trained.relative_to(OUT)} in {seconds / 60:.1f} min")
         seeds = tuple(args.seeds)
         groups = [(s,) for s in seeds] + ([seeds] if len(seeds) > 1 else [])
         pairs = [pair for pair in PAIRS if pair.train in args.train]
@@ -198,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         reports = dict(
             zip(
                 jobs,
-                pool.map(lambda job: score(job[0], job[1], args.threads, args.tta), jobs),
+                pool.map(
+                    lambda job: score(job[0], job[1], args.threads, args.tta, args.refit), jobs
+                ),
                 strict=True,
             )
         )
@@ -211,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         for pair in pairs
     ]
     baseline = json.loads((DATA / "rf_baseline.json").read_text())
-    print(f"\nTTA {'on' if args.tta else 'off'}; seeds {' '.join(map(str, args.seeds))}")
+    seeds_text = " ".join(map(str, args.seeds))
+    refits = "; refits on the whole west" if args.refit else ""
+    print(f"\nTTA {'on' if args.tta else 'off'}; seeds {seeds_text}{refits}")
     print(markdown_table(rows, baseline))
     return 0
 
