@@ -91,8 +91,8 @@ def refit_plan(settings: TrainSettings) -> RefitPlan:
             f"{settings.refit}: not a validated geoseg training run (no settings or best epoch, "
             "or itself a refit); refit from the package of a run with validation"
         )
-    ours = settings.model_dump(mode="json")
-    theirs = {k: source.get(k, _default(k)) for k in ours}  # keys newer than the package
+    ours = _comparable(settings.model_dump(mode="json"))
+    theirs = _comparable({k: source.get(k, _default(k)) for k in ours})  # keys newer than it
     differ = sorted(k for k in ours if k not in MAY_DIFFER and theirs[k] != ours[k])
     if differ:
         shown = ", ".join(f"{k} {theirs[k]!r} vs {ours[k]!r}" for k in differ)
@@ -112,3 +112,15 @@ def _default(key: str) -> Any:
     """A setting's default as JSON, for packages written before the setting existed."""
     value = TrainSettings.model_fields[key].get_default(call_default_factory=True)
     return getattr(value, "value", value)
+
+
+START_FILES = ("encoder_weights", "init_weights")
+"""Settings naming a file: compared as resolved paths, however they were spelt."""
+
+
+def _comparable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the start-weight files resolved (relative ones from this folder)."""
+    return {
+        k: str(Path(v).resolve()) if k in START_FILES and isinstance(v, str) else v
+        for k, v in values.items()
+    }

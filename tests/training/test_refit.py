@@ -82,3 +82,17 @@ def test_a_refit_refuses_other_settings_and_refits(scenes, tmp_path: Path, valid
     train(tiny_settings(scenes, refit, refit=validated, **base))
     with pytest.raises(ConfigError, match="itself a refit"):
         train(tiny_settings(scenes, tmp_path / "y.geoseg", refit=refit, **base))
+
+
+def test_a_start_file_spelt_another_way_is_the_same_setting(
+    scenes, tmp_path: Path, validated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = {"epochs": 2, "steps_per_epoch": 1, "early_stopping": 0}
+    monkeypatch.chdir(tmp_path)
+    tuned = tmp_path / "tuned.geoseg"
+    train(tiny_settings(scenes, tuned, init_weights=Path(validated.name), **base))
+    absolute = validated.resolve()
+    refit = train(
+        tiny_settings(scenes, tmp_path / "r.geoseg", refit=tuned, init_weights=absolute, **base)
+    )
+    assert load_package(refit.package).metadata.training["refit"]["sha256"]
