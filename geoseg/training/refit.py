@@ -100,10 +100,16 @@ def refit_plan(settings: TrainSettings) -> RefitPlan:
             f"{settings.refit}: the validated run was trained with other settings ({shown}); "
             "refit with the config and options of that run"
         )
+    lrs = epoch_lrs(float(source["lr"]), training.get("history") or [], best)
+    if len(lrs) < best:
+        raise ConfigError(
+            f"{settings.refit}: its history has {len(lrs) - 1} epochs, fewer than its best "
+            f"epoch {best}; refit from a package written by geoseg train"
+        )
     return RefitPlan(
         package=Path(settings.refit),
         package_sha256=package.sha256,
-        lrs=epoch_lrs(float(source["lr"]), training.get("history") or [], best),
+        lrs=lrs,
         metrics=package.metadata.metrics,
     )
 

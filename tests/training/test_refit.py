@@ -82,6 +82,12 @@ def test_a_refit_refuses_other_settings_and_refits(scenes, tmp_path: Path, valid
     train(tiny_settings(scenes, refit, refit=validated, **base))
     with pytest.raises(ConfigError, match="itself a refit"):
         train(tiny_settings(scenes, tmp_path / "y.geoseg", refit=refit, **base))
+    package = load_package(validated)
+    training = {**package.metadata.training, "best_epoch": 9}  # 4 epochs in its history
+    short = tmp_path / "short.geoseg"
+    save_package(short, package.build(), package.metadata.model_copy(update={"training": training}))
+    with pytest.raises(ConfigError, match="history has 4 epochs, fewer than its best epoch 9"):
+        train(tiny_settings(scenes, tmp_path / "z.geoseg", refit=short, **base))
 
 
 def test_a_start_file_spelt_another_way_is_the_same_setting(
