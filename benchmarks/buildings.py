@@ -76,9 +76,14 @@ def split_col(region: str) -> int:
     return int(stats["split"]["split_col"])
 
 
+def folder(refit: bool) -> Path:
+    """Where the validated models and their scores go, or the refits and theirs."""
+    return OUT / "refit" if refit else OUT
+
+
 def package_path(region: str, seed: int, refit: bool = False) -> Path:
     """The validated model of ``region`` and ``seed``, or its refit on the whole west."""
-    return (OUT / "refit" if refit else OUT) / f"{region}-s{seed}.geoseg"
+    return folder(refit) / f"{region}-s{seed}.geoseg"
 
 
 def train_model(region: str, seed: int, threads: int, refit: bool = False) -> float:
@@ -122,8 +127,7 @@ def score(
     ``refit``) on the test region's east: scored as predicted, and with regions under
     `MIN_AREA_M2` sieved away."""
     tag = "+".join(map(str, seeds))
-    out = (OUT / "refit" if refit else OUT) / f"{pair.train}-s{tag}-on-{pair.test}"
-    out = out.with_name(out.name + ("-tta" if tta else ""))
+    out = folder(refit) / f"{pair.train}-s{tag}-on-{pair.test}{'-tta' if tta else ''}"
     packages = [package_path(pair.train, s, refit) for s in seeds]
     raw = evaluate_east(packages, pair.test, out, threads=threads, tta=tta)
     sieved = evaluate_east(

@@ -24,6 +24,7 @@ from buildings import DATA, GEOSEG, OUT, REPO, building_figures, split_col  # be
 from geoseg.models.package import load_package, save_package
 
 WORK = OUT / "scene-norm"
+KAMPALA = DATA / "kampala"
 
 
 def band_stats(image: Path, cols: slice) -> tuple[list[float], list[float]]:
@@ -43,10 +44,9 @@ def with_stats(package: Path, mean: list[float], std: list[float], out: Path) ->
 
 
 def building_iou(package: Path, window: str, out: Path) -> float:
-    image = DATA / "kampala" / "image.tif"
     cmd = [
-        *GEOSEG, "evaluate", "--model", str(package), "--image", str(image),
-        "--labels", str(DATA / "kampala" / "labels.tif"), "--window", window,
+        *GEOSEG, "evaluate", "--model", str(package), "--image", str(KAMPALA / "image.tif"),
+        "--labels", str(KAMPALA / "labels.tif"), "--window", window,
         "--threads", "1", "--tta", "--out", str(out),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
@@ -59,16 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     split = split_col("kampala")
-    windows = {
-        "west": (slice(0, split), f"cols=0:{split}"),
-        "east": (slice(split, None), f"cols={split}:"),
+    windows = {  # name -> (window, Kampala's band statistics there), read once
+        "west": (f"cols=0:{split}", band_stats(KAMPALA / "image.tif", slice(0, split))),
+        "east": (f"cols={split}:", band_stats(KAMPALA / "image.tif", slice(split, None))),
     }
     print("| package | west, package stats | west, own stats | east, package | east, own |")
     print("| --- | --- | --- | --- | --- |")
     for package in args.packages:
         figures = []
-        for name, (cols, window) in windows.items():
-            mean, std = band_stats(DATA / "kampala" / "image.tif", cols)
+        for name, (window, (mean, std)) in windows.items():
             own = with_stats(package, mean, std, WORK / f"{package.stem}-{name}.geoseg")
             for model, tag in ((package, "package"), (own, "own")):
                 out = WORK / f"{package.stem}-{tag}-on-kampala-{name}"

@@ -12,8 +12,7 @@ jitter, 256 px tiles) with one change on the command line, seed 0 (or ``--seed``
 thread. The table shows what the choice is made on, validation mIoU and building IoU on
 blocks held out inside the western 60 %, beside the eastern 40 % scored by ``geoseg evaluate
 --tta`` (building IoU, object F1 at IoU >= 0.5), the epochs run and the training wall and
-CPU time.
-The eastern columns are reported, never used to choose.
+CPU time. The eastern columns are reported, never used to choose.
 """
 
 from __future__ import annotations
