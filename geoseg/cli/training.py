@@ -74,7 +74,7 @@ def train(
         str | None, typer.Option(help="Comma-separated decoder channels (smp-*).")
     ] = None,
     loss: Annotated[
-        str | None, typer.Option(help="ce, weighted-ce, focal, dice or a sum like ce+dice.")
+        str | None, typer.Option(help="ce, weighted-ce, focal, dice, lovasz or a sum like ce+dice.")
     ] = None,
     class_weighting: Annotated[
         str | None, typer.Option(help="Class weights of weighted-ce: median or inverse.")

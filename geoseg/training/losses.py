@@ -1,7 +1,8 @@
-"""Segmentation losses chosen by name: cross-entropy, class-weighted CE, focal, dice and sums.
+"""Segmentation losses chosen by name: cross-entropy, class-weighted CE, focal, dice, Lovász
+and sums.
 
 A loss spec is a ``+``-joined list of `LossName` values, e.g. ``ce``, ``weighted-ce``,
-``focal`` or ``ce+dice``; `build_loss` turns it into one module that sums the terms. Every
+``focal``, ``ce+dice`` or ``ce+lovasz``; `build_loss` turns it into one module that sums the terms. Every
 term ignores pixels whose target is ``ignore_index`` (nodata): they add nothing to the loss
 and nothing to its normalization.
 
@@ -34,6 +35,7 @@ class LossName(StrEnum):
     WEIGHTED_CE = "weighted-ce"
     FOCAL = "focal"
     DICE = "dice"
+    LOVASZ = "lovasz"
 
 
 class ClassWeighting(StrEnum):
@@ -176,6 +178,49 @@ class DiceLoss(nn.Module):
         return 1 - dice[present].mean()
 
 
+class LovaszLoss(nn.Module):
+    """Lovász-softmax (Berman et al. 2018): a convex surrogate of ``1 - IoU``, mean over the
+    classes present in the target, computed over the whole batch.
+
+    Per class the pixel errors ``|[y = c] - p_c|`` are sorted in decreasing order and weighted
+    by the increments of the Jaccard loss along that order (its Lovász extension); on one-hot
+    predictions it equals ``1 - IoU`` exactly, so it optimizes the metric that is reported.
+    """
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != self.ignore_index
+        if not valid.any():
+            return logits.sum() * 0.0
+        probs = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1)[valid]  # (N, C)
+        labels = target[valid]
+        losses = []
+        for c in range(probs.shape[1]):
+            fg = (labels == c).float()
+            if fg.sum() == 0:
+                continue
+            errors, order = torch.sort((fg - probs[:, c]).abs(), descending=True)
+            losses.append(torch.dot(errors, jaccard_increments(fg[order])))
+        return torch.stack(losses).mean()
+
+
+def jaccard_increments(fg_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss at the given pixel order.
+
+    With ``k`` pixels taken in order, ``J_k = 1 - (G - cumfg_k) / (G + cumbg_k)`` (G the
+    foreground count) is the Jaccard loss of predicting those ``k`` wrong; the weights are
+    ``J_1, J_2 - J_1, ...``.
+    """
+    total = fg_sorted.sum()
+    intersection = total - fg_sorted.cumsum(0)
+    union = total + (1.0 - fg_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
 class SumLoss(nn.Module):
     """The sum of several loss terms."""
 
@@ -214,6 +259,8 @@ def build_loss(
         elif name == LossName.FOCAL:
             alpha = None if focal_alpha is None else _per_class(focal_alpha, n_classes, "alpha")
             terms.append(FocalLoss(focal_gamma, alpha, ignore_index))
+        elif name == LossName.LOVASZ:
+            terms.append(LovaszLoss(ignore_index=ignore_index))
         else:
             terms.append(DiceLoss(ignore_index=ignore_index))
     return terms[0] if len(terms) == 1 else SumLoss(terms)

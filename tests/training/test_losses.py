@@ -17,6 +17,7 @@ from geoseg.training.losses import (
     DiceLoss,
     FocalLoss,
     LossName,
+    LovaszLoss,
     build_loss,
     class_weights,
     parse_loss,
@@ -88,7 +89,64 @@ def test_dice_averages_only_classes_in_the_target() -> None:
     assert DiceLoss(smooth=0.0)(logits, target).item() == pytest.approx(1 - 0.75)
 
 
-@pytest.mark.parametrize("spec", ["ce", "weighted-ce", "focal", "dice", "ce+dice", "focal+dice"])
+def brute_force_lovasz(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Lovász-softmax from its definition: per class, errors sorted in decreasing order times
+    the increments of the Jaccard loss |M| / |{y = c} U M| of the growing mispredicted set M."""
+    losses = []
+    for c in range(probs.shape[1]):
+        fg = labels == c
+        if not fg.any():
+            continue
+        errors = np.abs(fg - probs[:, c])
+        order = sorted(range(len(errors)), key=lambda i: -errors[i])
+        truth = {i for i in range(len(fg)) if fg[i]}
+        total, previous, mispredicted = 0.0, 0.0, set()
+        for i in order:
+            mispredicted.add(i)
+            jaccard = len(mispredicted) / len(truth | mispredicted)
+            total += errors[i] * (jaccard - previous)
+            previous = jaccard
+        losses.append(total)
+    return float(np.mean(losses))
+
+
+def test_lovasz_matches_its_definition() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 5, 4, generator=gen)
+    target = torch.randint(0, 3, (2, 5, 4), generator=gen)
+    target[0, 0] = IGNORE_INDEX
+    valid = target != IGNORE_INDEX
+    probs = torch.softmax(logits, dim=1).permute(0, 2, 3, 1)[valid].numpy()
+    expected = brute_force_lovasz(probs.astype(np.float64), target[valid].numpy())
+    assert LovaszLoss()(logits, target).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_lovasz_of_a_hard_prediction_is_one_minus_iou() -> None:
+    # 4 x 4 pixels, class 1 a 2 x 2 square; predicted: the square shifted by one column
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 1:3, 1:3] = 1
+    predicted = torch.zeros(1, 4, 4, dtype=torch.long)
+    predicted[0, 1:3, 2:4] = 1
+    logits = F.one_hot(predicted, 2).permute(0, 3, 1, 2).float() * 40.0
+    iou_building = 2 / 6  # 2 shared pixels of 6 in the union
+    iou_background = 10 / 14  # 12 reference, 12 predicted, 10 shared
+    expected = 1 - (iou_building + iou_background) / 2
+    assert LovaszLoss()(logits, target).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lovasz_gradient_moves_towards_the_reference() -> None:
+    target = torch.tensor([[[0, 1, 1, 0]]])
+    logits = torch.zeros(1, 2, 1, 4, requires_grad=True)
+    LovaszLoss()(logits, target).backward()
+    assert logits.grad is not None
+    # raising the logit of the true class lowers the loss on every pixel
+    true_class = F.one_hot(target, 2).permute(0, 3, 1, 2).bool()
+    assert (logits.grad[true_class] < 0).all()
+
+
+@pytest.mark.parametrize(
+    "spec", ["ce", "weighted-ce", "focal", "dice", "ce+dice", "focal+dice", "lovasz", "ce+lovasz"]
+)
 def test_ignore_index_is_honoured_by_every_loss(spec: str) -> None:
     gen = torch.Generator().manual_seed(1)
     loss = build_loss(spec, n_classes=4, weights=[1.0, 2.0, 0.5, 4.0])
@@ -118,8 +176,9 @@ def test_sum_of_terms() -> None:
 
 def test_loss_names() -> None:
     assert parse_loss("weighted-ce + dice") == (LossName.WEIGHTED_CE, LossName.DICE)
-    with pytest.raises(ConfigError, match=r"unknown loss 'lovasz'.*ce, weighted-ce, focal, dice"):
-        parse_loss("ce+lovasz")
+    assert parse_loss("ce+lovasz") == (LossName.CE, LossName.LOVASZ)
+    with pytest.raises(ConfigError, match=r"unknown loss 'jaccard'.*focal, dice, lovasz"):
+        parse_loss("ce+jaccard")
     with pytest.raises(ConfigError, match="twice"):
         parse_loss("ce+ce")
     with pytest.raises(ConfigError, match="class weights"):
