@@ -2,9 +2,9 @@
 and sums.
 
 A loss spec is a ``+``-joined list of `LossName` values, e.g. ``ce``, ``weighted-ce``,
-``focal``, ``ce+dice`` or ``ce+lovasz``; `build_loss` turns it into one module that sums the terms. Every
-term ignores pixels whose target is ``ignore_index`` (nodata): they add nothing to the loss
-and nothing to its normalization.
+``focal``, ``ce+dice`` or ``ce+lovasz``; `build_loss` turns it into one module that sums the
+terms. Every term ignores pixels whose target is ``ignore_index`` (nodata): they add nothing
+to the loss and nothing to its normalization.
 
 Class weights come from label frequencies (`class_weights`): inverse frequency
 (``total / (K * n_c)``) or median-frequency balancing (Eigen & Fergus: ``median(f) / f_c``).

@@ -85,7 +85,9 @@ class TrainSettings(BaseModel):
     width: float | None = Field(None, gt=0, description="width multiplier (unet, fcn*)")
     decoder_channels: list[int] | None = Field(None, description="decoder channels (smp-unet)")
     arch_args: dict[str, Any] = Field(default_factory=dict, description="more model arguments")
-    loss: str = Field("ce", description="ce, weighted-ce, focal, dice, lovasz or a sum like ce+dice")
+    loss: str = Field(
+        "ce", description="ce, weighted-ce, focal, dice, lovasz or a sum like ce+dice"
+    )
     class_weighting: ClassWeighting = Field(ClassWeighting.MEDIAN, description="weighted-ce")
     weight_power: float = Field(1.0, gt=0, description="class weights ** power (0.5: sqrt)")
     max_class_weight: float | None = Field(None, gt=0, description="clip class weights")
