@@ -84,8 +84,8 @@ def train(region: str, variant: str, threads: int, seed: int) -> None:
     config = REPO / "configs" / f"fair-{region}.yaml"
     cmd = [
         *GEOSEG, "train", "--config", str(config), *change_args(region, variant, seed),
-        "--seed", str(seed),
-        "--threads", str(threads), "--out", str(package_of(region, variant, seed)),
+        "--seed", str(seed), "--threads", str(threads),
+        "--out", str(package_of(region, variant, seed)),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=REPO)
 
