@@ -44,6 +44,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "wide-decoder": ("--decoder-channels", "256,128,64,32,16"),  # smp's default widths
     "tile512": ("--tile-size", "512", "--batch-size", "2"),  # more context, same pixels a step
     "ema": ("--ema-decay", "0.99"),  # validate and package the weights averaged over ~100 steps
+    # a fixed-length cosine schedule instead of the plateau one, no early stop
+    "cosine70": ("--lr-schedule", "cosine", "--epochs", "70", "--early-stopping", "0"),
+    "cosine40": ("--lr-schedule", "cosine", "--epochs", "40", "--early-stopping", "0"),
     # transfer: the encoder of the Zanzibar model (`make buildings` trains it first)
     "from-zanzibar": ("--encoder-weights", "outputs/buildings/zanzibar-s0.geoseg"),
     # fine-tuning: every weight of the Zanzibar model, at the config's and a fifth of its lr

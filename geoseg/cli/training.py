@@ -100,6 +100,13 @@ def train(
             "(0.99: the last ~100 steps; 0: off)."
         ),
     ] = None,
+    lr_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="plateau (multiply by --lr-factor after --lr-patience stale epochs) or cosine "
+            "(half a cosine to 0 over --epochs)."
+        ),
+    ] = None,
     lr_patience: Annotated[
         int | None, typer.Option(help="Epochs without val-loss gain before halving lr.")
     ] = None,

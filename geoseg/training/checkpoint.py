@@ -49,6 +49,9 @@ def settings_fingerprint(
         "val_fraction": settings.val_fraction,
         "seed": settings.seed,
         "ema_decay": settings.ema_decay,
+        "lr_schedule": str(settings.lr_schedule),
+        # a cosine's length is part of its shape; a plateau run may be resumed for longer
+        "schedule_epochs": settings.epochs if settings.lr_schedule == "cosine" else None,
         "refit": str(Path(settings.refit).resolve()) if settings.refit else None,
     }
 
@@ -107,6 +110,8 @@ def restore_checkpoint(loop: TrainingLoop, path: Path, fingerprint: dict[str, An
         stored[key] = _resolved(stored.get(key) or [])
     stored.setdefault("ema_decay", 0.0)  # older checkpoints kept no weight average
     stored.setdefault("refit", None)  # nor refits
+    stored.setdefault("lr_schedule", "plateau")  # nor other schedules
+    stored.setdefault("schedule_epochs", None)
     if stored != _jsonable(fingerprint):
         changed = sorted(k for k in fingerprint if stored.get(k) != _jsonable(fingerprint[k]))
         raise ConfigError(

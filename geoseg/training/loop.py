@@ -54,6 +54,7 @@ from geoseg.training.progress import EpochReport, NoTrainProgress, TrainProgress
 from geoseg.training.refit import RefitPlan, refit_plan
 from geoseg.training.settings import (
     InputValues,
+    LrSchedule,
     Monitor,
     TrainSettings,
     label_config,
@@ -284,7 +285,7 @@ def package_metadata(
             "settings": json.loads(settings.model_dump_json()),
             "loss": settings.loss,
             "class_weights": weights,
-            "optimizer": f"Adam lr={settings.lr} + ReduceLROnPlateau(val loss)",
+            "optimizer": f"Adam lr={settings.lr} + {schedule_text(settings)}",
             "parameters": count_parameters(loop.model),
             "epochs_run": loop.epoch,
             "best_epoch": loop.best_epoch,
@@ -314,6 +315,27 @@ class _Amp:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
 
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The learning-rate schedule, stepped once after each epoch.
+
+    Cosine: epoch k (1-based) of E trains at ``lr (1 + cos(pi (k - 1) / E)) / 2``.
+    """
+    if settings.lr_schedule == LrSchedule.COSINE:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
+    )
+
+
+def schedule_text(settings: TrainSettings) -> str:
+    """The schedule as the package records it."""
+    if settings.lr_schedule == LrSchedule.COSINE:
+        return f"cosine to 0 over {settings.epochs} epochs"
+    return "ReduceLROnPlateau(val loss)"
+
+
 class TrainingLoop:
     """Mutable training state: one epoch at a time, checkpointed after each.
 
@@ -339,9 +361,7 @@ class TrainingLoop:
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
-        )
+        self.scheduler = build_scheduler(self.optimizer, settings)
         self.average = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
         self.loss_fn = loss_fn
         self.data = data
@@ -399,7 +419,10 @@ class TrainingLoop:
         self.epoch += 1
         losses = self.train_steps(augmentation, progress)
         val_loss, matrix = self.validate(val_tiles)
-        self.scheduler.step(val_loss)
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_loss)
+        else:
+            self.scheduler.step()
         val = scores(matrix)
         improved = self._keep_if_best(val_loss, val)
         report = EpochReport(

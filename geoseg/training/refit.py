@@ -3,7 +3,7 @@
 With little labelled data the 20 % of blocks held out for validation are a real loss. Once a
 validated run has picked its best epoch, `geoseg train --refit PACKAGE` trains the same
 settings on all blocks (nothing held out) for exactly that many epochs, each at the learning
-rate the validated run used in it (its plateau schedule, replayed), and packages the last
+rate the validated run used in it (its schedule, replayed), and packages the last
 epoch. Nothing is validated in a refit: the package carries the validated run's metrics and
 says so.
 """
@@ -31,6 +31,7 @@ MAY_DIFFER = frozenset(
         "monitor",
         "val_fraction",
         "val_block",
+        "lr_schedule",
         "lr_patience",
         "lr_factor",
         "device",

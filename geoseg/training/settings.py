@@ -31,6 +31,15 @@ _OPTION_TEXT = "option_text"
 """Error type of an unreadable command-line text; its message follows the option's name."""
 
 
+class LrSchedule(StrEnum):
+    """How the learning rate changes over the epochs."""
+
+    PLATEAU = "plateau"
+    """Multiply by ``lr_factor`` after ``lr_patience`` epochs without a val-loss gain."""
+    COSINE = "cosine"
+    """Half a cosine from ``lr`` at epoch 1 down to 0 after ``epochs`` (fixed length)."""
+
+
 class Monitor(StrEnum):
     """Validation quantity that picks the best epoch and drives early stopping."""
 
@@ -105,6 +114,11 @@ class TrainSettings(BaseModel):
         lt=1,
         description="validate and package a moving average of the weights with this decay "
         "per step (0.99: over ~100 steps); 0: the weights as trained",
+    )
+    lr_schedule: LrSchedule = Field(
+        LrSchedule.PLATEAU,
+        description="plateau (lr_factor after lr_patience stale epochs) or cosine (to 0 over "
+        "the epochs)",
     )
     lr_patience: int = Field(3, ge=0, description="epochs without val-loss gain before lr/2")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor")
