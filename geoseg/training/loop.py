@@ -2,9 +2,9 @@
 
 `train` is the recipe: resolve the inputs, build the model, open the training data, build the
 loss, run the epochs, write the package. The loop is small and plain PyTorch: Adam,
-ReduceLROnPlateau on the validation loss, mixed precision on CUDA (bf16 where supported, else
-fp16 with a gradient scaler), optionally a moving average of the weights
-(`geoseg.training.ema`) validated in their place, early stopping, and a checkpoint after
+ReduceLROnPlateau on the validation loss or a fixed-length cosine, mixed precision on CUDA
+(bf16 where supported, else fp16 with a gradient scaler), optionally a moving average of the
+weights (`geoseg.training.ema`) validated in their place, early stopping, and a checkpoint after
 every epoch (`geoseg.training.checkpoint`) that ``resume`` continues from exactly. The package
 holds the weights (or their average) of the best validation epoch with classes, colours,
 bands, normalization, GSD, tile defaults, the training data summary and the validation metrics.
@@ -339,7 +339,7 @@ def schedule_text(settings: TrainSettings) -> str:
 class TrainingLoop:
     """Mutable training state: one epoch at a time, checkpointed after each.
 
-    Holds the model, its Adam optimizer and ReduceLROnPlateau scheduler, the weight average
+    Holds the model, its Adam optimizer and lr scheduler (plateau or cosine), the weight average
     if one is kept, the random generator of tile sampling, and what picks the best epoch and
     stops early.
     """
