@@ -44,6 +44,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "wide-decoder": ("--decoder-channels", "256,128,64,32,16"),  # smp's default widths
     "tile512": ("--tile-size", "512", "--batch-size", "2"),  # more context, same pixels a step
     "ema": ("--ema-decay", "0.99"),  # validate and package the weights averaged over ~100 steps
+    "weight-decay": ("--weight-decay", "5e-4"),  # L2 through Adam, against overfitting
     # a fixed-length cosine schedule instead of the plateau one, no early stop
     "cosine70": ("--lr-schedule", "cosine", "--epochs", "70", "--early-stopping", "0"),
     "cosine40": ("--lr-schedule", "cosine", "--epochs", "40", "--early-stopping", "0"),
