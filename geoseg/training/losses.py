@@ -192,16 +192,18 @@ class LovaszLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _zero_if_empty(logits, target, self.ignore_index, lambda: self._loss(logits, target))
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target != self.ignore_index
-        if not valid.any():
-            return logits.sum() * 0.0
         probs = torch.softmax(logits.float(), dim=1).permute(0, 2, 3, 1)[valid]  # (N, C)
         labels = target[valid]
+        present = torch.bincount(labels, minlength=probs.shape[1]).tolist()  # one host sync
         losses = []
-        for c in range(probs.shape[1]):
-            fg = (labels == c).float()
-            if fg.sum() == 0:
+        for c, count in enumerate(present[: probs.shape[1]]):
+            if count == 0:
                 continue
+            fg = (labels == c).float()
             errors, order = torch.sort((fg - probs[:, c]).abs(), descending=True)
             losses.append(torch.dot(errors, jaccard_increments(fg[order])))
         return torch.stack(losses).mean()
