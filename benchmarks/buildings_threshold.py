@@ -28,7 +28,7 @@ from geoseg.inference.predictor import Predictor
 from geoseg.inference.scene import SceneWindow, predict_scene
 from geoseg.inference.settings import predict_settings_for
 from geoseg.io.raster import open_scene
-from geoseg.models.package import load_package
+from geoseg.models.package import ModelPackage, load_package
 from geoseg.training.data import SplitSettings, split_blocks
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -36,10 +36,9 @@ BUILDING = 2
 """Label and class id of Building in fair-buildings (0 nodata, 1 Background)."""
 
 
-def building_probability(package_path: Path, image: Path, threads: int) -> np.ndarray:
+def building_probability(package: ModelPackage, image: Path, threads: int) -> np.ndarray:
     """P(Building) over the whole image, from the class and confidence rasters of a TTA run."""
     torch.set_num_threads(threads)
-    package = load_package(package_path)
     scene = open_scene(image)
     window = PixelWindow(0, 0, *scene.grid.shape)
     target = SceneWindow(scene, window, shapely.box(*scene.grid.window_bounds(window)))
@@ -58,9 +57,9 @@ def building_probability(package_path: Path, image: Path, threads: int) -> np.nd
     return np.where(classes == BUILDING, confidence, 1.0 - confidence)
 
 
-def validation_mask(package_path: Path, shape: tuple[int, int]) -> np.ndarray:
+def validation_mask(package: ModelPackage, shape: tuple[int, int]) -> np.ndarray:
     """The blocks the package's training held out: its recorded window and split (scene 0)."""
-    training = load_package(package_path).metadata.training
+    training = package.metadata.training
     window = parse_window(training["scenes"][0]["window"], shape)
     split = training["split"]
     settings = SplitSettings(split["block_px"], split["val_fraction"], split["seed"])
@@ -90,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| package | blocks | " + " | ".join(f"t = {t}" for t in THRESHOLDS) + " |")
     print("| --- | --- |" + " --- |" * len(THRESHOLDS))
     for path in args.packages:
-        probability = building_probability(path, image, args.threads)
+        package = load_package(path)
+        probability = building_probability(package, image, args.threads)
         for name, where in (
-            ("validation", validation_mask(path, labels.shape)),
+            ("validation", validation_mask(package, labels.shape)),
             ("east", east),
         ):
             ious = [building_iou(probability, labels, where, t) for t in THRESHOLDS]
