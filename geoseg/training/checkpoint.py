@@ -23,7 +23,7 @@ from geoseg.classes import ClassInfo
 from geoseg.errors import ConfigError
 from geoseg.io.staging import written_atomically
 from geoseg.training.progress import EpochReport
-from geoseg.training.settings import TrainSettings
+from geoseg.training.settings import LrSchedule, TrainSettings
 
 if TYPE_CHECKING:
     from geoseg.training.loop import TrainingLoop
@@ -51,7 +51,7 @@ def settings_fingerprint(
         "ema_decay": settings.ema_decay,
         "lr_schedule": str(settings.lr_schedule),
         # a cosine's length is part of its shape; a plateau run may be resumed for longer
-        "schedule_epochs": settings.epochs if settings.lr_schedule == "cosine" else None,
+        "schedule_epochs": settings.epochs if settings.lr_schedule == LrSchedule.COSINE else None,
         "refit": str(Path(settings.refit).resolve()) if settings.refit else None,
     }
 
